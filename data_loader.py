@@ -1,0 +1,300 @@
+"""MIT-BIH records -> filtered, z-scored beat windows + RR features, split by patient.
+
+Every fact about the data (sampling rate, window, AAMI map, DS1/DS2) lives here
+and is imported by the other stages.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import signal
+
+FS = 360  # Hz, MIT-BIH sampling rate
+WINDOW_BEFORE = 130  # samples before the R-peak (361 ms)
+WINDOW_AFTER = 150  # samples from the R-peak on (417 ms): the only look-ahead in real-time mode
+WINDOW = WINDOW_BEFORE + WINDOW_AFTER  # 280 samples = 0.78 s
+BANDPASS_HZ = (0.5, 50.0)
+FILTER_ORDER = 3  # Butterworth order per edge; sosfiltfilt squares the magnitude
+LEAD = "MLII"
+MODES = ("diagnostic", "realtime")
+CACHE_VERSION = 1
+
+# AAMI EC57 classes and the MIT-BIH beat labels they gather (PROTOCOL.md).
+CLASSES = ("N", "S", "V", "F", "Q")
+AAMI_MAP = {
+    **dict.fromkeys("NLRej", "N"),
+    **dict.fromkeys("AaJS", "S"),
+    **dict.fromkeys("VE", "V"),
+    "F": "F",
+    **dict.fromkeys("/fQ", "Q"),
+}
+CLASS_INDEX = {c: i for i, c in enumerate(CLASSES)}
+
+# de Chazal et al. 2004 inter-patient split; paced records 102 104 107 217 are in neither.
+DS1 = ("101 106 108 109 112 114 115 116 118 119 122 124 "
+       "201 203 205 207 208 209 215 220 223 230").split()
+DS2 = ("100 103 105 111 113 117 121 123 200 202 210 212 "
+       "213 214 219 221 222 228 231 232 233 234").split()
+PACED = ("102", "104", "107", "217")
+ALL_RECORDS = sorted(DS1 + DS2 + list(PACED))
+# Whole DS1 patients held out for checkpoint choice: together 200 S, 536 V beats.
+VALIDATION = ("118", "124", "223")
+TRAIN = tuple(r for r in DS1 if r not in VALIDATION)
+
+DEFAULT_RR = 0.8  # s, stands in for an RR interval before the first beat of a record
+LOCAL_BEATS = 10  # RR intervals in the local average
+LONG_SECONDS = 300.0  # s, span of the long running average
+RR_FEATURES = {
+    # Diagnostic mode may use the next beat (post-RR): one beat of latency.
+    "diagnostic": ("pre", "post", "local", "long", "pre/local", "post/local",
+                   "pre/long", "post/pre", "local/long"),
+    # Real-time mode: only beats at or before the current one.
+    "realtime": ("pre", "prev", "local", "long", "pre/local", "prev/local",
+                 "pre/long", "pre/prev", "local/long"),
+}
+PHYSIONET_DB = "mitdb"
+RECORD_EXTENSIONS = (".hea", ".dat", ".atr")
+
+
+class DataError(Exception):
+    """A problem with the input data that the user can fix; the message says how."""
+
+
+# --------------------------------------------------------------------------- records
+
+def record_files(data_dir: Path, record: str) -> list[Path]:
+    return [Path(data_dir) / f"{record}{ext}" for ext in RECORD_EXTENSIONS]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _expected_sums(data_dir: Path) -> dict[str, str]:
+    sums = Path(data_dir) / "SHA256SUMS.txt"
+    if not sums.exists():
+        return {}
+    out = {}
+    for line in sums.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            out[parts[1].lstrip("*")] = parts[0]
+    return out
+
+
+def check_records(data_dir: Path, records) -> tuple[list[str], dict[str, str]]:
+    """Return (records missing or failing SHA256SUMS.txt, digest of each good record)."""
+    expected = _expected_sums(data_dir)
+    bad, digests = [], {}
+    for rec in records:
+        files = record_files(data_dir, rec)
+        if not all(f.is_file() for f in files):
+            bad.append(rec)
+            continue
+        sums = [_sha256(f) for f in files]
+        if any(f.name in expected and expected[f.name] != s for f, s in zip(files, sums)):
+            bad.append(rec)
+            continue
+        digests[rec] = hashlib.sha256("".join(sums).encode()).hexdigest()[:16]
+    return bad, digests
+
+
+def ensure_records(data_dir, records, offline: bool = False) -> dict[str, str]:
+    """Make sure every record is present and intact, downloading from PhysioNet if allowed.
+
+    Returns a content digest per record (used to key the preprocessing cache).
+    """
+    data_dir = Path(data_dir)
+    bad, digests = check_records(data_dir, records)
+    if bad and not offline:
+        try:
+            import wfdb
+
+            data_dir.mkdir(parents=True, exist_ok=True)
+            wfdb.dl_files(PHYSIONET_DB, str(data_dir), ["SHA256SUMS.txt", "RECORDS"])
+            wfdb.dl_database(PHYSIONET_DB, str(data_dir), records=list(bad), overwrite=True)
+        except Exception as exc:  # network errors come in many types
+            raise DataError(
+                f"could not download MIT-BIH records {' '.join(bad)} from PhysioNet into "
+                f"{data_dir}: {exc}. Check the network, or fetch the database by hand from "
+                f"https://physionet.org/content/mitdb/1.0.0/ and pass --data-dir and --offline."
+            ) from None
+        bad, digests = check_records(data_dir, records)
+    if bad:
+        raise DataError(
+            f"MIT-BIH records missing or corrupt in {data_dir}: {' '.join(bad)}. "
+            f"Each record needs {', '.join(RECORD_EXTENSIONS)} files matching SHA256SUMS.txt. "
+            f"Run without --offline to download them, or copy the database from "
+            f"https://physionet.org/content/mitdb/1.0.0/ into that folder."
+        )
+    return digests
+
+
+def read_record(path, lead: str = LEAD) -> tuple[np.ndarray, int]:
+    """Read one lead of a WFDB record by name. Returns (signal in mV, sampling rate in Hz)."""
+    import wfdb
+
+    header = wfdb.rdheader(str(path))
+    if lead not in header.sig_name:
+        raise DataError(f"record {path} has no lead {lead!r} (it has {', '.join(header.sig_name)}); "
+                        f"choose one of those.")
+    rec = wfdb.rdrecord(str(path), channel_names=[lead])
+    return rec.p_signal[:, 0].astype(np.float64), int(rec.fs)
+
+
+def read_beats(path) -> tuple[np.ndarray, np.ndarray]:
+    """Reference beat annotations: (R-peak sample indices, AAMI class indices)."""
+    import wfdb
+
+    ann = wfdb.rdann(str(path), "atr")
+    symbols = np.asarray(ann.symbol)
+    keep = np.isin(symbols, list(AAMI_MAP))
+    labels = np.array([CLASS_INDEX[AAMI_MAP[s]] for s in symbols[keep]], dtype=np.int64)
+    return np.asarray(ann.sample)[keep].astype(np.int64), labels
+
+
+# --------------------------------------------------------------------------- signal
+
+def bandpass_sos(fs: float = FS) -> np.ndarray:
+    return signal.butter(FILTER_ORDER, BANDPASS_HZ, btype="bandpass", fs=fs, output="sos")
+
+
+def bandpass(x: np.ndarray, fs: float = FS, mode: str = "diagnostic") -> np.ndarray:
+    """Butterworth 0.5-50 Hz: zero-phase in diagnostic mode, causal in real-time mode."""
+    sos = bandpass_sos(fs)
+    if mode == "diagnostic":
+        return signal.sosfiltfilt(sos, x)
+    if mode == "realtime":
+        return signal.sosfilt(sos, x)
+    raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
+
+
+def beat_windows(x: np.ndarray, r_peaks: np.ndarray) -> np.ndarray:
+    """Windows of WINDOW samples around each R-peak, z-scored per beat, shape (beats, WINDOW).
+
+    Beats near the record's edges are padded with the edge value.
+    """
+    padded = np.pad(x, (WINDOW_BEFORE, WINDOW_AFTER), mode="edge")
+    idx = r_peaks[:, None] + np.arange(WINDOW)[None, :]  # offset by the padding
+    w = padded[idx]
+    w = w - w.mean(axis=1, keepdims=True)
+    return (w / (w.std(axis=1, keepdims=True) + 1e-6)).astype(np.float32)
+
+
+def _window_mean(values: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Mean of the known (non-NaN) values[start[i] .. i], for every i; NaN where none is known."""
+    known = ~np.isnan(values)
+    s = np.concatenate([[0.0], np.cumsum(np.where(known, values, 0.0))])
+    c = np.concatenate([[0], np.cumsum(known)])
+    i = np.arange(len(values))
+    count = c[i + 1] - c[start]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, (s[i + 1] - s[start]) / count, np.nan)
+
+
+def rr_features(r_peaks: np.ndarray, fs: float = FS, mode: str = "diagnostic") -> np.ndarray:
+    """RR-interval features in seconds and ratios, shape (beats, len(RR_FEATURES[mode])).
+
+    Averages run over past beats only (the local one over the last LOCAL_BEATS intervals,
+    the long one over the last LONG_SECONDS), so a beat is premature relative to its
+    patient's own rhythm. Only 'post' (next beat) looks ahead, and only in diagnostic mode.
+    An interval not known (before the first beat, after the last) counts as DEFAULT_RR.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
+    t = np.asarray(r_peaks, dtype=np.float64) / fs
+    n = len(t)
+    pre = np.concatenate([[np.nan], np.diff(t)])[:n]
+    i = np.arange(n)
+    base = {
+        "pre": pre,
+        "post": np.append(pre[1:], np.nan)[:n],
+        "prev": np.insert(pre, 0, np.nan)[:n],
+        "local": _window_mean(pre, np.maximum(i - LOCAL_BEATS + 1, 0)),
+        "long": _window_mean(pre, np.searchsorted(t, t - LONG_SECONDS, side="left")),
+    }
+    base = {k: np.where(np.isnan(v), DEFAULT_RR, v) for k, v in base.items()}
+    cols = []
+    for name in RR_FEATURES[mode]:
+        num, _, den = name.partition("/")
+        cols.append(base[num] / base[den] if den else base[num])
+    return np.stack(cols, axis=1).astype(np.float32).reshape(n, len(cols))
+
+
+# --------------------------------------------------------------------------- beats + cache
+
+@dataclass
+class Beats:
+    """Every scored beat of a set of records."""
+
+    x: np.ndarray  # (beats, WINDOW) float32, z-scored window
+    rr: np.ndarray  # (beats, features) float32
+    y: np.ndarray  # (beats,) int64 AAMI class index
+    record: np.ndarray  # (beats,) record name
+    sample: np.ndarray  # (beats,) R-peak sample index
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def counts(self) -> dict[str, int]:
+        return {c: int((self.y == i).sum()) for i, c in enumerate(CLASSES)}
+
+
+def preprocess_record(path, mode: str) -> dict[str, np.ndarray]:
+    """One record -> its beat windows, RR features, labels and R-peak samples."""
+    x, fs = read_record(path)
+    if fs != FS:
+        raise DataError(f"record {path} is sampled at {fs} Hz; MIT-BIH training expects {FS} Hz.")
+    peaks, labels = read_beats(path)
+    xf = bandpass(x, fs, mode)
+    return {"x": beat_windows(xf, peaks), "rr": rr_features(peaks, fs, mode),
+            "y": labels, "sample": peaks}
+
+
+def cache_key(record: str, digest: str, mode: str) -> str:
+    spec = dict(version=CACHE_VERSION, record=record, digest=digest, mode=mode, fs=FS,
+                lead=LEAD, band=BANDPASS_HZ, order=FILTER_ORDER, before=WINDOW_BEFORE,
+                after=WINDOW_AFTER, rr=RR_FEATURES[mode], local=LOCAL_BEATS,
+                long=LONG_SECONDS, default_rr=DEFAULT_RR)
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _save_atomic(path: Path, arrays: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def load_beats(data_dir, records, mode: str = "diagnostic", cache_dir=None,
+               offline: bool = False, progress: bool = True) -> Beats:
+    """Beats of the given records, preprocessed once and cached on disk."""
+    from tqdm import tqdm
+
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
+    records = list(records)
+    digests = ensure_records(data_dir, records, offline=offline)
+    parts = []
+    for rec in tqdm(records, desc=f"beats ({mode})", disable=not progress, leave=False):
+        cached = Path(cache_dir) / f"{rec}-{cache_key(rec, digests[rec], mode)}.npz" if cache_dir else None
+        if cached is not None and cached.exists():
+            with np.load(cached) as z:
+                part = {k: z[k] for k in z.files}
+        else:
+            part = preprocess_record(Path(data_dir) / rec, mode)
+            if cached is not None:
+                _save_atomic(cached, part)
+        part["record"] = np.full(len(part["y"]), rec)
+        parts.append(part)
+    cat = {k: np.concatenate([p[k] for p in parts]) for k in ("x", "rr", "y", "record", "sample")}
+    return Beats(**cat)

@@ -1,0 +1,131 @@
+"""Inter-patient evaluation (PROTOCOL.md): per-class Se, +P, FPR, F1, confusion matrix, report."""
+from __future__ import annotations
+
+import numpy as np
+
+from data_loader import CLASSES
+from outputs import atomic_path, write_text
+
+NSV = ("N", "S", "V")
+
+
+def confusion(y_true, y_pred) -> np.ndarray:
+    """5x5 counts, rows = reference class, columns = predicted class (CLASSES order)."""
+    k = len(CLASSES)
+    return np.bincount(np.asarray(y_true) * k + np.asarray(y_pred), minlength=k * k).reshape(k, k)
+
+
+def _ratio(a, b) -> float:
+    return float(a / b) if b else 0.0
+
+
+def metrics(cm: np.ndarray) -> dict:
+    """Per-class Se, +P, FPR, F1 and support; overall accuracy; macro-F1 over N,S,V and all five."""
+    cm = np.asarray(cm)
+    total = cm.sum()
+    per = {}
+    for i, c in enumerate(CLASSES):
+        tp = cm[i, i]
+        fn = cm[i].sum() - tp
+        fp = cm[:, i].sum() - tp
+        tn = total - tp - fn - fp
+        se, ppv = _ratio(tp, tp + fn), _ratio(tp, tp + fp)
+        per[c] = dict(se=se, ppv=ppv, fpr=_ratio(fp, fp + tn), f1=_ratio(2 * se * ppv, se + ppv),
+                      support=int(cm[i].sum()))
+    return dict(per_class=per, accuracy=_ratio(np.trace(cm), total),
+                macro_f1_nsv=float(np.mean([per[c]["f1"] for c in NSV])),
+                macro_f1_all=float(np.mean([per[c]["f1"] for c in CLASSES])),
+                confusion=cm.tolist(), beats=int(total))
+
+
+def classification_report(y_true, y_pred) -> str:
+    from sklearn.metrics import classification_report as sk_report
+
+    return sk_report(y_true, y_pred, labels=list(range(len(CLASSES))), target_names=list(CLASSES),
+                     digits=4, zero_division=0)
+
+
+def metrics_table(named: dict[str, dict]) -> str:
+    """Markdown table of Se / +P / F1 per class, one row per model."""
+    head = "| model | " + " | ".join(f"{c} Se | {c} +P | {c} F1" for c in CLASSES) + \
+           " | acc | macro-F1 (N,S,V) |"
+    rows = [head, "|" + "---|" * (3 * len(CLASSES) + 3)]
+    for name, m in named.items():
+        cells = " | ".join(f"{m['per_class'][c]['se']:.3f} | {m['per_class'][c]['ppv']:.3f} | "
+                           f"{m['per_class'][c]['f1']:.3f}" for c in CLASSES)
+        rows.append(f"| {name} | {cells} | {m['accuracy']:.4f} | {m['macro_f1_nsv']:.4f} |")
+    return "\n".join(rows)
+
+
+def confusion_table(cm) -> str:
+    rows = ["| ref \\ pred | " + " | ".join(CLASSES) + " |", "|---" * (len(CLASSES) + 1) + "|"]
+    rows += [f"| {c} | " + " | ".join(str(v) for v in row) + " |" for c, row in zip(CLASSES, np.asarray(cm))]
+    return "\n".join(rows)
+
+
+def plot_confusion(cm, path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(cm)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(5, 4.3))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(CLASSES)):
+        for j in range(len(CLASSES)):
+            ax.text(j, i, f"{cm[i, j]}", ha="center", va="center",
+                    color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_xticks(range(len(CLASSES)), CLASSES)
+    ax.set_yticks(range(len(CLASSES)), CLASSES)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("reference")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label="fraction of reference class")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def plot_history(history: list[dict], path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    a.plot(ep, [h["train_loss"] for h in history], label="train")
+    a.plot(ep, [h["val_loss"] for h in history], label="validation patients")
+    a.set_xlabel("epoch")
+    a.set_ylabel("focal loss")
+    a.legend()
+    b.plot(ep, [h["val_macro_f1_nsv"] for h in history], label="macro-F1 (N,S,V)", color="k")
+    for c in ("S", "V"):
+        b.plot(ep, [h["val_f1"][c] for h in history], label=f"{c} F1", alpha=0.7)
+    b.set_xlabel("epoch")
+    b.set_ylabel("validation F1")
+    b.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def write_report(path, title: str, config: dict, results: dict, history: list, extra: str = "") -> None:
+    """Human-readable report: metrics of every model, confusion matrix, sklearn report."""
+    lines = [f"# {title}", "", "Inter-patient evaluation on DS2 (PROTOCOL.md): trained on DS1, "
+             "checkpoint chosen on held-out DS1 patients.", "",
+             "## Metrics on DS2", "", metrics_table({k: v["metrics"] for k, v in results.items()}), ""]
+    for name, r in results.items():
+        lines += [f"## {name}: confusion matrix", "", confusion_table(r["metrics"]["confusion"]), "",
+                  "```", r["report"].rstrip(), "```", ""]
+    if extra:
+        lines += [extra, ""]
+    lines += ["## Training", "", "| epoch | train loss | val loss | val macro-F1 (N,S,V) |", "|---|---|---|---|"]
+    lines += [f"| {h['epoch']} | {h['train_loss']:.4f} | {h['val_loss']:.4f} | {h['val_macro_f1_nsv']:.4f} |"
+              for h in history]
+    lines += ["", "## Configuration", "", "```", *(f"{k}: {v}" for k, v in config.items()), "```", ""]
+    write_text(path, "\n".join(lines))

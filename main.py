@@ -1,0 +1,179 @@
+"""Deep-ECG: beat-by-beat arrhythmia classification on MIT-BIH, end to end.
+
+    python main.py                      # diagnostic mode, full experiment
+    python main.py --mode realtime      # strictly causal features and filter
+    python main.py --epochs 1 --max-records 2   # smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import data_loader as dl
+from outputs import write_json
+
+
+class ConfigError(Exception):
+    """An inconsistent or impossible option; the message says which and what to use."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from train import TrainConfig
+
+    d = TrainConfig()
+    p = argparse.ArgumentParser(prog="main.py", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--mode", choices=dl.MODES, default="diagnostic",
+                   help="diagnostic may use the next beat (post-RR); realtime is strictly causal")
+    p.add_argument("--data-dir", default="data/mitdb", help="MIT-BIH folder (downloaded here if missing)")
+    p.add_argument("--offline", action="store_true", help="never touch the network")
+    p.add_argument("--cache-dir", default="cache", help="preprocessed beats are cached here")
+    p.add_argument("--out", default=None, help="run directory (default runs/<mode>-seed<seed>-<time>)")
+    p.add_argument("--overwrite", action="store_true", help="allow --out to name an existing run")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of the one-cycle schedule")
+    p.add_argument("--gamma", type=float, default=d.gamma, help="focal loss focusing parameter (0 = CE)")
+    p.add_argument("--alpha", default=None, help="focal per-class weights for N,S,V,F,Q, e.g. 1,2,1,1,1")
+    p.add_argument("--balance", type=float, default=d.balance,
+                   help="class-balanced sampling strength: 0 natural frequencies, 1 fully balanced")
+    p.add_argument("--no-augment", action="store_true", help="turn off training augmentation")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default="cpu", help="cpu, or cuda when available")
+    p.add_argument("--max-records", type=int, default=None,
+                   help="smoke runs: use only the first N records of train, validation and test lists")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def check_args(args) -> None:
+    if args.epochs < 1:
+        raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.lr <= 0:
+        raise ConfigError(f"--lr must be positive, got {args.lr}")
+    if args.gamma < 0:
+        raise ConfigError(f"--gamma must be >= 0 (0 is cross-entropy), got {args.gamma}")
+    if not 0 <= args.balance <= 1:
+        raise ConfigError(f"--balance must be between 0 and 1, got {args.balance}")
+    if args.max_records is not None and args.max_records < 1:
+        raise ConfigError(f"--max-records must be at least 1, got {args.max_records}")
+    if args.alpha is not None:
+        try:
+            alpha = [float(a) for a in args.alpha.split(",")]
+        except ValueError:
+            alpha = []
+        if len(alpha) != len(dl.CLASSES) or min(alpha) <= 0:
+            raise ConfigError(f"--alpha needs {len(dl.CLASSES)} positive numbers for "
+                              f"{','.join(dl.CLASSES)}, e.g. 1,2,1,1,1; got {args.alpha!r}")
+        args.alpha = alpha
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda asked for, but PyTorch sees no CUDA GPU; use --device cpu")
+    elif args.device != "cpu":
+        raise ConfigError(f"--device must be cpu or cuda, got {args.device!r}")
+    if args.out is None:
+        args.out = f"runs/{args.mode}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = Path(args.out)
+    if (out / "config.json").exists() and not args.overwrite:
+        raise ConfigError(f"{out} already holds a run; choose another --out or pass --overwrite")
+
+
+def split_records(max_records: int | None):
+    """(train, validation, test) record lists; DS2 is the test set."""
+    cut = (lambda r: list(r)[:max_records]) if max_records else list
+    return cut(dl.TRAIN), cut(dl.VALIDATION), cut(dl.DS2)
+
+
+def run(args) -> dict:
+    """The whole experiment; returns the metrics written to metrics.json."""
+    import torch
+
+    from evaluate import classification_report, confusion, metrics, plot_confusion, plot_history, write_report
+    from model import build_model
+    from quantize import quantize_dynamic, save_model
+    from train import TrainConfig, fit, predict_proba
+
+    t0 = time.time()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train_recs, val_recs, test_recs = split_records(args.max_records)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, gamma=args.gamma,
+                      alpha=args.alpha, balance=args.balance, augment=not args.no_augment,
+                      seed=args.seed, device=args.device)
+    config = {**vars(args), "train_records": train_recs, "validation_records": val_recs,
+              "test_records": test_recs, "window": [dl.WINDOW_BEFORE, dl.WINDOW_AFTER],
+              "bandpass_hz": list(dl.BANDPASS_HZ), "filter_order": dl.FILTER_ORDER,
+              "rr_features": list(dl.RR_FEATURES[args.mode])}
+    write_json(out / "config.json", config)
+    progress = not args.quiet
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+
+    # Check every record up front so a missing one fails before training, not after.
+    dl.ensure_records(args.data_dir, train_recs + val_recs + test_recs, offline=args.offline)
+    load = lambda recs: dl.load_beats(args.data_dir, recs, args.mode, args.cache_dir,  # noqa: E731
+                                      offline=True, progress=progress)
+    t_pre = time.time()
+    train, val = load(train_recs), load(val_recs)
+    say(f"[{args.mode}] train {len(train)} beats {train.counts()}; validation {len(val)} beats {val.counts()}"
+        f" ({time.time() - t_pre:.1f} s)")
+
+    model = build_model(args.mode)
+    t_train = time.time()
+    model, history, best_epoch = fit(model, train, val, cfg, progress=progress)
+    train_s = time.time() - t_train
+    say(f"trained {cfg.epochs} epochs in {train_s:.0f} s; best validation epoch {best_epoch}")
+    sizes = {"float32": save_model(model, out / "model_float32.pt", args.mode, "float32")}
+    qmodel = quantize_dynamic(model)
+    sizes["dynamic-int8"] = save_model(qmodel, out / "model_int8.pt", args.mode, "dynamic-int8")
+
+    # Final evaluation: the first and only time DS2 is read.
+    test = load(test_recs)
+    results = {}
+    for name, m in (("float32", model), ("dynamic-int8", qmodel)):
+        with torch.inference_mode():
+            pred = predict_proba(m, test.x, test.rr).argmax(1)
+        cm = confusion(test.y, pred)
+        results[name] = {"metrics": metrics(cm), "report": classification_report(test.y, pred),
+                         "size_bytes": sizes[name]}
+        plot_confusion(cm, out / f"confusion_{name}.png", f"DS2, {args.mode}, {name}")
+    plot_history(history, out / "training_curves.png")
+
+    f, q = results["float32"]["metrics"], results["dynamic-int8"]["metrics"]
+    change = "\n".join(
+        ["## Quantization", "", f"float32 {sizes['float32']:,} bytes -> dynamic int8 "
+         f"{sizes['dynamic-int8']:,} bytes ({sizes['float32'] / sizes['dynamic-int8']:.2f}x smaller)", "",
+         "| class | F1 float32 | F1 int8 | change |", "|---|---|---|---|"]
+        + [f"| {c} | {f['per_class'][c]['f1']:.4f} | {q['per_class'][c]['f1']:.4f} | "
+           f"{q['per_class'][c]['f1'] - f['per_class'][c]['f1']:+.4f} |" for c in dl.CLASSES])
+    summary = {"mode": args.mode, "seed": args.seed, "best_epoch": best_epoch, "history": history,
+               "test_counts": test.counts(), "train_seconds": train_s, "total_seconds": time.time() - t0,
+               **{name: {"size_bytes": r["size_bytes"], **r["metrics"]} for name, r in results.items()}}
+    write_json(out / "metrics.json", summary)
+    write_report(out / "report.md", f"Deep-ECG run: {args.mode} mode, seed {args.seed}",
+                 {k: config[k] for k in sorted(config)}, results, history, extra=change)
+    say("\n" + change.split("\n", 2)[2])
+    say(f"\nDS2 float32: S F1 {f['per_class']['S']['f1']:.3f}  V F1 {f['per_class']['V']['f1']:.3f}  "
+        f"macro-F1(N,S,V) {f['macro_f1_nsv']:.3f}; outputs in {out} ({time.time() - t0:.0f} s)")
+    return summary
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        check_args(args)
+        run(args)
+    except (ConfigError, dl.DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Dual-branch network: a 1-D CNN over the beat window and a dense net over the RR features."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from data_loader import CLASSES, RR_FEATURES, WINDOW
+
+
+def conv_block(c_in: int, c_out: int, k: int) -> nn.Sequential:
+    # Conv -> BatchNorm -> ReLU is the pattern int8 toolchains fuse into one kernel.
+    return nn.Sequential(nn.Conv1d(c_in, c_out, k, padding=k // 2, bias=False),
+                         nn.BatchNorm1d(c_out), nn.ReLU(), nn.MaxPool1d(2))
+
+
+class DualBranchNet(nn.Module):
+    """Beat window (batch, 1, WINDOW) + RR features (batch, n_rr) -> logits over CLASSES."""
+
+    def __init__(self, n_rr: int, channels=(16, 32, 48), rr_hidden: int = 32,
+                 hidden: int = 64, dropout: float = 0.3, window: int = WINDOW):
+        super().__init__()
+        layers, c_in = [], 1
+        for c_out, k in zip(channels, (7, 5, 5)):
+            layers.append(conv_block(c_in, c_out, k))
+            c_in = c_out
+        self.cnn = nn.Sequential(*layers, nn.AdaptiveAvgPool1d(1), nn.Flatten())
+        self.rr = nn.Sequential(nn.Linear(n_rr, rr_hidden), nn.ReLU(),
+                                nn.Linear(rr_hidden, rr_hidden), nn.ReLU())
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(c_in + rr_hidden, hidden),
+                                  nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, len(CLASSES)))
+        self.window = window
+        self.n_rr = n_rr
+
+    def forward(self, x: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([self.cnn(x), self.rr(rr)], dim=1))
+
+
+def build_model(mode: str, **kwargs) -> DualBranchNet:
+    """The network for a mode: its RR input width follows the mode's feature list."""
+    return DualBranchNet(n_rr=len(RR_FEATURES[mode]), **kwargs)
