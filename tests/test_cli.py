@@ -1,0 +1,200 @@
+"""What a user sees when data or options are wrong: exit code 2 and one clear line, no traceback."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import wfdb
+
+import data_loader as dl
+import main
+from conftest import FIXTURE_DIR, FIXTURE_RECORDS, ROOT, copy_records, smoke_args
+
+SMOKE_RECORDS = ["101", "106", "118", "124", "100", "103"]  # --max-records 2
+
+
+def _one_error_line(err: str) -> str:
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error:")
+    return lines[0]
+
+
+def _records_named(msg: str, data_dir) -> set[str]:
+    return set(re.findall(r"\b\d{3}\b", msg.replace(str(data_dir), "<dir>")))
+
+
+def test_missing_records_offline_exit_2_with_one_message(tmp_path, capsys):
+    data = copy_records(tmp_path / "data", ["101", "106"])
+    rc = main.main(smoke_args(tmp_path / "run", tmp_path / "cache", data_dir=data))
+    assert rc == 2
+    msg = _one_error_line(capsys.readouterr().err)
+    assert _records_named(msg, data) == {"118", "124", "100", "103"}
+    assert str(data) in msg
+    assert "physionet.org/content/mitdb" in msg  # where to get them
+    assert "--offline" in msg  # ... or how to let the program download them
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_missing_single_file_is_reported(tmp_path):
+    data = copy_records(tmp_path / "data", ["100", "103"])
+    (data / "103.atr").unlink()
+    with pytest.raises(dl.DataError) as err:
+        dl.ensure_records(data, ["100", "103"], offline=True)
+    assert _records_named(str(err.value), data) == {"103"}
+
+
+@pytest.mark.xfail(strict=True, reason="BUG main.run writes config.json before checking the data, so after "
+                                        "a failed data check the same command is refused with '<out> already "
+                                        "holds a run' although the run never started")
+def test_failed_data_check_does_not_block_the_retry(tmp_path, capsys):
+    data = copy_records(tmp_path / "data", ["101", "106"])
+    args = smoke_args(tmp_path / "run", tmp_path / "cache", data_dir=data)
+    assert main.main(args) == 2
+    capsys.readouterr()
+    copy_records(data, SMOKE_RECORDS)  # the user fetches the missing records and retries
+    rc = main.main(args)
+    assert "already holds a run" not in capsys.readouterr().err
+    assert rc == 0
+
+
+def _corrupt(path, at=5000):
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_corrupt_file_is_reported_via_sha256sums(tmp_path, capsys):
+    data = copy_records(tmp_path / "data", FIXTURE_RECORDS)
+    _corrupt(data / "103.dat")
+    with pytest.raises(dl.DataError) as err:
+        dl.ensure_records(data, ["101", "103", "100"], offline=True)
+    msg = str(err.value)
+    assert "corrupt" in msg and "SHA256SUMS.txt" in msg
+    assert _records_named(msg, data) == {"103"}
+
+    rc = main.main(smoke_args(tmp_path / "run", tmp_path / "cache", data_dir=data))
+    assert rc == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "corrupt" in line and _records_named(line, data) == {"103"}
+
+
+def test_corrupt_file_is_not_served_from_the_cache(tmp_path):
+    data = copy_records(tmp_path / "data", ["100"])
+    cache = tmp_path / "cache"
+    good = dl.load_beats(data, ["100"], "diagnostic", cache, offline=True, progress=False)
+    assert len(good) > 0 and any(cache.iterdir())
+    _corrupt(data / "100.dat")
+    with pytest.raises(dl.DataError, match="corrupt"):
+        dl.load_beats(data, ["100"], "diagnostic", cache, offline=True, progress=False)
+
+
+BAD_OPTIONS = [
+    (["--epochs", "0"], "--epochs"),
+    (["--epochs", "-3"], "--epochs"),
+    (["--alpha", "1,2"], "--alpha"),
+    (["--alpha", "1,2,1,1,x"], "--alpha"),
+    (["--alpha", "1,0,1,1,1"], "--alpha"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--lr", "0"], "--lr"),
+    (["--gamma", "-1"], "--gamma"),
+    (["--balance", "1.5"], "--balance"),
+    (["--max-records", "0"], "--max-records"),
+    (["--device", "tpu"], "--device"),
+]
+
+
+def _bad_option_run(tmp_path, capsys, opts):
+    # An empty data folder: should an option slip through, the run stops at once (on the data).
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rc = main.main(smoke_args(tmp_path / "run", tmp_path / "cache", *opts, data_dir=empty))
+    return rc, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("opts,name", BAD_OPTIONS, ids=[" ".join(o) for o, _ in BAD_OPTIONS])
+def test_bad_option_exits_2_with_clear_message(tmp_path, capsys, opts, name):
+    rc, err = _bad_option_run(tmp_path, capsys, opts)
+    assert rc == 2
+    line = _one_error_line(err)
+    assert name in line
+    assert not (tmp_path / "run").exists(), "nothing is written for a rejected command line"
+
+
+def test_alpha_message_says_what_is_expected(tmp_path, capsys):
+    _, err = _bad_option_run(tmp_path, capsys, ["--alpha", "1,2"])
+    line = _one_error_line(err)
+    assert "5" in line and "N,S,V,F,Q" in line and "'1,2'" in line
+
+
+@pytest.mark.xfail(strict=True, reason="BUG main.check_args: NaN passes the range checks "
+                                        "(min() and <= comparisons are False for NaN), so training runs on NaN")
+@pytest.mark.parametrize("opts,name", [(["--alpha", "1,nan,1,1,1"], "--alpha"), (["--lr", "nan"], "--lr"),
+                                       (["--gamma", "nan"], "--gamma")])
+def test_nan_option_is_rejected(tmp_path, capsys, opts, name):
+    rc, err = _bad_option_run(tmp_path, capsys, opts)
+    assert rc == 2 and name in _one_error_line(err)
+
+
+@pytest.mark.parametrize("opts,name", [(["--mode", "fast"], "--mode"), (["--epochs", "two"], "--epochs")])
+def test_unparseable_option_exits_2(capsys, opts, name):
+    with pytest.raises(SystemExit) as exc:
+        main.main(opts)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert name in err and "Traceback" not in err
+
+
+def test_missing_records_message_from_the_command_line(tmp_path):
+    """The same failure as a user meets it: a real process, its exit status and its stderr."""
+    data = copy_records(tmp_path / "data", ["101", "106", "118", "124"])
+    proc = subprocess.run([sys.executable, "main.py", *smoke_args(tmp_path / "run", tmp_path / "cache",
+                                                                  data_dir=data)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert proc.returncode == 2
+    line = _one_error_line(proc.stderr)
+    assert _records_named(line, data) == {"100", "103"}
+
+
+# --------------------------------------------------------------------------- online path (faked)
+
+def test_online_path_downloads_the_missing_records(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_dl_files(db, dl_dir, files, keep_subdirs=True, overwrite=False):
+        calls.append(("files", db, dl_dir, list(files)))
+        for f in files:
+            if (FIXTURE_DIR / f).is_file():
+                shutil.copyfile(FIXTURE_DIR / f, Path(dl_dir) / f)
+
+    def fake_dl_database(db_dir, dl_dir, records="all", annotators="all", keep_subdirs=True, overwrite=False):
+        calls.append(("database", db_dir, dl_dir, list(records)))
+        copy_records(Path(dl_dir), records, sums=False)
+
+    monkeypatch.setattr(wfdb, "dl_files", fake_dl_files)
+    monkeypatch.setattr(wfdb, "dl_database", fake_dl_database)
+    data = copy_records(tmp_path / "data", ["100"])
+    digests = dl.ensure_records(data, ["100", "103"], offline=False)
+    assert set(digests) == {"100", "103"}
+    assert ("database", "mitdb", str(data), ["103"]) in calls  # only what is missing, from mitdb
+    assert any(c[0] == "files" and "SHA256SUMS.txt" in c[3] for c in calls)  # to verify what came
+
+
+def test_failed_download_is_a_data_error_saying_what_to_do(tmp_path, monkeypatch):
+    def no_network(*a, **k):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(wfdb, "dl_files", no_network)
+    monkeypatch.setattr(wfdb, "dl_database", no_network)
+    with pytest.raises(dl.DataError) as err:
+        dl.ensure_records(tmp_path / "data", ["100", "103"], offline=False)
+    msg = str(err.value)
+    assert _records_named(msg, tmp_path / "data") == {"100", "103"}
+    assert "Network is unreachable" in msg and "--offline" in msg and "physionet.org" in msg

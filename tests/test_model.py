@@ -1,0 +1,112 @@
+"""Network shapes in both modes, and int8 models: smaller, close, and loadable again."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import data_loader as dl
+import quantize
+from model import build_model
+
+
+def _inputs(batch, mode, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(batch, 1, dl.WINDOW, generator=g),
+            torch.rand(batch, len(dl.RR_FEATURES[mode]), generator=g) + 0.5)
+
+
+@pytest.mark.parametrize("mode", dl.MODES)
+@pytest.mark.parametrize("batch", [1, 7])
+def test_output_is_batch_by_five_classes(mode, batch):
+    torch.manual_seed(0)
+    model = build_model(mode).eval()
+    with torch.no_grad():
+        out = model(*_inputs(batch, mode))
+    assert out.shape == (batch, len(dl.CLASSES)) == (batch, 5)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("mode", dl.MODES)
+def test_rr_input_width_follows_the_mode(mode):
+    model = build_model(mode)
+    first_rr_linear = next(m for m in model.rr.modules() if isinstance(m, nn.Linear))
+    assert first_rr_linear.in_features == len(dl.RR_FEATURES[mode])
+    x, rr = _inputs(3, mode)
+    with pytest.raises(RuntimeError):
+        model.eval()(x, torch.cat([rr, rr[:, :1]], dim=1))  # one feature too many
+
+
+def test_modes_differ_in_their_rr_features_not_their_window():
+    assert dl.RR_FEATURES["diagnostic"] != dl.RR_FEATURES["realtime"]
+    for mode in dl.MODES:
+        assert build_model(mode).n_rr == len(dl.RR_FEATURES[mode])
+
+
+def test_training_step_changes_the_output():
+    torch.manual_seed(0)
+    model = build_model("realtime")
+    x, rr = _inputs(16, "realtime")
+    y = torch.arange(16) % 5
+    before = model.eval()(x, rr).detach().clone()
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(3):
+        loss = nn.functional.cross_entropy(model(x, rr), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert not torch.allclose(model.eval()(x, rr), before)
+
+
+# --------------------------------------------------------------------------- int8
+
+def _predict(model, beats):
+    with torch.no_grad():
+        return model(torch.from_numpy(beats.x[:, None, :]), torch.from_numpy(beats.rr))
+
+
+def test_int8_file_is_smaller_and_predictions_agree(trained_model, tmp_path):
+    model, beats = trained_model.model, trained_model.beats
+    qmodel = quantize.quantize_dynamic(model)
+    assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in qmodel.modules())
+    f_size = quantize.save_model(model, tmp_path / "f.pt", "diagnostic", "float32")
+    q_size = quantize.save_model(qmodel, tmp_path / "q.pt", "diagnostic", "dynamic-int8")
+    assert f_size == (tmp_path / "f.pt").stat().st_size and q_size == (tmp_path / "q.pt").stat().st_size
+    assert q_size < f_size
+    pred_f = _predict(model, beats).argmax(1).numpy()
+    pred_q = _predict(qmodel, beats).argmax(1).numpy()
+    np.testing.assert_array_equal(pred_f, trained_model.pred)  # quantizing left the float model alone
+    assert (pred_f == pred_q).mean() >= 0.98
+
+
+@pytest.mark.parametrize("kind", ["float32", "dynamic-int8"])
+def test_load_model_round_trips(trained_model, tmp_path, kind):
+    model = trained_model.model
+    if kind == "dynamic-int8":
+        model = quantize.quantize_dynamic(model)
+    path = tmp_path / f"{kind}.pt"
+    quantize.save_model(model, path, "diagnostic", kind)
+    loaded, meta = quantize.load_model(path)
+    assert meta["mode"] == "diagnostic" and meta["kind"] == kind
+    assert not loaded.training
+    beats = trained_model.beats
+    torch.testing.assert_close(_predict(loaded, beats), _predict(model, beats), rtol=0, atol=1e-6)
+
+
+def test_load_model_round_trips_realtime(tmp_path):
+    torch.manual_seed(3)
+    model = build_model("realtime").eval()
+    quantize.save_model(model, tmp_path / "rt.pt", "realtime", "float32")
+    loaded, meta = quantize.load_model(tmp_path / "rt.pt")
+    assert meta["mode"] == "realtime" and loaded.n_rr == len(dl.RR_FEATURES["realtime"])
+    x, rr = _inputs(5, "realtime")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, rr), model(x, rr))
+
+
+def test_load_model_rejects_other_files(tmp_path):
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a Deep-ECG model"):
+        quantize.load_model(tmp_path / "other.pt")

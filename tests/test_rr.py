@@ -1,0 +1,144 @@
+"""RR-interval features: values by hand from the annotation samples, causality, feature count."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import wfdb
+
+import data_loader as dl
+from conftest import PROTOCOL_LABEL, fixture_record
+
+FS = dl.FS
+D = dl.DEFAULT_RR
+
+
+def _beat_samples(record="118"):
+    ann = wfdb.rdann(fixture_record(record), "atr")
+    beat = np.isin(ann.symbol, list(PROTOCOL_LABEL))
+    return ann.sample[beat].astype(np.int64), np.asarray(ann.symbol)[beat]
+
+
+def _by_hand(s, i):
+    """pre/post/prev RR and local/long averages of beat i, in seconds, worked out from samples.
+
+    The mean of consecutive intervals telescopes: mean(RR[a+1..i]) = (s[i] - s[a]) / (i - a).
+    Intervals not known (before the first beat, after the last) count as DEFAULT_RR.
+    """
+    n = len(s)
+    pre = (s[i] - s[i - 1]) / FS if i >= 1 else D
+    post = (s[i + 1] - s[i]) / FS if i + 1 < n else D
+    prev = (s[i - 1] - s[i - 2]) / FS if i >= 2 else D
+    k = min(i, dl.LOCAL_BEATS)  # the last LOCAL_BEATS intervals, this beat's pre-RR included
+    local = (s[i] - s[i - k]) / (k * FS) if k else D
+    # The fixture excerpt is 3 min < LONG_SECONDS: the long average spans every interval so far.
+    long = (s[i] - s[0]) / (i * FS) if i else D
+    return dict(pre=pre, post=post, prev=prev, local=local, long=long)
+
+
+def _expected(s, i, mode):
+    base = _by_hand(s, i)
+    out = []
+    for name in dl.RR_FEATURES[mode]:
+        num, _, den = name.partition("/")
+        out.append(base[num] / base[den] if den else base[num])
+    return np.array(out)
+
+
+def test_feature_lists_are_as_designed():
+    diag, rt = dl.RR_FEATURES["diagnostic"], dl.RR_FEATURES["realtime"]
+    assert {"pre", "post", "local", "pre/local"} <= set(diag)
+    assert {"pre", "local", "pre/local"} <= set(rt)
+    assert not any("post" in name for name in rt), "real-time features may not use the next beat"
+    for names in (diag, rt):
+        for name in names:
+            assert set(name.split("/")) <= {"pre", "post", "prev", "local", "long"}, name
+
+
+@pytest.mark.parametrize("mode", dl.MODES)
+def test_rr_features_match_hand_computation(mode):
+    s, sym = _beat_samples("118")
+    assert (s[-1] - s[0]) / FS < dl.LONG_SECONDS
+    feats = dl.rr_features(s, FS, mode)
+    assert feats.shape == (len(s), len(dl.RR_FEATURES[mode]))
+    first_a = int(np.nonzero(sym == "A")[0][0])
+    for i in (0, 1, 2, 5, 10, 11, 12, 57, first_a, first_a + 1, len(s) - 1):
+        np.testing.assert_allclose(feats[i], _expected(s, i, mode), rtol=1e-5, err_msg=f"beat {i}")
+
+
+def test_hand_values_spot_check_beat_12_of_118():
+    """Beat 12 written out in full, in case _by_hand and the module share a misconception."""
+    s, _ = _beat_samples("118")
+    f = dict(zip(dl.RR_FEATURES["diagnostic"], dl.rr_features(s, FS, "diagnostic")[12]))
+    assert f["pre"] == pytest.approx((s[12] - s[11]) / 360, rel=1e-5)
+    assert f["post"] == pytest.approx((s[13] - s[12]) / 360, rel=1e-5)
+    intervals = [(s[j] - s[j - 1]) / 360 for j in range(3, 13)]  # the last 10 RR intervals
+    assert f["local"] == pytest.approx(sum(intervals) / 10, rel=1e-5)
+    assert f["pre/local"] == pytest.approx((s[12] - s[11]) / 360 / (sum(intervals) / 10), rel=1e-5)
+
+
+def test_long_average_covers_the_last_five_minutes():
+    # 1 s rhythm for 400 s, then 0.5 s: the long average must forget the slow part after 300 s.
+    rr = np.r_[np.full(400, 1.0), np.full(1200, 0.5)]
+    t = np.cumsum(rr)
+    s = np.round(t * FS).astype(np.int64)
+    f = dl.rr_features(s, FS, "realtime")
+    j = dl.RR_FEATURES["realtime"].index("long")
+    tt = s / FS
+    for i in (100, 399, 500, 800, 1000, 1599):
+        in_window = [(tt[k] - tt[k - 1]) for k in range(1, i + 1) if tt[k] >= tt[i] - dl.LONG_SECONDS]
+        assert f[i, j] == pytest.approx(np.mean(in_window), rel=1e-4), i
+    assert f[1599, j] == pytest.approx(0.5, rel=1e-4)  # 300 s after the change: only 0.5 s beats
+
+
+@pytest.mark.parametrize("mode", dl.MODES)
+def test_premature_beats_stand_out_against_the_local_rhythm(mode):
+    s, sym = _beat_samples("118")
+    f = dl.rr_features(s, FS, mode)[:, dl.RR_FEATURES[mode].index("pre/local")]
+    assert np.all(f[sym == "A"] < 0.9)
+    assert np.all(f[sym == "V"] < 0.9)
+    assert 0.95 < np.median(f[sym == "R"]) < 1.05
+
+
+def test_realtime_features_do_not_change_when_later_beats_change():
+    s, _ = _beat_samples("118")
+    k = 100
+    full = dl.rr_features(s, FS, "realtime")
+    cut = dl.rr_features(s[:k + 1], FS, "realtime")
+    moved = s.copy()
+    moved[k + 1:] += 37
+    dropped = np.delete(s, [k + 1, k + 2, k + 10])
+    np.testing.assert_array_equal(cut, full[:k + 1])
+    np.testing.assert_array_equal(dl.rr_features(moved, FS, "realtime")[:k + 1], full[:k + 1])
+    np.testing.assert_array_equal(dl.rr_features(dropped, FS, "realtime")[:k + 1], full[:k + 1])
+
+
+def test_diagnostic_features_look_ahead_exactly_one_beat():
+    s, _ = _beat_samples("118")
+    k = 100
+    full = dl.rr_features(s, FS, "diagnostic")
+    moved = s.copy()
+    moved[k + 1:] += 37
+    f = dl.rr_features(moved, FS, "diagnostic")
+    np.testing.assert_array_equal(f[:k], full[:k])  # beats before k do not see beat k+1
+    assert not np.allclose(f[k], full[k])  # beat k does: its post-RR
+    post = dl.RR_FEATURES["diagnostic"].index("post")
+    assert f[k, post] == pytest.approx(full[k, post] + 37 / FS, rel=1e-5)
+
+
+@pytest.mark.parametrize("mode", dl.MODES)
+@pytest.mark.parametrize("n", [0, 1, 2, 15])
+def test_feature_count_and_short_records(mode, n):
+    s = np.arange(n, dtype=np.int64) * 300 + 100
+    f = dl.rr_features(s, FS, mode)
+    assert f.shape == (n, len(dl.RR_FEATURES[mode]))
+    assert f.dtype == np.float32 and np.isfinite(f).all()
+    if n == 1:  # a lone beat: every interval unknown, so every ratio is 1
+        base = {"pre": D, "post": D, "prev": D, "local": D, "long": D}
+        for name, v in zip(dl.RR_FEATURES[mode], f[0]):
+            num, _, den = name.partition("/")
+            assert v == pytest.approx(base[num] / base[den] if den else base[num])
+
+
+def test_unknown_mode_is_rejected():
+    with pytest.raises(ValueError, match="mode"):
+        dl.rr_features(np.array([10, 300, 600]), FS, "fast")

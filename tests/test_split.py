@@ -1,0 +1,107 @@
+"""Inter-patient split (de Chazal 2004), and DS2 untouched until the final evaluation."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import data_loader as dl
+from conftest import PROTOCOL_DS1, PROTOCOL_DS2, PROTOCOL_PACED, smoke_args
+
+
+def test_ds1_ds2_are_the_protocol_lists():
+    assert sorted(dl.DS1) == sorted(PROTOCOL_DS1) and len(set(dl.DS1)) == 22
+    assert sorted(dl.DS2) == sorted(PROTOCOL_DS2) and len(set(dl.DS2)) == 22
+    assert set(dl.PACED) == set(PROTOCOL_PACED)
+
+
+def test_train_validation_test_are_disjoint_whole_patients():
+    train, val, test = set(dl.TRAIN), set(dl.VALIDATION), set(dl.DS2)
+    assert len(train) == len(dl.TRAIN) and len(val) == len(dl.VALIDATION)
+    assert not train & val and not train & test and not val & test
+    assert train | val == set(dl.DS1)
+    assert len(dl.TRAIN) + len(dl.VALIDATION) == len(dl.DS1)
+    assert val, "validation needs held-out DS1 patients"
+
+
+def test_paced_records_are_in_no_list():
+    for lst in (dl.DS1, dl.DS2, dl.TRAIN, dl.VALIDATION):
+        assert not set(PROTOCOL_PACED) & set(lst)
+
+
+def test_cross_validation_folds_if_any_are_whole_ds1_patients():
+    folds = getattr(dl, "DS1_FOLDS", None)
+    if folds is None:
+        pytest.skip("data_loader has no DS1_FOLDS")
+    flat = [r for fold in folds for r in fold]
+    assert len(flat) == len(set(flat)), "a record sits in two folds"
+    assert set(flat) == set(dl.DS1)
+
+
+@pytest.mark.parametrize("record", dl.VALIDATION[:2])
+def test_validation_records_hold_s_and_v_beats(fixture_dir, record):
+    counts = dl.load_beats(fixture_dir, [record], "diagnostic", progress=False).counts()
+    assert counts["S"] > 0 and counts["V"] > 0, counts
+
+
+def test_ds2_is_read_only_after_training(monkeypatch, tmp_path, fixture_dir):
+    """A real-time-mode run, in process, with spies on preprocessing, loading and training."""
+    import main
+    import quantize
+    import train
+
+    ds2 = set(dl.DS2)
+    events = []
+
+    real_pre, real_load, real_fit = dl.preprocess_record, dl.load_beats, train.fit
+
+    def spy_pre(path, *a, **k):
+        events.append(("preprocess", Path(path).name))
+        return real_pre(path, *a, **k)
+
+    def spy_load(data_dir, records, *a, **k):
+        records = list(records)
+        events.append(("load", tuple(records)))
+        return real_load(data_dir, records, *a, **k)
+
+    def spy_fit(*a, **k):
+        for beats in [*a, *k.values()]:
+            if isinstance(beats, dl.Beats):
+                assert not set(beats.record.tolist()) & ds2, "DS2 beats handed to training"
+        events.append(("fit-start", None))
+        result = real_fit(*a, **k)
+        events.append(("fit-end", None))
+        return result
+
+    monkeypatch.setattr(dl, "preprocess_record", spy_pre)
+    monkeypatch.setattr(dl, "load_beats", spy_load)
+    monkeypatch.setattr(train, "fit", spy_fit)
+
+    out = tmp_path / "run"
+    assert main.main(smoke_args(out, tmp_path / "cache", "--mode", "realtime")) == 0
+
+    kinds = [e[0] for e in events]
+    assert "fit-end" in kinds
+    last_fit_end = max(i for i, e in enumerate(events) if e[0] == "fit-end")
+
+    def touches_ds2(e):
+        return (e[0] == "preprocess" and e[1] in ds2) or (e[0] == "load" and set(e[1]) & ds2)
+
+    ds2_events = [i for i, e in enumerate(events) if touches_ds2(e)]
+    assert ds2_events, "the test set was never read: the spies see nothing"
+    assert min(ds2_events) > last_fit_end, events
+    assert {e[1] for e in events if e[0] == "preprocess" and e[1] in ds2} == set(dl.DS2[:2])
+
+    # The real-time run is complete and really real-time.
+    config = json.loads((out / "config.json").read_text())
+    assert config["mode"] == "realtime"
+    assert list(config["rr_features"]) == list(dl.RR_FEATURES["realtime"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    n_test = sum(len(real_load(fixture_dir, [r], "realtime", progress=False)) for r in dl.DS2[:2])
+    for name in ("float32", "dynamic-int8"):
+        assert np.asarray(metrics[name]["confusion"]).sum() == n_test
+    for fname in ("model_float32.pt", "model_int8.pt"):
+        model, meta = quantize.load_model(out / fname)
+        assert meta["mode"] == "realtime" and model.n_rr == len(dl.RR_FEATURES["realtime"])

@@ -1,0 +1,119 @@
+"""Beat windows (edges, centring, z-scoring) and the choice of the MLII lead by name."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import wfdb
+
+import data_loader as dl
+from conftest import copy_records, fixture_record
+
+WB, WA, W = dl.WINDOW_BEFORE, dl.WINDOW_AFTER, dl.WINDOW
+
+
+def _zscore(v):
+    v = np.asarray(v, dtype=np.float64)
+    return (v - v.mean()) / v.std()
+
+
+def _assert_affine(w, x):
+    """w == a * x + b with a > 0: the window holds exactly those samples, in that order."""
+    a, b = np.polyfit(x, w, 1)
+    assert a > 0
+    np.testing.assert_allclose(w, a * x + b, atol=1e-4)
+
+
+def test_windows_are_full_length_finite_and_zscored():
+    rng = np.random.default_rng(1)
+    x = np.cumsum(rng.normal(size=2000))
+    peaks = np.array([0, 1, 57, 1000, 1990, 1999])
+    w = dl.beat_windows(x, peaks)
+    assert w.shape == (len(peaks), W) and w.dtype == np.float32
+    assert np.isfinite(w).all()
+    np.testing.assert_allclose(w.mean(axis=1), 0, atol=1e-4)
+    np.testing.assert_allclose(w.std(axis=1), 1, atol=1e-3)
+
+
+def test_interior_window_is_centred_on_the_r_peak():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=2000)
+    p = 1000
+    w = dl.beat_windows(x, np.array([p]))[0]
+    np.testing.assert_allclose(w, _zscore(x[p - WB:p + WA]), atol=1e-4)
+    spike = np.zeros(2000)
+    spike[p] = 5.0
+    assert int(np.argmax(dl.beat_windows(spike, np.array([p]))[0])) == WB
+
+
+def test_beat_at_first_sample_sits_at_window_before():
+    x = np.random.default_rng(3).normal(size=1000)
+    w = dl.beat_windows(x, np.array([0]))[0]
+    assert w.shape == (W,) and np.isfinite(w).all()
+    _assert_affine(w[WB:], x[:WA])  # samples 0.. start at index WINDOW_BEFORE
+
+
+def test_beat_at_last_sample_sits_at_window_before():
+    x = np.random.default_rng(4).normal(size=1000)
+    n = len(x)
+    w = dl.beat_windows(x, np.array([n - 1]))[0]
+    assert w.shape == (W,) and np.isfinite(w).all()
+    _assert_affine(w[:WB + 1], x[n - 1 - WB:])  # ... and the last sample is at WINDOW_BEFORE
+
+
+def test_no_beats_gives_empty_windows():
+    assert dl.beat_windows(np.zeros(500), np.array([], dtype=np.int64)).shape == (0, W)
+
+
+def test_diagnostic_windows_of_real_beats_peak_at_the_annotation(fixture_dir):
+    beats = dl.load_beats(fixture_dir, ["100", "103"], "diagnostic", progress=False)
+    offset = np.abs(beats.x[beats.y == 0]).argmax(axis=1) - WB
+    assert abs(np.median(offset)) <= 2
+
+
+# --------------------------------------------------------------------------- lead choice
+
+def test_read_record_takes_mlii_from_second_channel_of_114():
+    sig, fs = dl.read_record(fixture_record("114"))
+    rec = wfdb.rdrecord(fixture_record("114"))
+    assert rec.sig_name == ["V5", "MLII"]
+    assert fs == 360
+    np.testing.assert_array_equal(sig, rec.p_signal[:, 1])
+    assert not np.allclose(sig, rec.p_signal[:, 0])
+
+
+def test_read_record_takes_mlii_from_first_channel_of_100():
+    sig, _ = dl.read_record(fixture_record("100"))
+    rec = wfdb.rdrecord(fixture_record("100"))
+    assert rec.sig_name[0] == "MLII"
+    np.testing.assert_array_equal(sig, rec.p_signal[:, 0])
+
+
+@pytest.mark.parametrize("mode", dl.MODES)
+def test_preprocessed_114_windows_come_from_mlii(mode):
+    rec = wfdb.rdrecord(fixture_record("114"))
+    peaks, _ = dl.read_beats(fixture_record("114"))
+    got = dl.preprocess_record(fixture_record("114"), mode)["x"]
+    from_mlii = dl.beat_windows(dl.bandpass(rec.p_signal[:, 1], 360, mode), peaks)
+    from_v5 = dl.beat_windows(dl.bandpass(rec.p_signal[:, 0], 360, mode), peaks)
+    np.testing.assert_allclose(got, from_mlii, atol=1e-5)
+    assert np.abs(got - from_v5).max() > 0.5
+
+
+def test_unknown_lead_names_the_available_ones():
+    with pytest.raises(dl.DataError) as err:
+        dl.read_record(fixture_record("114"), lead="V9")
+    msg = str(err.value)
+    assert "V9" in msg and "V5" in msg and "MLII" in msg
+
+
+def test_record_without_mlii_is_a_data_error(tmp_path):
+    """A record whose leads do not include MLII (like paced 102 and 104) fails with the leads named."""
+    rec = wfdb.rdrecord(fixture_record("114"), physical=False)
+    wfdb.wrsamp("900", fs=360, units=["mV"], sig_name=["V5"], d_signal=rec.d_signal[:, :1],
+                fmt=["212"], adc_gain=[rec.adc_gain[0]], baseline=[rec.baseline[0]], write_dir=str(tmp_path))
+    ann = wfdb.rdann(fixture_record("114"), "atr")
+    wfdb.wrann("900", "atr", ann.sample, symbol=ann.symbol, fs=360, write_dir=str(tmp_path))
+    with pytest.raises(dl.DataError, match="V5"):
+        dl.load_beats(tmp_path, ["900"], "diagnostic", offline=True, progress=False)
+    copy_records(tmp_path, ["114"], sums=False)
+    assert len(dl.load_beats(tmp_path, ["114"], "diagnostic", offline=True, progress=False)) == 165
