@@ -45,17 +45,23 @@ ALL_RECORDS = sorted(DS1 + DS2 + list(PACED))
 # Whole DS1 patients held out for checkpoint choice: together 200 S, 536 V beats.
 VALIDATION = ("118", "124", "223")
 TRAIN = tuple(r for r in DS1 if r not in VALIDATION)
+# Patient-wise cross-validation within DS1 (model selection never looks at DS2):
+# four folds of whole records, each holding S and V beats.
+# Bundle-branch-block records (109, 207 LBBB; 118, 124 RBBB) are spread so that every fold
+# trains on wide-QRS normal beats.
+DS1_FOLDS = (("209", "119", "116", "101", "115", "109"),
+             ("201", "220", "208", "108", "122", "118"),
+             ("207", "203", "112", "205", "230"),
+             ("223", "124", "114", "106", "215"))
 
 DEFAULT_RR = 0.8  # s, stands in for an RR interval before the first beat of a record
 LOCAL_BEATS = 10  # RR intervals in the local average
 LONG_SECONDS = 300.0  # s, span of the long running average
 RR_FEATURES = {
     # Diagnostic mode may use the next beat (post-RR): one beat of latency.
-    "diagnostic": ("pre", "post", "local", "long", "pre/local", "post/local",
-                   "pre/long", "post/pre", "local/long"),
+    "diagnostic": ("pre", "post", "long", "pre/long", "post/long", "post/pre"),
     # Real-time mode: only beats at or before the current one.
-    "realtime": ("pre", "prev", "local", "long", "pre/local", "prev/local",
-                 "pre/long", "pre/prev", "local/long"),
+    "realtime": ("pre", "prev", "long", "pre/long", "prev/long", "pre/prev"),
 }
 PHYSIONET_DB = "mitdb"
 RECORD_EXTENSIONS = (".hea", ".dat", ".atr")
@@ -201,8 +207,8 @@ def _window_mean(values: np.ndarray, start: np.ndarray) -> np.ndarray:
         return np.where(count > 0, (s[i + 1] - s[start]) / count, np.nan)
 
 
-def rr_features(r_peaks: np.ndarray, fs: float = FS, mode: str = "diagnostic") -> np.ndarray:
-    """RR-interval features in seconds and ratios, shape (beats, len(RR_FEATURES[mode])).
+def rr_features(r_peaks: np.ndarray, fs: float = FS, mode: str = "diagnostic", names=None) -> np.ndarray:
+    """RR-interval features in seconds and ratios, shape (beats, len(names or RR_FEATURES[mode])).
 
     Averages run over past beats only (the local one over the last LOCAL_BEATS intervals,
     the long one over the last LONG_SECONDS), so a beat is premature relative to its
@@ -223,8 +229,10 @@ def rr_features(r_peaks: np.ndarray, fs: float = FS, mode: str = "diagnostic") -
         "long": _window_mean(pre, np.searchsorted(t, t - LONG_SECONDS, side="left")),
     }
     base = {k: np.where(np.isnan(v), DEFAULT_RR, v) for k, v in base.items()}
+    if mode == "realtime" and any("post" in n for n in names or ()):
+        raise ValueError("post-RR needs the next beat: not available in real-time mode")
     cols = []
-    for name in RR_FEATURES[mode]:
+    for name in names or RR_FEATURES[mode]:
         num, _, den = name.partition("/")
         cols.append(base[num] / base[den] if den else base[num])
     return np.stack(cols, axis=1).astype(np.float32).reshape(n, len(cols))

@@ -18,7 +18,8 @@ class FocalLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logp = F.log_softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)
-        loss = -((1 - logp.exp()) ** self.gamma) * logp
+        # Clamped so that 0 < gamma < 1 keeps a finite gradient on confidently right beats (p -> 1).
+        loss = -((1 - logp.exp()).clamp(min=1e-6) ** self.gamma) * logp
         if self.alpha is not None:
             loss = loss * self.alpha[target]
         return loss.mean()

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from dataclasses import asdict
@@ -54,6 +55,9 @@ def check_args(args) -> None:
         raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    for name in ("lr", "gamma", "balance"):
+        if not math.isfinite(getattr(args, name)):
+            raise ConfigError(f"--{name} must be a finite number, got {getattr(args, name)}")
     if args.lr <= 0:
         raise ConfigError(f"--lr must be positive, got {args.lr}")
     if args.gamma < 0:
@@ -67,7 +71,7 @@ def check_args(args) -> None:
             alpha = [float(a) for a in args.alpha.split(",")]
         except ValueError:
             alpha = []
-        if len(alpha) != len(dl.CLASSES) or min(alpha) <= 0:
+        if len(alpha) != len(dl.CLASSES) or not all(math.isfinite(a) and a > 0 for a in alpha):
             raise ConfigError(f"--alpha needs {len(dl.CLASSES)} positive numbers for "
                               f"{','.join(dl.CLASSES)}, e.g. 1,2,1,1,1; got {args.alpha!r}")
         args.alpha = alpha
@@ -102,7 +106,6 @@ def run(args) -> dict:
 
     t0 = time.time()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     train_recs, val_recs, test_recs = split_records(args.max_records)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, gamma=args.gamma,
                       alpha=args.alpha, balance=args.balance, augment=not args.no_augment,
@@ -111,12 +114,13 @@ def run(args) -> dict:
               "test_records": test_recs, "window": [dl.WINDOW_BEFORE, dl.WINDOW_AFTER],
               "bandpass_hz": list(dl.BANDPASS_HZ), "filter_order": dl.FILTER_ORDER,
               "rr_features": list(dl.RR_FEATURES[args.mode])}
-    write_json(out / "config.json", config)
     progress = not args.quiet
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
 
-    # Check every record up front so a missing one fails before training, not after.
+    # Check every record up front so a missing one fails before training, not after,
+    # and before config.json marks the directory as holding a run.
     dl.ensure_records(args.data_dir, train_recs + val_recs + test_recs, offline=args.offline)
+    write_json(out / "config.json", config)
     load = lambda recs: dl.load_beats(args.data_dir, recs, args.mode, args.cache_dir,  # noqa: E731
                                       offline=True, progress=progress)
     t_pre = time.time()

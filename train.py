@@ -24,6 +24,7 @@ class TrainConfig:
     alpha: list | None = None  # per-class focal weights, in CLASSES order
     balance: float = 0.5  # sample class c with weight count_c^-balance (0: natural, 1: balanced)
     augment: bool = True
+    ema: float = 0.998  # decay of the moving average of weights, after a plain-mean warm-up (0: off)
     seed: int = 0
     device: str = "cpu"
     history: list = field(default_factory=list)
@@ -78,19 +79,29 @@ def selection_score(m: dict) -> float:
 
 
 def fit(model, train: Beats, val: Beats, cfg: TrainConfig, progress: bool = True):
-    """Train; return the model holding the best-on-validation weights and the history."""
+    """Train; return the model holding the best-on-validation weights and the history.
+
+    Without validation beats (val=None), the final (averaged) weights are kept.
+    """
     seed_everything(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     device = torch.device(cfg.device)
     model.to(device)
     x, rr, y = to_tensors(train, device)
-    vx, vrr, vy = to_tensors(val, device)
+    if val is not None:
+        vx, vrr, vy = to_tensors(val, device)
     loss_fn = FocalLoss(cfg.gamma, cfg.alpha).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = max(1, len(train) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps)
     weights = sample_weights(train.y, cfg.balance)
-    best, best_state, history = -1.0, None, []
+    # The averaged weights are the ones validated and kept: steadier across patients than the last step.
+    # Step n weighs max(1/(n+1), 1-ema): a running mean at first, so early epochs are not
+    # dominated by the random initial weights, then an exponential average.
+    ema = torch.optim.swa_utils.AveragedModel(
+        model, avg_fn=lambda avg, new, n: avg + (new - avg) * max(1.0 / (int(n) + 1), 1.0 - cfg.ema),
+        use_buffers=True) if cfg.ema else None
+    best, best_state, best_epoch, history = -1.0, None, 0, []
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         idx = torch.multinomial(weights, steps * cfg.batch_size, replacement=True, generator=gen).to(device)
@@ -104,21 +115,27 @@ def fit(model, train: Beats, val: Beats, cfg: TrainConfig, progress: bool = True
             loss.backward()
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
             total += loss.item()
             bar.set_postfix(loss=f"{loss.item():.4f}")
-        with torch.no_grad():
-            vlogits = torch.cat([model.eval()(vx[i:i + 4096], vrr[i:i + 4096]) for i in range(0, len(vx), 4096)])
-            vloss = loss_fn(vlogits, vy).item()
-        vm = metrics(confusion(val.y, vlogits.argmax(1).cpu().numpy()))
-        score = selection_score(vm)
-        history.append(dict(epoch=epoch, train_loss=total / steps, val_loss=vloss, val_macro_f1_nsv=score,
-                            val_f1={c: vm["per_class"][c]["f1"] for c in CLASSES}))
+        scored = ema.module if ema is not None else model
+        record = dict(epoch=epoch, train_loss=total / steps)
+        if val is not None:
+            with torch.no_grad():
+                vlogits = torch.cat([scored.eval()(vx[i:i + 4096], vrr[i:i + 4096])
+                                     for i in range(0, len(vx), 4096)])
+                record["val_loss"] = loss_fn(vlogits, vy).item()
+            vm = metrics(confusion(val.y, vlogits.argmax(1).cpu().numpy()))
+            record["val_macro_f1_nsv"] = selection_score(vm)
+            record["val_f1"] = {c: vm["per_class"][c]["f1"] for c in CLASSES}
+        score = record.get("val_macro_f1_nsv", epoch)  # no validation: the last epoch wins
+        history.append(record)
         if score > best:
-            best, best_state = score, copy.deepcopy(model.state_dict())
+            best, best_state, best_epoch = score, copy.deepcopy(scored.state_dict()), epoch
         if progress:
-            tqdm.write(f"epoch {epoch}: train loss {total / steps:.4f}  val loss {vloss:.4f}  "
-                       f"val macro-F1(N,S,V) {score:.3f}  S {vm['per_class']['S']['f1']:.3f}  "
-                       f"V {vm['per_class']['V']['f1']:.3f}")
+            tqdm.write(f"epoch {epoch}: train loss {record['train_loss']:.4f}" + (
+                f"  val loss {record['val_loss']:.4f}  val macro-F1(N,S,V) {score:.3f}  "
+                f"S {record['val_f1']['S']:.3f}  V {record['val_f1']['V']:.3f}" if val is not None else ""))
     model.load_state_dict(best_state)
-    best_epoch = max(history, key=lambda h: h["val_macro_f1_nsv"])["epoch"]
     return model.cpu(), history, best_epoch

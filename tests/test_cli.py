@@ -50,9 +50,6 @@ def test_missing_single_file_is_reported(tmp_path):
     assert _records_named(str(err.value), data) == {"103"}
 
 
-@pytest.mark.xfail(strict=True, reason="BUG main.run writes config.json before checking the data, so after "
-                                        "a failed data check the same command is refused with '<out> already "
-                                        "holds a run' although the run never started")
 def test_failed_data_check_does_not_block_the_retry(tmp_path, capsys):
     data = copy_records(tmp_path / "data", ["101", "106"])
     args = smoke_args(tmp_path / "run", tmp_path / "cache", data_dir=data)
@@ -133,8 +130,6 @@ def test_alpha_message_says_what_is_expected(tmp_path, capsys):
     assert "5" in line and "N,S,V,F,Q" in line and "'1,2'" in line
 
 
-@pytest.mark.xfail(strict=True, reason="BUG main.check_args: NaN passes the range checks "
-                                        "(min() and <= comparisons are False for NaN), so training runs on NaN")
 @pytest.mark.parametrize("opts,name", [(["--alpha", "1,nan,1,1,1"], "--alpha"), (["--lr", "nan"], "--lr"),
                                        (["--gamma", "nan"], "--gamma")])
 def test_nan_option_is_rejected(tmp_path, capsys, opts, name):

@@ -86,9 +86,6 @@ def test_confident_correct_example_gives_finite_loss_and_gradient(gamma):
     assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG losses.FocalLoss: for 0 < gamma < 1, d/dp (1-p)^gamma is "
-                                        "infinite at p == 1, so a confidently right beat (p rounds to 1 in "
-                                        "float32) gives NaN gradients and NaN weights after one step")
 @pytest.mark.parametrize("gamma", [0.5])
 def test_fractional_gamma_gradient_is_finite_for_confident_example(gamma):
     logits = torch.tensor([[40.0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0]], requires_grad=True)

@@ -46,8 +46,9 @@ def _expected(s, i, mode):
 
 def test_feature_lists_are_as_designed():
     diag, rt = dl.RR_FEATURES["diagnostic"], dl.RR_FEATURES["realtime"]
-    assert {"pre", "post", "local", "pre/local"} <= set(diag)
-    assert {"pre", "local", "pre/local"} <= set(rt)
+    # Prematurity relative to the patient's own rhythm, in both modes.
+    assert {"pre", "post", "pre/long"} <= set(diag)
+    assert {"pre", "pre/long"} <= set(rt)
     assert not any("post" in name for name in rt), "real-time features may not use the next beat"
     for names in (diag, rt):
         for name in names:
@@ -68,7 +69,8 @@ def test_rr_features_match_hand_computation(mode):
 def test_hand_values_spot_check_beat_12_of_118():
     """Beat 12 written out in full, in case _by_hand and the module share a misconception."""
     s, _ = _beat_samples("118")
-    f = dict(zip(dl.RR_FEATURES["diagnostic"], dl.rr_features(s, FS, "diagnostic")[12]))
+    names = ("pre", "post", "local", "pre/local")
+    f = dict(zip(names, dl.rr_features(s, FS, "diagnostic", names=names)[12]))
     assert f["pre"] == pytest.approx((s[12] - s[11]) / 360, rel=1e-5)
     assert f["post"] == pytest.approx((s[13] - s[12]) / 360, rel=1e-5)
     intervals = [(s[j] - s[j - 1]) / 360 for j in range(3, 13)]  # the last 10 RR intervals
@@ -91,12 +93,18 @@ def test_long_average_covers_the_last_five_minutes():
 
 
 @pytest.mark.parametrize("mode", dl.MODES)
-def test_premature_beats_stand_out_against_the_local_rhythm(mode):
+@pytest.mark.parametrize("name", ["pre/local", "pre/long"])
+def test_premature_beats_stand_out_against_the_patients_rhythm(mode, name):
     s, sym = _beat_samples("118")
-    f = dl.rr_features(s, FS, mode)[:, dl.RR_FEATURES[mode].index("pre/local")]
+    f = dl.rr_features(s, FS, mode, names=(name,))[:, 0]
     assert np.all(f[sym == "A"] < 0.9)
     assert np.all(f[sym == "V"] < 0.9)
     assert 0.95 < np.median(f[sym == "R"]) < 1.05
+
+
+def test_realtime_mode_refuses_next_beat_features():
+    with pytest.raises(ValueError, match="post-RR"):
+        dl.rr_features(np.arange(5) * 300, FS, "realtime", names=("post",))
 
 
 def test_realtime_features_do_not_change_when_later_beats_change():

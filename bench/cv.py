@@ -1,0 +1,173 @@
+"""Patient-wise 4-fold cross-validation within DS1: how each design choice does on unseen patients.
+
+Every choice the product makes is compared here, before DS2 is looked at. Each job trains on three
+folds of DS1 records and scores the fourth; confusions are pooled over the folds.
+
+    python bench/cv.py --data-dir ../shared/data/mitdb --offline            # every config, both modes
+    python bench/cv.py --configs base,gamma0 --modes diagnostic --epochs 6  # a subset
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import data_loader as dl  # noqa: E402
+from evaluate import confusion, metrics  # noqa: E402
+from outputs import write_json, write_text  # noqa: E402
+
+# Each config changes one thing from "base" (the product's defaults); values are TrainConfig
+# fields, model keyword arguments (model_*) or "rr": the subset of RR features the model sees.
+CONFIGS = {
+    "base": {},
+    "rr_pre_post_only": {"rr": {"diagnostic": ("pre", "post"), "realtime": ("pre", "prev")}},
+    "rr_plus_local10": {"rr": {
+        "diagnostic": dl.RR_FEATURES["diagnostic"] + ("local", "pre/local", "post/local", "local/long"),
+        "realtime": dl.RR_FEATURES["realtime"] + ("local", "pre/local", "prev/local", "local/long")}},
+    "alpha_low_FQ": {"alpha": [1.0, 1.0, 1.0, 0.2, 0.2]},
+    "gamma0_ce": {"gamma": 0.0},
+    "gamma2": {"gamma": 2.0},
+    "balance0_natural": {"balance": 0.0},
+    "balance1_full": {"balance": 1.0},
+    "no_augment": {"augment": False},
+    "no_ema": {"ema": 0.0},
+    "epochs_x2": {"epochs_factor": 2},
+    "lr_1e-3": {"lr": 1e-3},
+    "wide_cnn": {"model_channels": (32, 64, 96)},
+}
+
+
+def run_job(job: dict) -> dict:
+    import torch
+
+    from model import DualBranchNet
+    from train import TrainConfig, fit, predict_proba
+
+    torch.set_num_threads(job["threads"])
+    mode, over = job["mode"], dict(CONFIGS[job["config"]])
+    rr_names = over.pop("rr", {}).get(mode)
+    model_kw = {k[6:]: over.pop(k) for k in list(over) if k.startswith("model_")}
+    epochs = job["epochs"] * over.pop("epochs_factor", 1)
+    cfg = replace(TrainConfig(), epochs=epochs, seed=job["seed"], device=job["device"], **over)
+    held = dl.DS1_FOLDS[job["fold"]]
+    train_recs = [r for r in dl.DS1 if r not in held]
+    load = lambda recs: dl.load_beats(job["data_dir"], recs, mode, job["cache_dir"], offline=True,  # noqa: E731
+                                      progress=False)
+    train, test = load(train_recs), load(held)
+    if rr_names:  # another feature set: recompute it from the R-peaks, record by record
+        for b in (train, test):
+            b.rr = np.concatenate([dl.rr_features(b.sample[b.record == r], mode=mode, names=rr_names)
+                                   for r in dict.fromkeys(b.record)])
+    t0 = time.time()
+    model, _, _ = fit(DualBranchNet(n_rr=train.rr.shape[1], **model_kw), train, None, cfg, progress=False)
+    pred = predict_proba(model, test.x, test.rr).argmax(1)
+    return {**{k: job[k] for k in ("config", "mode", "fold", "seed")}, "seconds": time.time() - t0,
+            "confusion": confusion(test.y, pred).tolist()}
+
+
+def summarise(jobs: list[dict]) -> dict:
+    out = {}
+    for j in jobs:
+        key = f"{j['mode']}/{j['config']}"
+        out.setdefault(key, {}).setdefault(j["seed"], np.zeros((5, 5), int))
+        out[key][j["seed"]] += np.array(j["confusion"])
+    summary = {}
+    for key, by_seed in out.items():
+        ms = [metrics(cm) for cm in by_seed.values()]
+        summary[key] = {
+            "seeds": len(ms),
+            **{f"{c}_{k}": float(np.mean([m["per_class"][c][k] for m in ms]))
+               for c in ("N", "S", "V") for k in ("se", "ppv", "f1")},
+            "macro_f1_nsv": float(np.mean([m["macro_f1_nsv"] for m in ms])),
+            "macro_f1_nsv_std": float(np.std([m["macro_f1_nsv"] for m in ms])),
+        }
+    return summary
+
+
+def table(summary: dict) -> str:
+    rows = ["| mode / config | seeds | N F1 | S Se | S +P | S F1 | V Se | V +P | V F1 | macro-F1 (N,S,V) |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for key, s in sorted(summary.items()):
+        rows.append(f"| {key} | {s['seeds']} | {s['N_f1']:.3f} | {s['S_se']:.3f} | {s['S_ppv']:.3f} | "
+                    f"{s['S_f1']:.3f} | {s['V_se']:.3f} | {s['V_ppv']:.3f} | {s['V_f1']:.3f} | "
+                    f"{s['macro_f1_nsv']:.3f} ± {s['macro_f1_nsv_std']:.3f} |")
+    return "\n".join(rows)
+
+
+def write_results(args, done, jobs, configs, wall) -> dict:
+    """Rewritten after every job, so an interrupted search keeps what it finished."""
+    summary = summarise(done)
+    write_json(Path(args.out).with_suffix(".json"), {
+        "summary": summary, "jobs": sorted(done, key=lambda j: (j["mode"], j["config"], j["seed"], j["fold"])),
+        "complete": len(done) == len(jobs), "wall_seconds": wall, "folds": dl.DS1_FOLDS,
+        "configs": {c: repr(CONFIGS[c]) for c in configs}, "epochs": jobs[0]["epochs"],
+        "device": args.device, "command": " ".join(sys.argv)})
+    write_text(Path(args.out).with_suffix(".md"),
+               f"# DS1 patient-wise cross-validation\n\nCommand: `python {' '.join(sys.argv)}`\n\n"
+               f"Folds (whole records): {'; '.join(' '.join(f) for f in dl.DS1_FOLDS)}. "
+               f"Each job trains on three folds and scores the fourth; confusions are pooled over the "
+               f"4 held-out folds, then averaged over seeds. Base epochs {jobs[0]['epochs']}. "
+               f"{len(done)}/{len(jobs)} jobs, wall time {wall / 60:.1f} min on {args.device}.\n\n"
+               + table(summary) + "\n\nConfigs (changes from base):\n\n"
+               + "\n".join(f"- `{c}`: {CONFIGS[c] or 'product defaults'}" for c in configs) + "\n")
+    return summary
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data-dir", default="data/mitdb")
+    p.add_argument("--offline", action="store_true")
+    p.add_argument("--cache-dir", default="cache")
+    p.add_argument("--configs", default=",".join(CONFIGS))
+    p.add_argument("--modes", default="diagnostic,realtime")
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=None, help="default: the product's default")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2, help="torch threads per worker")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="results/cv")
+    args = p.parse_args(argv)
+    from train import TrainConfig
+
+    configs = args.configs.split(",")
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        print(f"error: unknown config {', '.join(unknown)}; choose from {', '.join(CONFIGS)}", file=sys.stderr)
+        return 2
+    modes = args.modes.split(",")
+    t0 = time.time()
+    try:
+        dl.ensure_records(args.data_dir, dl.DS1, offline=args.offline)
+        for mode in modes:  # fill the cache once, before the workers read it
+            dl.load_beats(args.data_dir, dl.DS1, mode, args.cache_dir, offline=True)
+    except dl.DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    jobs = [dict(config=c, mode=m, fold=f, seed=s, data_dir=args.data_dir, cache_dir=args.cache_dir,
+                 epochs=args.epochs or TrainConfig().epochs, device=args.device, threads=args.threads)
+            for m in modes for c in configs for s in range(args.seeds) for f in range(len(dl.DS1_FOLDS))]
+    done = []
+    with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for fut in as_completed([pool.submit(run_job, j) for j in jobs]):
+            r = fut.result()
+            done.append(r)
+            print(f"{r['mode']}/{r['config']} fold {r['fold']} seed {r['seed']}: {r['seconds']:.0f} s", flush=True)
+            summary = write_results(args, done, jobs, configs, time.time() - t0)
+    wall = time.time() - t0
+    summary = write_results(args, done, jobs, configs, wall)
+    print(table(summary))
+    print(f"wall time {wall / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
