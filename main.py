@@ -34,15 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default="cache", help="preprocessed beats are cached here")
     p.add_argument("--out", default=None, help="run directory (default runs/<mode>-seed<seed>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="allow --out to name an existing run")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="beats per training step")
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of the one-cycle schedule")
     p.add_argument("--gamma", type=float, default=d.gamma, help="focal loss focusing parameter (0 = CE)")
     p.add_argument("--alpha", default=None, help="focal per-class weights for N,S,V,F,Q, e.g. 1,2,1,1,1")
     p.add_argument("--balance", type=float, default=d.balance,
                    help="class-balanced sampling strength: 0 natural frequencies, 1 fully balanced")
     p.add_argument("--no-augment", action="store_true", help="turn off training augmentation")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--ema", type=float, default=d.ema,
+                   help="decay of the averaged weights that are validated and kept (0: plain weights)")
+    p.add_argument("--seed", type=int, default=d.seed, help="same seed, same result on CPU")
     p.add_argument("--device", default="cpu", help="cpu, or cuda when available")
     p.add_argument("--max-records", type=int, default=None,
                    help="smoke runs: use only the first N records of train, validation and test lists")
@@ -55,13 +57,15 @@ def check_args(args) -> None:
         raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
-    for name in ("lr", "gamma", "balance"):
+    for name in ("lr", "gamma", "balance", "ema"):
         if not math.isfinite(getattr(args, name)):
             raise ConfigError(f"--{name} must be a finite number, got {getattr(args, name)}")
     if args.lr <= 0:
         raise ConfigError(f"--lr must be positive, got {args.lr}")
     if args.gamma < 0:
         raise ConfigError(f"--gamma must be >= 0 (0 is cross-entropy), got {args.gamma}")
+    if not 0 <= args.ema < 1:
+        raise ConfigError(f"--ema must be in [0, 1), got {args.ema}")
     if not 0 <= args.balance <= 1:
         raise ConfigError(f"--balance must be between 0 and 1, got {args.balance}")
     if args.max_records is not None and args.max_records < 1:
@@ -108,7 +112,7 @@ def run(args) -> dict:
     out = Path(args.out)
     train_recs, val_recs, test_recs = split_records(args.max_records)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, gamma=args.gamma,
-                      alpha=args.alpha, balance=args.balance, augment=not args.no_augment,
+                      alpha=args.alpha, balance=args.balance, augment=not args.no_augment, ema=args.ema,
                       seed=args.seed, device=args.device)
     config = {**vars(args), "train_records": train_recs, "validation_records": val_recs,
               "test_records": test_recs, "window": [dl.WINDOW_BEFORE, dl.WINDOW_AFTER],
@@ -139,15 +143,16 @@ def run(args) -> dict:
 
     # Final evaluation: the first and only time DS2 is read.
     test = load(test_recs)
-    results = {}
+    results, preds = {}, {}
     for name, m in (("float32", model), ("dynamic-int8", qmodel)):
         with torch.inference_mode():
-            pred = predict_proba(m, test.x, test.rr).argmax(1)
+            pred = preds[name] = predict_proba(m, test.x, test.rr).argmax(1)
         cm = confusion(test.y, pred)
         results[name] = {"metrics": metrics(cm), "report": classification_report(test.y, pred),
                          "size_bytes": sizes[name]}
         plot_confusion(cm, out / f"confusion_{name}.png", f"DS2, {args.mode}, {name}")
     plot_history(history, out / "training_curves.png")
+    write_predictions(out / "predictions.csv", test, preds)
 
     f, q = results["float32"]["metrics"], results["dynamic-int8"]["metrics"]
     change = "\n".join(
@@ -166,6 +171,20 @@ def run(args) -> dict:
     say(f"\nDS2 float32: S F1 {f['per_class']['S']['f1']:.3f}  V F1 {f['per_class']['V']['f1']:.3f}  "
         f"macro-F1(N,S,V) {f['macro_f1_nsv']:.3f}; outputs in {out} ({time.time() - t0:.0f} s)")
     return summary
+
+
+def write_predictions(path, beats, preds: dict) -> None:
+    """One row per DS2 beat: record, R-peak sample, reference class and each model's class."""
+    import pandas as pd
+
+    from outputs import atomic_path
+
+    names = list(dl.CLASSES)
+    frame = pd.DataFrame({"record": beats.record, "sample": beats.sample,
+                          "reference": [names[i] for i in beats.y],
+                          **{f"pred_{k}": [names[i] for i in p] for k, p in preds.items()}})
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def main(argv=None) -> int:

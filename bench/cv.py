@@ -34,6 +34,8 @@ CONFIGS = {
         "diagnostic": dl.RR_FEATURES["diagnostic"] + ("local", "pre/local", "post/local", "local/long"),
         "realtime": dl.RR_FEATURES["realtime"] + ("local", "pre/local", "prev/local", "local/long")}},
     "alpha_low_FQ": {"alpha": [1.0, 1.0, 1.0, 0.2, 0.2]},
+    "rr_pre_post_alpha_low_FQ": {"rr": {"diagnostic": ("pre", "post"), "realtime": ("pre", "prev")},
+                                 "alpha": [1.0, 1.0, 1.0, 0.2, 0.2]},
     "gamma0_ce": {"gamma": 0.0},
     "gamma2": {"gamma": 2.0},
     "balance0_natural": {"balance": 0.0},

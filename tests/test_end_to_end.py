@@ -14,7 +14,8 @@ import quantize
 from conftest import PNG_SIGNATURE, PROTOCOL_LABEL, fixture_record, smoke_args
 
 ARTIFACTS = ("config.json", "metrics.json", "report.md", "confusion_float32.png",
-             "confusion_dynamic-int8.png", "training_curves.png", "model_float32.pt", "model_int8.pt")
+             "confusion_dynamic-int8.png", "training_curves.png", "model_float32.pt", "model_int8.pt",
+             "predictions.csv")
 MODELS = {"float32": "model_float32.pt", "dynamic-int8": "model_int8.pt"}
 
 
@@ -85,6 +86,19 @@ def test_saved_models_load_and_reproduce_the_reported_confusion(e2e_run, fixture
     cm = np.bincount(test.y * 5 + pred, minlength=25).reshape(5, 5)
     reported = np.asarray(json.loads((e2e_run.out / "metrics.json").read_text())[name]["confusion"])
     np.testing.assert_array_equal(cm, reported)
+
+
+def test_predictions_csv_matches_the_confusion_matrices(e2e_run):
+    import pandas as pd
+
+    pred = pd.read_csv(e2e_run.out / "predictions.csv", dtype={"record": str})
+    metrics = json.loads((e2e_run.out / "metrics.json").read_text())
+    assert sorted(pred["record"].unique()) == sorted(dl.DS2[:2])
+    for name in MODELS:
+        k = len(dl.CLASSES)
+        idx = pred["reference"].map(dl.CLASS_INDEX) * k + pred[f"pred_{name}"].map(dl.CLASS_INDEX)
+        cm = np.bincount(idx, minlength=k * k).reshape(k, k)
+        np.testing.assert_array_equal(cm, metrics[name]["confusion"])
 
 
 def test_report_md_shows_both_models(e2e_run):

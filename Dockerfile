@@ -1,0 +1,14 @@
+# docker build -t deep-ecg . && docker run -v "$PWD/data:/data" deep-ecg [--mode realtime ...]
+# The data volume holds mitdb/ (downloaded there on first run if missing), the cache and the runs.
+FROM python:3.11-slim
+WORKDIR /app
+COPY requirements.txt .
+# The CPU build of torch first (the PyPI wheel for Linux is the multi-GB CUDA build), then the rest.
+RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+ && pip install --no-cache-dir -r requirements.txt
+COPY *.py ./
+COPY bench ./bench
+# Runs from the volume: data in /data/mitdb, cache in /data/cache, results in /data/runs/.
+VOLUME /data
+WORKDIR /data
+ENTRYPOINT ["python", "/app/main.py", "--data-dir", "/data/mitdb"]

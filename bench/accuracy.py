@@ -1,0 +1,194 @@
+"""Accuracy benchmark: the full protocol (train DS1, choose on held-out DS1 patients, test DS2)
+for several seeds in both modes, float32 and int8, beside the published inter-patient results.
+
+    python bench/accuracy.py --data-dir ../shared/data/mitdb --offline      # 5 seeds x 2 modes
+
+Writes results/accuracy.md and results/accuracy.json; each run's own directory stays under
+--runs-dir (config, models, metrics, report, predictions).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import data_loader as dl  # noqa: E402
+import main as pipeline  # noqa: E402
+from outputs import write_json, write_text  # noqa: E402
+
+# Published DS1 -> DS2 results (PROTOCOL.md): S Se, S +P, V Se, V +P in %, or F1 where only F1 is given.
+PUBLISHED = [
+    ("de Chazal 2004, linear discriminants", 76, 38, 77, 82),
+    ("Llamedo & Martinez 2011", 77, 39, 81, 87),
+    ("Mar et al. 2011", 83.2, 33.5, 86.8, 75.9),
+    ("Zhang et al. 2014, SVM", 79.1, 36.0, 85.5, 92.7),
+    ("Lin & Yang 2014", 81, 31, 86, 73),
+    ("Garcia et al. 2017", 62.0, 53.0, 87.3, 59.4),
+]
+PUBLISHED_F1 = [("Guo et al. 2019, DenseNet + GRU", 61.3, 89.8),
+                ("Niu et al. 2020, multi-perspective CNN", 76.6, 89.7)]
+MODELS = ("float32", "dynamic-int8")
+
+
+def f1(se, ppv):
+    return 2 * se * ppv / (se + ppv) if se + ppv else 0.0
+
+
+def aggregate(runs: list[dict]) -> dict:
+    """Mean and std over seeds of every per-class figure, for each model."""
+    out = {}
+    for model in MODELS:
+        ms = [r[model] for r in runs]
+        per = {c: {k: {"mean": float(np.mean([m["per_class"][c][k] for m in ms])),
+                       "std": float(np.std([m["per_class"][c][k] for m in ms]))}
+                   for k in ("se", "ppv", "f1", "fpr")} for c in dl.CLASSES}
+        out[model] = {"per_class": per, **{k: {"mean": float(np.mean([m[k] for m in ms])),
+                                               "std": float(np.std([m[k] for m in ms]))}
+                                           for k in ("accuracy", "macro_f1_nsv", "macro_f1_all")},
+                      "size_bytes": ms[0]["size_bytes"]}
+    return out
+
+
+def per_record_errors(run_dirs: list[Path]) -> dict:
+    """Mean over seeds of each DS2 record's S and V misses (FN) and false alarms (FP), float32 model."""
+    import pandas as pd
+
+    tables = []
+    for d in run_dirs:
+        p = pd.read_csv(d / "predictions.csv", dtype={"record": str})
+        rows = {}
+        for rec, g in p.groupby("record"):
+            row = {}
+            for c in ("S", "V"):
+                ref, pred = g["reference"] == c, g["pred_float32"] == c
+                row[f"{c} beats"] = int(ref.sum())
+                row[f"{c} missed"] = int((ref & ~pred).sum())
+                row[f"{c} false"] = int((~ref & pred).sum())
+            rows[rec] = row
+        tables.append(pd.DataFrame(rows).T)
+    mean = sum(tables) / len(tables)
+    return {rec: {k: float(v) for k, v in row.items()} for rec, row in mean.iterrows()}
+
+
+def pm(d, scale=1.0, digits=3):
+    return f"{d['mean'] * scale:.{digits}f} ± {d['std'] * scale:.{digits}f}"
+
+
+def report(summary: dict, errors: dict, args, wall: float) -> str:
+    lines = ["# Accuracy on DS2 (inter-patient, PROTOCOL.md)", "",
+             f"Command: `python bench/accuracy.py {' '.join(sys.argv[1:])}`", "",
+             f"Mean ± std over {args.seeds} seeds. Trained on DS1 records {' '.join(dl.TRAIN)}; checkpoint "
+             f"chosen on held-out DS1 patients {' '.join(dl.VALIDATION)}; DS2 read once, after training. "
+             f"Every design choice was made by DS1 cross-validation (results/cv*.md). "
+             f"Wall time {wall / 60:.1f} min on this machine.", ""]
+    for mode, s in summary.items():
+        lines += [f"## {mode} mode", "",
+                  "| model | N Se | N +P | N F1 | S Se | S +P | S F1 | V Se | V +P | V F1 | F F1 | "
+                  "macro-F1 (N,S,V) | accuracy | size (bytes) |", "|---" * 14 + "|"]
+        for model in MODELS:
+            m, p = s[model], s[model]["per_class"]
+            lines.append(f"| {model} | " + " | ".join(pm(p[c][k]) for c in "NSV" for k in ("se", "ppv", "f1"))
+                         + f" | {pm(p['F']['f1'])} | {pm(m['macro_f1_nsv'])} | {pm(m['accuracy'], digits=4)}"
+                         f" | {m['size_bytes']:,} |")
+        d = s["dynamic-int8"]["macro_f1_nsv"]["mean"] - s["float32"]["macro_f1_nsv"]["mean"]
+        lines += ["", f"int8 - float32 macro-F1 (N,S,V): {d:+.4f}", ""]
+    lines += ["## Published DS1 -> DS2 results beside this one (%)", "",
+              "| method | S Se | S +P | S F1 | V Se | V +P | V F1 |", "|---|---|---|---|---|---|---|"]
+    for name, sse, sp, vse, vp in PUBLISHED:
+        lines.append(f"| {name} | {sse} | {sp} | {100 * f1(sse / 100, sp / 100):.1f} | {vse} | {vp} | "
+                     f"{100 * f1(vse / 100, vp / 100):.1f} |")
+    for name, sf1, vf1 in PUBLISHED_F1:
+        lines.append(f"| {name} | | | {sf1} | | | {vf1} |")
+    for mode, s in summary.items():
+        p = s["float32"]["per_class"]
+        lines.append(f"| **Deep-ECG, {mode}** (mean of {args.seeds} seeds) | "
+                     + " | ".join(f"{100 * p[c][k]['mean']:.1f}" for c in "SV" for k in ("se", "ppv", "f1"))
+                     + " |")
+    lines += ["", "## Where the model fails: DS2 errors per record (diagnostic mode, float32, mean over seeds)",
+              "", "| record | S beats | S missed | S false alarms | V beats | V missed | V false alarms |",
+              "|---|---|---|---|---|---|---|"]
+    for rec, e in sorted(errors.items()):
+        lines.append(f"| {rec} | {e['S beats']:.0f} | {e['S missed']:.1f} | {e['S false']:.1f} | "
+                     f"{e['V beats']:.0f} | {e['V missed']:.1f} | {e['V false']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def readme_table(summary: dict, args) -> str:
+    """The README's results table, rewritten by this benchmark so that it cannot drift from it."""
+    lines = [f"DS2, mean ± std over {args.seeds} seeds (float32; int8 beside), from `results/accuracy.md`:", "",
+             "| mode | model | S Se | S +P | S F1 | V Se | V +P | V F1 | N F1 | macro-F1 (N,S,V) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for mode, s in summary.items():
+        for model in MODELS:
+            p = s[model]["per_class"]
+            lines.append(f"| {mode} | {model} | " + " | ".join(pm(p[c][k]) for c in "SV" for k in ("se", "ppv", "f1"))
+                         + f" | {pm(p['N']['f1'])} | {pm(s[model]['macro_f1_nsv'])} |")
+    return "\n".join(lines)
+
+
+def update_readme(path: Path, table: str) -> None:
+    start, end = "<!-- accuracy:start -->", "<!-- accuracy:end -->"
+    if not path.exists():
+        return
+    text = path.read_text()
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        write_text(path, head + start + "\n" + table + "\n" + end + rest.split(end, 1)[1])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data-dir", default="data/mitdb")
+    p.add_argument("--offline", action="store_true")
+    p.add_argument("--cache-dir", default="cache")
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--modes", default="diagnostic,realtime")
+    p.add_argument("--runs-dir", default="runs/accuracy")
+    p.add_argument("--out", default="results/accuracy", help="writes OUT.md and OUT.json")
+    p.add_argument("--resume", action="store_true", help="reuse runs that already finished in --runs-dir")
+    p.add_argument("--update-readme", action="store_true", help="rewrite the README's results table")
+    p.add_argument("extra", nargs=argparse.REMAINDER, help="after --: options passed on to main.py")
+    args = p.parse_args(argv)
+    extra = [a for a in args.extra if a != "--"]
+    modes = args.modes.split(",")
+    t0 = time.time()
+    summary, runs_by_mode = {}, {}
+    for mode in modes:
+        runs, dirs = [], []
+        for seed in range(args.seeds):
+            out = Path(args.runs_dir) / f"{mode}-seed{seed}"
+            if not (args.resume and (out / "metrics.json").exists()):
+                t = time.time()
+                code = pipeline.main(["--mode", mode, "--seed", str(seed), "--data-dir", args.data_dir,
+                                      "--cache-dir", args.cache_dir, "--out", str(out), "--overwrite", "--quiet",
+                                      *(["--offline"] if args.offline else []), *extra])
+                if code:
+                    return code
+                print(f"{mode} seed {seed}: {time.time() - t:.0f} s", flush=True)
+            runs.append(json.loads((out / "metrics.json").read_text()))
+            dirs.append(out)
+        summary[mode] = aggregate(runs)
+        runs_by_mode[mode] = dirs
+    errors = per_record_errors(runs_by_mode.get("diagnostic", next(iter(runs_by_mode.values()))))
+    wall = time.time() - t0
+    write_json(Path(args.out).with_suffix(".json"), {
+        "summary": summary, "per_record_errors": errors, "seeds": args.seeds, "wall_seconds": wall,
+        "command": "python bench/accuracy.py " + " ".join(sys.argv[1:]),
+        "runs": {m: [str(d) for d in ds] for m, ds in runs_by_mode.items()}})
+    text = report(summary, errors, args, wall)
+    write_text(Path(args.out).with_suffix(".md"), text)
+    if args.update_readme:
+        update_readme(Path(__file__).resolve().parent.parent / "README.md", readme_table(summary, args))
+    print(text)
+    print(f"wall time {wall / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
