@@ -105,8 +105,8 @@ def run(args) -> dict:
 
     from evaluate import classification_report, confusion, metrics, plot_confusion, plot_history, write_report
     from model import build_model
-    from quantize import quantize_dynamic, save_model
-    from train import TrainConfig, fit, predict_proba
+    from quantize import path_size, quantization_table, quantize_all
+    from train import TrainConfig, fit, predict_proba, seed_everything
 
     t0 = time.time()
     out = Path(args.out)
@@ -132,38 +132,32 @@ def run(args) -> dict:
     say(f"[{args.mode}] train {len(train)} beats {train.counts()}; validation {len(val)} beats {val.counts()}"
         f" ({time.time() - t_pre:.1f} s)")
 
+    seed_everything(cfg.seed)  # the initial weights too: same seed, same model
     model = build_model(args.mode)
     t_train = time.time()
     model, history, best_epoch = fit(model, train, val, cfg, progress=progress)
     train_s = time.time() - t_train
     say(f"trained {cfg.epochs} epochs in {train_s:.0f} s; best validation epoch {best_epoch}")
-    sizes = {"float32": save_model(model, out / "model_float32.pt", args.mode, "float32")}
-    qmodel = quantize_dynamic(model)
-    sizes["dynamic-int8"] = save_model(qmodel, out / "model_int8.pt", args.mode, "dynamic-int8")
+    models = quantize_all(model, train, out, args.mode, seed=args.seed)
 
     # Final evaluation: the first and only time DS2 is read.
     test = load(test_recs)
     results, preds = {}, {}
-    for name, m in (("float32", model), ("dynamic-int8", qmodel)):
+    for name, (path, predict) in models.items():
         with torch.inference_mode():
-            pred = preds[name] = predict_proba(m, test.x, test.rr).argmax(1)
+            pred = preds[name] = predict(test.x, test.rr).argmax(1)
         cm = confusion(test.y, pred)
         results[name] = {"metrics": metrics(cm), "report": classification_report(test.y, pred),
-                         "size_bytes": sizes[name]}
+                         "size_bytes": path_size(path), "file": path.name}
         plot_confusion(cm, out / f"confusion_{name}.png", f"DS2, {args.mode}, {name}")
     plot_history(history, out / "training_curves.png")
     write_predictions(out / "predictions.csv", test, preds)
-
-    f, q = results["float32"]["metrics"], results["dynamic-int8"]["metrics"]
-    change = "\n".join(
-        ["## Quantization", "", f"float32 {sizes['float32']:,} bytes -> dynamic int8 "
-         f"{sizes['dynamic-int8']:,} bytes ({sizes['float32'] / sizes['dynamic-int8']:.2f}x smaller)", "",
-         "| class | F1 float32 | F1 int8 | change |", "|---|---|---|---|"]
-        + [f"| {c} | {f['per_class'][c]['f1']:.4f} | {q['per_class'][c]['f1']:.4f} | "
-           f"{q['per_class'][c]['f1'] - f['per_class'][c]['f1']:+.4f} |" for c in dl.CLASSES])
+    change = quantization_table(results)
+    f = results["float32"]["metrics"]
     summary = {"mode": args.mode, "seed": args.seed, "best_epoch": best_epoch, "history": history,
                "test_counts": test.counts(), "train_seconds": train_s, "total_seconds": time.time() - t0,
-               **{name: {"size_bytes": r["size_bytes"], **r["metrics"]} for name, r in results.items()}}
+               **{name: {"size_bytes": r["size_bytes"], "file": r["file"], **r["metrics"]}
+                  for name, r in results.items()}}
     write_json(out / "metrics.json", summary)
     write_report(out / "report.md", f"Deep-ECG run: {args.mode} mode, seed {args.seed}",
                  {k: config[k] for k in sorted(config)}, results, history, extra=change)

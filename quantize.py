@@ -19,6 +19,40 @@ def quantize_dynamic(model: nn.Module) -> nn.Module:
         return qd(model.eval(), {nn.Linear}, dtype=torch.qint8)
 
 
+def calibration_beats(beats, per_class: int = 300, seed: int = 0):
+    """A class-stratified sample of training beats, so rare classes shape the int8 ranges too."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    idx = np.concatenate([rng.permutation(np.flatnonzero(beats.y == c))[:per_class]
+                          for c in np.unique(beats.y)])
+    return beats.x[idx][:, None, :], beats.rr[idx]
+
+
+def quantize_static_onnx(float_onnx, path, calib_x, calib_rr, batch: int = 128) -> None:
+    """Static int8 of the whole network (convolutions and linear layers) with onnxruntime:
+    int8 weights per channel, uint8 activations with ranges calibrated on DS1 training beats."""
+    import os
+    import tempfile
+
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quant_pre_process, quantize_static)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"window": calib_x[i:i + batch], "rr": calib_rr[i:i + batch]}
+                                 for i in range(0, len(calib_x), batch)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    with tempfile.TemporaryDirectory() as tmpdir, atomic_path(path) as tmp:
+        pre = os.path.join(tmpdir, "pre.onnx")
+        quant_pre_process(str(float_onnx), pre)  # shape inference + graph clean-up first
+        quantize_static(pre, str(tmp), Reader(), quant_format=QuantFormat.QOperator, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+
+
 def save_model(model: nn.Module, path, mode: str, kind: str, model_kwargs: dict | None = None) -> int:
     """Save weights with what it takes to rebuild the network; return the file size in bytes."""
     payload = {"format": "deep-ecg-model/1", "mode": mode, "kind": kind,
@@ -26,6 +60,50 @@ def save_model(model: nn.Module, path, mode: str, kind: str, model_kwargs: dict 
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path_size(path)
+
+
+def quantize_all(model: nn.Module, train, out, mode: str, seed: int = 0) -> dict:
+    """The quantize stage: save float32, dynamic int8 and static int8 models and their exports.
+
+    Returns {name: (model file, predict_proba(x, rr))} for evaluation.
+    """
+    from pathlib import Path
+
+    from data_loader import RR_FEATURES
+    from export import OnnxModel, export_onnx, export_torchscript
+    from train import predict_proba
+
+    out = Path(out)
+    n_rr = len(RR_FEATURES[mode])
+    qmodel = quantize_dynamic(model)
+    save_model(model, out / "model_float32.pt", mode, "float32")
+    save_model(qmodel, out / "model_int8.pt", mode, "dynamic-int8")
+    export_torchscript(model, out / "model_float32.jit.pt", n_rr)
+    export_torchscript(qmodel, out / "model_int8.jit.pt", n_rr)
+    export_onnx(model, out / "model_float32.onnx", n_rr)
+    calib_x, calib_rr = calibration_beats(train, seed=seed)
+    quantize_static_onnx(out / "model_float32.onnx", out / "model_int8_static.onnx", calib_x, calib_rr)
+    static = OnnxModel(out / "model_int8_static.onnx")
+    return {"float32": (out / "model_float32.pt", lambda x, rr: predict_proba(model, x, rr)),
+            "dynamic-int8": (out / "model_int8.pt", lambda x, rr: predict_proba(qmodel, x, rr)),
+            "static-int8": (out / "model_int8_static.onnx", static.predict_proba)}
+
+
+def quantization_table(results: dict) -> str:
+    """Markdown: each model's file size and per-class F1, and the change from float32."""
+    from data_loader import CLASSES
+
+    f = results["float32"]
+    lines = ["## Quantization", "", "| model | file | bytes | smaller by | "
+             + " | ".join(f"{c} F1 (change)" for c in CLASSES) + " | macro-F1 (N,S,V) (change) |",
+             "|---" * (5 + len(CLASSES)) + "|"]
+    for name, r in results.items():
+        m, fm = r["metrics"], f["metrics"]
+        cells = " | ".join(f"{m['per_class'][c]['f1']:.4f} ({m['per_class'][c]['f1'] - fm['per_class'][c]['f1']:+.4f})"
+                           for c in CLASSES)
+        lines.append(f"| {name} | {r['file']} | {r['size_bytes']:,} | {f['size_bytes'] / r['size_bytes']:.2f}x | "
+                     f"{cells} | {m['macro_f1_nsv']:.4f} ({m['macro_f1_nsv'] - fm['macro_f1_nsv']:+.4f}) |")
+    return "\n".join(lines)
 
 
 def path_size(path) -> int:

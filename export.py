@@ -1,0 +1,67 @@
+"""Deployable files: ONNX and TorchScript exports of a trained network, and an ONNX runner.
+
+The ONNX graph takes `window` (batch, 1, WINDOW) float32 and `rr` (batch, n_rr) float32 and
+returns `logits` (batch, 5); onnxruntime runs it on any CPU, int8 included.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+from data_loader import CLASSES, WINDOW
+from outputs import atomic_path
+
+INPUTS = ("window", "rr")
+OUTPUT = "logits"
+OPSET = 17
+
+
+def _example(n_rr: int, batch: int = 2):
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(batch, 1, WINDOW, generator=g), torch.rand(batch, n_rr, generator=g) + 0.5
+
+
+def export_onnx(model: nn.Module, path, n_rr: int) -> None:
+    """Float32 ONNX with a dynamic batch axis."""
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript-based exporter warns that it is legacy
+        torch.onnx.export(model.eval(), _example(n_rr), str(tmp), input_names=list(INPUTS),
+                          output_names=[OUTPUT], opset_version=OPSET, dynamo=False,
+                          dynamic_axes={name: {0: "batch"} for name in (*INPUTS, OUTPUT)})
+
+
+def export_torchscript(model: nn.Module, path, n_rr: int) -> None:
+    """TorchScript (traced) of a float32 or dynamic-int8 model: loads with torch.jit.load, no source."""
+    with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.trace(model.eval(), _example(n_rr)), str(tmp))
+
+
+class OnnxModel:
+    """An exported model run by onnxruntime; `threads` fixes the CPU threads it may use."""
+
+    def __init__(self, path, threads: int | None = None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+    def logits(self, x: np.ndarray, rr: np.ndarray) -> np.ndarray:
+        return self.session.run([OUTPUT], {"window": x, "rr": rr})[0]
+
+    def predict_proba(self, x, rr, batch_size: int = 4096) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = x[:, None, :] if x.ndim == 2 else x
+        rr = np.ascontiguousarray(rr, dtype=np.float32)
+        out = [self.logits(x[i:i + batch_size], rr[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        if not out:
+            return np.zeros((0, len(CLASSES)), np.float32)
+        z = np.concatenate(out)
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)

@@ -1,0 +1,86 @@
+"""Exports give the PyTorch model's classes; the static int8 model is small, whole-network int8
+and close to float32."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import data_loader as dl
+import quantize
+from export import OnnxModel, export_onnx, export_torchscript
+from train import predict_proba
+
+N_RR = len(dl.RR_FEATURES["diagnostic"])
+
+
+@pytest.fixture(scope="module")
+def beats(trained_model):
+    return trained_model.beats
+
+
+@pytest.fixture(scope="module")
+def model(trained_model):
+    return trained_model.model
+
+
+@pytest.fixture(scope="module")
+def files(model, tmp_path_factory, fixture_dir):
+    d = tmp_path_factory.mktemp("export")
+    qmodel = quantize.quantize_dynamic(model)
+    export_onnx(model, d / "f.onnx", N_RR)
+    export_torchscript(model, d / "f.jit.pt", N_RR)
+    export_torchscript(qmodel, d / "q.jit.pt", N_RR)
+    # Calibrated on the DS1 (training) records of the fixture only.
+    train = dl.load_beats(fixture_dir, ["101", "106", "118", "124"], "diagnostic", progress=False)
+    cx, crr = quantize.calibration_beats(train)
+    quantize.quantize_static_onnx(d / "f.onnx", d / "q.onnx", cx, crr)
+    return d, qmodel
+
+
+def _torch_proba(model, beats):
+    return predict_proba(model, beats.x, beats.rr)
+
+
+def test_onnx_float_gives_the_same_classes_and_probabilities(model, beats, files):
+    d, _ = files
+    ref = _torch_proba(model, beats)
+    got = OnnxModel(d / "f.onnx", threads=1).predict_proba(beats.x, beats.rr)
+    np.testing.assert_array_equal(got.argmax(1), ref.argmax(1))
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["float32", "dynamic-int8"])
+def test_torchscript_gives_the_same_classes_and_probabilities(model, beats, files, kind):
+    d, qmodel = files
+    model = model if kind == "float32" else qmodel
+    ts = torch.jit.load(str(d / ("f.jit.pt" if kind == "float32" else "q.jit.pt")))
+    ref = _torch_proba(model, beats)
+    got = predict_proba(ts, beats.x, beats.rr)
+    np.testing.assert_array_equal(got.argmax(1), ref.argmax(1))
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def test_static_int8_is_close_to_float32(model, beats, files):
+    d, _ = files
+    ref = _torch_proba(model, beats)
+    got = OnnxModel(d / "q.onnx", threads=1).predict_proba(beats.x, beats.rr)
+    assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.97
+    assert np.abs(got - ref).mean() < 0.02  # stated tolerance: mean absolute probability change
+
+
+def test_static_int8_is_small_and_every_layer_is_int8(files):
+    d, _ = files
+    size, float_size = (d / "q.onnx").stat().st_size, (d / "f.onnx").stat().st_size
+    assert size <= 100_000 and float_size / size >= 2.5
+    ops = [n.op_type for n in onnx.load(str(d / "q.onnx")).graph.node]
+    assert "QLinearConv" in ops and ("QGemm" in ops or "QLinearMatMul" in ops)
+    assert not {"Conv", "Gemm", "MatMul"} & set(ops), f"float layers left: {sorted(set(ops))}"
+
+
+def test_calibration_sample_holds_every_class_present(beats):
+    x, rr = quantize.calibration_beats(beats, per_class=50)
+    present = np.unique(beats.y)
+    assert len(x) == sum(min(50, int((beats.y == c).sum())) for c in present)
+    assert x.shape[1:] == (1, dl.WINDOW) and rr.shape[1] == N_RR
