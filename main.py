@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="beats per training step")
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of the one-cycle schedule")
     p.add_argument("--gamma", type=float, default=d.gamma, help="focal loss focusing parameter (0 = CE)")
-    p.add_argument("--alpha", default=None, help="focal per-class weights for N,S,V,F,Q, e.g. 1,2,1,1,1")
+    p.add_argument("--alpha", default=",".join(f"{a:g}" for a in d.alpha),
+                   help="focal per-class weights for N,S,V,F,Q ('none': all 1)")
     p.add_argument("--balance", type=float, default=d.balance,
                    help="class-balanced sampling strength: 0 natural frequencies, 1 fully balanced")
     p.add_argument("--no-augment", action="store_true", help="turn off training augmentation")
@@ -70,7 +71,9 @@ def check_args(args) -> None:
         raise ConfigError(f"--balance must be between 0 and 1, got {args.balance}")
     if args.max_records is not None and args.max_records < 1:
         raise ConfigError(f"--max-records must be at least 1, got {args.max_records}")
-    if args.alpha is not None:
+    if args.alpha.lower() == "none":
+        args.alpha = None
+    else:
         try:
             alpha = [float(a) for a in args.alpha.split(",")]
         except ValueError:

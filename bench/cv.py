@@ -33,7 +33,8 @@ CONFIGS = {
     "rr_plus_local10": {"rr": {
         "diagnostic": dl.RR_FEATURES["diagnostic"] + ("local", "pre/local", "post/local", "local/long"),
         "realtime": dl.RR_FEATURES["realtime"] + ("local", "pre/local", "prev/local", "local/long")}},
-    "alpha_low_FQ": {"alpha": [1.0, 1.0, 1.0, 0.2, 0.2]},
+    "alpha_low_FQ": {"alpha": [1.0, 1.0, 1.0, 0.2, 0.2]},  # adopted as the default after round 3
+    "alpha_none": {"alpha": None},
     "rr_pre_post_alpha_low_FQ": {"rr": {"diagnostic": ("pre", "post"), "realtime": ("pre", "prev")},
                                  "alpha": [1.0, 1.0, 1.0, 0.2, 0.2]},
     "gamma0_ce": {"gamma": 0.0},
