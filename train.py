@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,7 +29,6 @@ class TrainConfig:
     ema: float = 0.998  # decay of the moving average of weights, after a plain-mean warm-up (0: off)
     seed: int = 0
     device: str = "cpu"
-    history: list = field(default_factory=list)
 
 
 def seed_everything(seed: int) -> None:
@@ -63,16 +62,19 @@ def sample_weights(y: np.ndarray, balance: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_proba(model, x, rr, batch_size: int = 4096) -> np.ndarray:
-    """Class probabilities (beats, len(CLASSES)) for float32 arrays or tensors."""
+def predict_logits(model, x, rr, batch_size: int = 4096) -> torch.Tensor:
+    """Logits (beats, len(CLASSES)) in eval mode, batch by batch, for arrays or tensors."""
     model.eval()
-    x = torch.as_tensor(x)
-    rr = torch.as_tensor(rr)
+    x, rr = torch.as_tensor(x), torch.as_tensor(rr)
     if x.dim() == 2:
         x = x[:, None, :]
-    out = [torch.softmax(model(x[i:i + batch_size], rr[i:i + batch_size]), dim=1)
-           for i in range(0, len(x), batch_size)]
-    return torch.cat(out).cpu().numpy() if out else np.zeros((0, len(CLASSES)), np.float32)
+    out = [model(x[i:i + batch_size], rr[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    return torch.cat(out) if out else torch.zeros((0, len(CLASSES)))
+
+
+def predict_proba(model, x, rr, batch_size: int = 4096) -> np.ndarray:
+    """Class probabilities (beats, len(CLASSES))."""
+    return torch.softmax(predict_logits(model, x, rr, batch_size), dim=1).cpu().numpy()
 
 
 def selection_score(m: dict) -> float:
@@ -124,9 +126,8 @@ def fit(model, train: Beats, val: Beats, cfg: TrainConfig, progress: bool = True
         scored = ema.module if ema is not None else model
         record = dict(epoch=epoch, train_loss=total / steps)
         if val is not None:
+            vlogits = predict_logits(scored, vx, vrr)
             with torch.no_grad():
-                vlogits = torch.cat([scored.eval()(vx[i:i + 4096], vrr[i:i + 4096])
-                                     for i in range(0, len(vx), 4096)])
                 record["val_loss"] = loss_fn(vlogits, vy).item()
             vm = metrics(confusion(val.y, vlogits.argmax(1).cpu().numpy()))
             record["val_macro_f1_nsv"] = selection_score(vm)

@@ -15,7 +15,7 @@ import data_loader as dl
 import main
 from conftest import FIXTURE_DIR, FIXTURE_RECORDS, ROOT, copy_records, smoke_args
 
-SMOKE_RECORDS = ["101", "106", "118", "124", "100", "103"]  # --max-records 2
+SMOKE_RECORDS = ["101", "106", "220", "223", "100", "103"]  # --max-records 2
 
 
 def _one_error_line(err: str) -> str:
@@ -35,7 +35,7 @@ def test_missing_records_offline_exit_2_with_one_message(tmp_path, capsys):
     rc = main.main(smoke_args(tmp_path / "run", tmp_path / "cache", data_dir=data))
     assert rc == 2
     msg = _one_error_line(capsys.readouterr().err)
-    assert _records_named(msg, data) == {"118", "124", "100", "103"}
+    assert _records_named(msg, data) == {"220", "223", "100", "103"}
     assert str(data) in msg
     assert "physionet.org/content/mitdb" in msg  # where to get them
     assert "--offline" in msg  # ... or how to let the program download them
@@ -148,7 +148,7 @@ def test_unparseable_option_exits_2(capsys, opts, name):
 
 def test_missing_records_message_from_the_command_line(tmp_path):
     """The same failure as a user meets it: a real process, its exit status and its stderr."""
-    data = copy_records(tmp_path / "data", ["101", "106", "118", "124"])
+    data = copy_records(tmp_path / "data", ["101", "106", "220", "223"])
     proc = subprocess.run([sys.executable, "main.py", *smoke_args(tmp_path / "run", tmp_path / "cache",
                                                                   data_dir=data)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300,
