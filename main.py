@@ -132,8 +132,9 @@ def run(args) -> dict:
                                       offline=True, progress=progress)
     t_pre = time.time()
     train, val = load(train_recs), load(val_recs)
+    pre_s = time.time() - t_pre
     say(f"[{args.mode}] train {len(train)} beats {train.counts()}; validation {len(val)} beats {val.counts()}"
-        f" ({time.time() - t_pre:.1f} s)")
+        f" ({pre_s:.1f} s)")
 
     seed_everything(cfg.seed)  # the initial weights too: same seed, same model
     model = build_model(args.mode)
@@ -144,7 +145,9 @@ def run(args) -> dict:
     models = quantize_all(model, train, out, args.mode, seed=args.seed)
 
     # Final evaluation: the first and only time DS2 is read.
+    t_pre = time.time()
     test = load(test_recs)
+    pre_s += time.time() - t_pre
     results, preds = {}, {}
     for name, (path, predict) in models.items():
         with torch.inference_mode():
@@ -158,7 +161,7 @@ def run(args) -> dict:
     change = quantization_table(results)
     f = results["float32"]["metrics"]
     summary = {"mode": args.mode, "seed": args.seed, "best_epoch": best_epoch, "history": history,
-               "test_counts": test.counts(), "train_seconds": train_s, "total_seconds": time.time() - t0,
+               "test_counts": test.counts(), "preprocess_seconds": pre_s, "train_seconds": train_s, "total_seconds": time.time() - t0,
                **{name: {"size_bytes": r["size_bytes"], "file": r["file"], **r["metrics"]}
                   for name, r in results.items()}}
     write_json(out / "metrics.json", summary)

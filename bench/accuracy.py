@@ -33,7 +33,7 @@ PUBLISHED = [
 ]
 PUBLISHED_F1 = [("Guo et al. 2019, DenseNet + GRU", 61.3, 89.8),
                 ("Niu et al. 2020, multi-perspective CNN", 76.6, 89.7)]
-MODELS = ("float32", "dynamic-int8")
+MODELS = ("float32", "dynamic-int8", "static-int8")
 
 
 def f1(se, ppv):
@@ -80,13 +80,15 @@ def pm(d, scale=1.0, digits=3):
     return f"{d['mean'] * scale:.{digits}f} ± {d['std'] * scale:.{digits}f}"
 
 
-def report(summary: dict, errors: dict, args, wall: float) -> str:
+def report(summary: dict, errors: dict, args, wall: float, runs: int, train_wall: float, reused: int) -> str:
     lines = ["# Accuracy on DS2 (inter-patient, PROTOCOL.md)", "",
              f"Command: `python bench/accuracy.py {' '.join(sys.argv[1:])}`", "",
              f"Mean ± std over {args.seeds} seeds. Trained on DS1 records {' '.join(dl.TRAIN)}; checkpoint "
              f"chosen on held-out DS1 patients {' '.join(dl.VALIDATION)}; DS2 read once, after training. "
              f"Every design choice was made by DS1 cross-validation (results/cv*.md). "
-             f"Wall time {wall / 60:.1f} min on this machine.", ""]
+             f"The {runs} training runs took {train_wall / 60:.1f} min in all (each run's own wall time, "
+             f"summed); this command took {wall / 60:.1f} min"
+             + (f", reusing {reused} finished runs (--resume)" if reused else "") + ".", ""]
     for mode, s in summary.items():
         lines += [f"## {mode} mode", "",
                   "| model | N Se | N +P | N F1 | S Se | S +P | S F1 | V Se | V +P | V F1 | F F1 | "
@@ -96,8 +98,11 @@ def report(summary: dict, errors: dict, args, wall: float) -> str:
             lines.append(f"| {model} | " + " | ".join(pm(p[c][k]) for c in "NSV" for k in ("se", "ppv", "f1"))
                          + f" | {pm(p['F']['f1'])} | {pm(m['macro_f1_nsv'])} | {pm(m['accuracy'], digits=4)}"
                          f" | {m['size_bytes']:,} |")
-        d = s["dynamic-int8"]["macro_f1_nsv"]["mean"] - s["float32"]["macro_f1_nsv"]["mean"]
-        lines += ["", f"int8 - float32 macro-F1 (N,S,V): {d:+.4f}", ""]
+        lines.append("")
+        for model in MODELS[1:]:
+            d = s[model]["macro_f1_nsv"]["mean"] - s["float32"]["macro_f1_nsv"]["mean"]
+            lines.append(f"{model} - float32 macro-F1 (N,S,V): {d:+.4f}  ")
+        lines.append("")
     lines += ["## Published DS1 -> DS2 results beside this one (%)", "",
               "| method | S Se | S +P | S F1 | V Se | V +P | V F1 |", "|---|---|---|---|---|---|---|"]
     for name, sse, sp, vse, vp in PUBLISHED:
@@ -158,12 +163,14 @@ def main(argv=None) -> int:
     extra = [a for a in args.extra if a != "--"]
     modes = args.modes.split(",")
     t0 = time.time()
-    summary, runs_by_mode = {}, {}
+    summary, runs_by_mode, run_seconds, reused = {}, {}, [], 0
     for mode in modes:
         runs, dirs = [], []
         for seed in range(args.seeds):
             out = Path(args.runs_dir) / f"{mode}-seed{seed}"
-            if not (args.resume and (out / "metrics.json").exists()):
+            if args.resume and (out / "metrics.json").exists():
+                reused += 1
+            else:
                 t = time.time()
                 code = pipeline.main(["--mode", mode, "--seed", str(seed), "--data-dir", args.data_dir,
                                       "--cache-dir", args.cache_dir, "--out", str(out), "--overwrite", "--quiet",
@@ -172,6 +179,7 @@ def main(argv=None) -> int:
                     return code
                 print(f"{mode} seed {seed}: {time.time() - t:.0f} s", flush=True)
             runs.append(json.loads((out / "metrics.json").read_text()))
+            run_seconds.append(runs[-1]["total_seconds"])
             dirs.append(out)
         summary[mode] = aggregate(runs)
         runs_by_mode[mode] = dirs
@@ -179,9 +187,10 @@ def main(argv=None) -> int:
     wall = time.time() - t0
     write_json(Path(args.out).with_suffix(".json"), {
         "summary": summary, "per_record_errors": errors, "seeds": args.seeds, "wall_seconds": wall,
+        "run_seconds": run_seconds, "reused_runs": reused,
         "command": "python bench/accuracy.py " + " ".join(sys.argv[1:]),
         "runs": {m: [str(d) for d in ds] for m, ds in runs_by_mode.items()}})
-    text = report(summary, errors, args, wall)
+    text = report(summary, errors, args, wall, len(run_seconds), sum(run_seconds), reused)
     write_text(Path(args.out).with_suffix(".md"), text)
     if args.update_readme:
         update_readme(Path(__file__).resolve().parent.parent / "README.md", readme_table(summary, args))
