@@ -109,7 +109,7 @@ def run(args) -> dict:
     from evaluate import classification_report, confusion, metrics, plot_confusion, plot_history, write_report
     from model import build_model
     from quantize import path_size, quantization_table, quantize_all
-    from train import TrainConfig, fit, predict_proba, seed_everything
+    from train import TrainConfig, fit, seed_everything
 
     t0 = time.time()
     out = Path(args.out)
@@ -158,16 +158,17 @@ def run(args) -> dict:
         plot_confusion(cm, out / f"confusion_{name}.png", f"DS2, {args.mode}, {name}")
     plot_history(history, out / "training_curves.png")
     write_predictions(out / "predictions.csv", test, preds)
-    change = quantization_table(results)
+    quant_table = quantization_table(results)
     f = results["float32"]["metrics"]
     summary = {"mode": args.mode, "seed": args.seed, "best_epoch": best_epoch, "history": history,
-               "test_counts": test.counts(), "preprocess_seconds": pre_s, "train_seconds": train_s, "total_seconds": time.time() - t0,
+               "test_counts": test.counts(), "preprocess_seconds": pre_s, "train_seconds": train_s,
+               "total_seconds": time.time() - t0,
                **{name: {"size_bytes": r["size_bytes"], "file": r["file"], **r["metrics"]}
                   for name, r in results.items()}}
     write_json(out / "metrics.json", summary)
     write_report(out / "report.md", f"Deep-ECG run: {args.mode} mode, seed {args.seed}",
-                 {k: config[k] for k in sorted(config)}, results, history, extra=change)
-    say("\n" + change.split("\n", 2)[2])
+                 {k: config[k] for k in sorted(config)}, results, history, extra=quant_table)
+    say("\n" + quant_table.split("\n", 2)[2])
     say(f"\nDS2 float32: S F1 {f['per_class']['S']['f1']:.3f}  V F1 {f['per_class']['V']['f1']:.3f}  "
         f"macro-F1(N,S,V) {f['macro_f1_nsv']:.3f}; outputs in {out} ({time.time() - t0:.0f} s)")
     return summary
