@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     tot = {k: sum(r[k] for r in rows.values()) for k in ("beats", "detected", "tp", "fn", "fp", "seconds")}
     se, ppv = tot["tp"] / tot["beats"], tot["tp"] / tot["detected"]
     lines = ["# R-peak detection on MIT-BIH", "", f"Command: `python bench/detection.py {' '.join(sys.argv[1:])}`",
-             "", f"Detector: `detect.detect_r_peaks` (wfdb XQRS, each detection moved to the largest |deflection| "
+             "", f"Detector: `detect.detect_r_peaks` (wfdb GQRS, each detection moved to the largest |deflection| "
              f"within 50 ms). Reference: every beat annotation (AAMI-mapped labels, paced records included). "
              f"Match tolerance {MATCH_S * 1000:.0f} ms. Total detection time {tot['seconds']:.0f} s for "
              f"{len(records)} records ({tot['seconds'] / len(records):.1f} s per 30-minute record).", "",

@@ -9,11 +9,7 @@ from conftest import fixture_record
 from detect import detect_r_peaks, match_beats
 
 
-@pytest.mark.parametrize("record", [
-    "100", "114", "118",
-    # Known gap (results/detection.md): XQRS misses many of 106's ventricular beats.
-    pytest.param("106", marks=pytest.mark.xfail(strict=True, reason="XQRS misses V beats of 106")),
-])
+@pytest.mark.parametrize("record", ["100", "106", "114", "118"])
 def test_detector_finds_the_reference_beats(record):
     x, fs = dl.read_record(fixture_record(record))
     ref, _ = dl.read_beats(fixture_record(record))
