@@ -19,6 +19,11 @@ def _ratio(a, b) -> float:
     return float(a / b) if b else 0.0
 
 
+def f1_score(se: float, ppv: float) -> float:
+    """Harmonic mean of sensitivity and positive predictivity (0 when both are 0)."""
+    return _ratio(2 * se * ppv, se + ppv)
+
+
 def metrics(cm: np.ndarray) -> dict:
     """Per-class Se, +P, FPR, F1 and support; overall accuracy; macro-F1 over N,S,V and all five."""
     cm = np.asarray(cm)
@@ -30,7 +35,7 @@ def metrics(cm: np.ndarray) -> dict:
         fp = cm[:, i].sum() - tp
         tn = total - tp - fn - fp
         se, ppv = _ratio(tp, tp + fn), _ratio(tp, tp + fp)
-        per[c] = dict(se=se, ppv=ppv, fpr=_ratio(fp, fp + tn), f1=_ratio(2 * se * ppv, se + ppv),
+        per[c] = dict(se=se, ppv=ppv, fpr=_ratio(fp, fp + tn), f1=f1_score(se, ppv),
                       support=int(cm[i].sum()))
     return dict(per_class=per, accuracy=_ratio(np.trace(cm), total),
                 macro_f1_nsv=float(np.mean([per[c]["f1"] for c in NSV])),

@@ -1,8 +1,12 @@
 """Int8 quantization and model files that load again for inference."""
 from __future__ import annotations
 
+import os
+import tempfile
 import warnings
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -21,8 +25,6 @@ def quantize_dynamic(model: nn.Module) -> nn.Module:
 
 def calibration_beats(beats, per_class: int = 300, seed: int = 0):
     """A class-stratified sample of training beats, so rare classes shape the int8 ranges too."""
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     idx = np.concatenate([rng.permutation(np.flatnonzero(beats.y == c))[:per_class]
                           for c in np.unique(beats.y)])
@@ -32,9 +34,6 @@ def calibration_beats(beats, per_class: int = 300, seed: int = 0):
 def quantize_static_onnx(float_onnx, path, calib_x, calib_rr, batch: int = 128) -> None:
     """Static int8 of the whole network (convolutions and linear layers) with onnxruntime:
     int8 weights per channel, uint8 activations with ranges calibrated on DS1 training beats."""
-    import os
-    import tempfile
-
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quant_pre_process, quantize_static)
 
@@ -67,8 +66,6 @@ def quantize_all(model: nn.Module, train, out, mode: str, seed: int = 0) -> dict
 
     Returns {name: (model file, predict_proba(x, rr))} for evaluation.
     """
-    from pathlib import Path
-
     from data_loader import RR_FEATURES
     from export import OnnxModel, export_onnx, export_torchscript
     from train import predict_proba
@@ -107,8 +104,6 @@ def quantization_table(results: dict) -> str:
 
 
 def path_size(path) -> int:
-    import os
-
     return os.path.getsize(path)
 
 

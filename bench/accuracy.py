@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import data_loader as dl  # noqa: E402
 import main as pipeline  # noqa: E402
+from evaluate import f1_score as f1  # noqa: E402
 from outputs import write_json, write_text  # noqa: E402
 
 # Published DS1 -> DS2 results (PROTOCOL.md): S Se, S +P, V Se, V +P in %, or F1 where only F1 is given.
@@ -34,10 +35,6 @@ PUBLISHED = [
 PUBLISHED_F1 = [("Guo et al. 2019, DenseNet + GRU", 61.3, 89.8),
                 ("Niu et al. 2020, multi-perspective CNN", 76.6, 89.7)]
 MODELS = ("float32", "dynamic-int8", "static-int8")
-
-
-def f1(se, ppv):
-    return 2 * se * ppv / (se + ppv) if se + ppv else 0.0
 
 
 def aggregate(runs: list[dict]) -> dict:
