@@ -15,6 +15,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
+try:  # the kernel behind scipy.signal.sosfilt, called directly for small chunks
+    from scipy.signal._sosfilt import _sosfilt
+except ImportError:  # pragma: no cover - another scipy layout: the public function, slower
+    _sosfilt = None
+
 MATCH_S = 0.15  # s: EC57 tolerance for matching a detection to a reference beat
 
 DETECT_BAND_HZ = (5.0, 15.0)  # QRS energy band
@@ -27,6 +32,26 @@ THRESHOLD = 0.25  # a peak is QRS above noise level + THRESHOLD x (signal level 
 RR_AVG = 8  # RR intervals in the running average
 RR_MISSED = 1.66  # a gap this many average RRs long means a beat was missed: halve the threshold
 LOOKAHEAD_S = PEAK_HALF_S  # samples the detector waits for before it decides a peak
+
+
+class SosFilter:
+    """Causal IIR filter (second-order sections) carrying its state between chunks.
+
+    Runs scipy's own sosfilt kernel without the per-call checks of the public function: the same
+    arithmetic as scipy.signal.sosfilt, in microseconds per call even for one-sample chunks.
+    """
+
+    def __init__(self, sos: np.ndarray):
+        self.sos = np.ascontiguousarray(sos, dtype=np.float64)
+        self.zi = np.zeros((1, self.sos.shape[0], 2))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        y = np.array(x, dtype=np.float64, ndmin=2, order="C", copy=True)
+        if _sosfilt is None:
+            y[0], self.zi[0] = signal.sosfilt(self.sos, y[0], zi=self.zi[0])
+        else:
+            _sosfilt(self.sos, y, self.zi)
+        return y[0]
 
 
 class QRSDetector:
@@ -44,17 +69,15 @@ class QRSDetector:
         self.search = int(round(SEARCH_S * fs))
         self.learn = int(round(LEARN_S * fs))
         self.t_wave = int(round(T_WAVE_S * fs))
-        n_int = max(int(round(INTEGRATION_S * fs)), 1)
-        self._sos_qrs = signal.butter(2, DETECT_BAND_HZ, btype="bandpass", fs=fs, output="sos")
-        self._zi_qrs = np.zeros((self._sos_qrs.shape[0], 2))
+        self.n_int = max(int(round(INTEGRATION_S * fs)), 1)
         from data_loader import bandpass_sos
 
-        self._sos_ecg = bandpass_sos(fs)
-        self._zi_ecg = np.zeros((self._sos_ecg.shape[0], 2))
-        self._deriv = np.array([2.0, 1.0, 0.0, -1.0, -2.0]) * (fs / 8.0)
-        self._zi_deriv = np.zeros(len(self._deriv) - 1)
-        self._mwi = np.full(n_int, 1.0 / n_int)
-        self._zi_mwi = np.zeros(n_int - 1)
+        self._qrs = SosFilter(signal.butter(2, DETECT_BAND_HZ, btype="bandpass", fs=fs, output="sos"))
+        self._ecg = SosFilter(bandpass_sos(fs))
+        self._gain = fs / 8.0  # five-point derivative (2x[n] + x[n-1] - x[n-3] - 2x[n-4]) fs/8
+        self._q_tail = np.zeros(4)  # last 4 band-passed samples (derivative)
+        self._sq_tail = np.zeros(self.n_int)  # last n_int cumulative sums of the squared derivative
+        self.filtered = np.zeros(0)  # 0.5-50 Hz band-passed samples of the last chunk
         # Buffers of recent values, buf[k] is sample self._start + k.
         self._start = 0
         self._buf_mwi = np.zeros(0)
@@ -62,20 +85,26 @@ class QRSDetector:
         self._buf_ecg = np.zeros(0)  # |0.5-50 Hz band-passed|
         self._n = 0  # samples fed so far
         self._next = 0  # first sample not yet tested as a candidate peak
-        self._max_seen = 0.0  # largest integrated value so far (learning phase)
-        self._sum_seen = 0.0
         self.spk = self.npk = 0.0
         self._last_qrs = None  # (integrated-peak sample, its slope)
+        self._last_r = -1  # last R-peak reported
         self._rr = []  # the last RR_AVG intervals between integrated-signal peaks, samples
 
     def feed(self, chunk) -> list[int]:
         x = np.asarray(chunk, dtype=np.float64).reshape(-1)
         if len(x) == 0:
             return []
-        q, self._zi_qrs = signal.sosfilt(self._sos_qrs, x, zi=self._zi_qrs)
-        e, self._zi_ecg = signal.sosfilt(self._sos_ecg, x, zi=self._zi_ecg)
-        d, self._zi_deriv = signal.lfilter(self._deriv, 1.0, q, zi=self._zi_deriv)
-        m, self._zi_mwi = signal.lfilter(self._mwi, 1.0, d * d, zi=self._zi_mwi)
+        q = self._qrs(x)
+        e = self.filtered = self._ecg(x)
+        qq = np.concatenate([self._q_tail, q])
+        d = (2.0 * qq[4:] + qq[3:-1] - qq[1:-3] - 2.0 * qq[:-4]) * self._gain
+        self._q_tail = qq[-4:]
+        # Moving-window integration as a difference of running sums, summed in stream order so
+        # that any cut of the stream gives the same values.
+        cs = np.cumsum(np.concatenate([self._sq_tail[-1:], d * d]))[1:]
+        allcs = np.concatenate([self._sq_tail, cs])
+        m = (allcs[self.n_int:] - allcs[:-self.n_int]) / self.n_int
+        self._sq_tail = allcs[-self.n_int:]
         self._buf_mwi = np.concatenate([self._buf_mwi, m])
         self._buf_slope = np.concatenate([self._buf_slope, np.abs(d)])
         self._buf_ecg = np.concatenate([self._buf_ecg, np.abs(e)])
@@ -92,12 +121,7 @@ class QRSDetector:
         out = []
         if stop > self._next:
             lo, hi = self._next - start, stop - start
-            # i is a candidate if it exceeds the h samples before it and is not exceeded after.
-            padded = np.concatenate([np.full(max(h - lo, 0), np.inf), m[max(lo - h, 0):min(hi + h, len(m))],
-                                     np.full(max(hi + h - len(m), 0), -np.inf)])
-            win = np.lib.stride_tricks.sliding_window_view(padded, 2 * h + 1)
-            centre = win[:, h]
-            cand = np.flatnonzero((centre > win[:, :h].max(axis=1)) & (centre >= win[:, h + 1:].max(axis=1)))
+            cand = _local_peaks(m, lo, hi, h)
             for k in cand:
                 i = self._next + int(k)
                 # Learning phase: levels from what has been seen when the peak is decided.
@@ -142,7 +166,26 @@ class QRSDetector:
         if self._last_qrs is not None:
             self._rr = (self._rr + [i - self._last_qrs[0]])[-RR_AVG:]
         self._last_qrs = (i, slope)
-        return lo + int(np.argmax(self._buf_ecg[lo - start:i - start + 1]))
+        lo = max(lo, self._last_r + 1)  # R-peaks strictly in order
+        self._last_r = lo + int(np.argmax(self._buf_ecg[lo - start:i - start + 1]))
+        return self._last_r
+
+
+def _local_peaks(m: np.ndarray, lo: int, hi: int, h: int) -> np.ndarray:
+    """Offsets k (from lo) of the j in lo..hi-1 with m[j] above the h values before it and not
+    below the h after it (fewer at the buffer's ends; none before the first h samples)."""
+    if hi - lo <= 32:  # a few samples: a plain loop is faster than building windows
+        out = []
+        for j in range(max(lo, h), hi):
+            v = m[j]
+            if v > m[j - h:j].max() and (j + 1 >= len(m) or v >= m[j + 1:j + h + 1].max()):
+                out.append(j - lo)
+        return np.asarray(out, dtype=np.int64)
+    padded = np.concatenate([np.full(max(h - lo, 0), np.inf), m[max(lo - h, 0):min(hi + h, len(m))],
+                             np.full(max(hi + h - len(m), 0), -np.inf)])
+    win = np.lib.stride_tricks.sliding_window_view(padded, 2 * h + 1)
+    centre = win[:, h]
+    return np.flatnonzero((centre > win[:, :h].max(axis=1)) & (centre >= win[:, h + 1:].max(axis=1)))
 
 
 def detect_r_peaks(x: np.ndarray, fs: float) -> np.ndarray:

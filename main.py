@@ -3,6 +3,8 @@
     python main.py                      # diagnostic mode, full experiment
     python main.py --mode realtime      # strictly causal features and filter
     python main.py --epochs 1 --max-records 2   # smoke run
+    python main.py predict --model runs/<run> --record data/mitdb/100   # classify any recording
+    python main.py stream --model runs/<run> --record data/mitdb/100    # causal live replay
 """
 from __future__ import annotations
 
@@ -189,6 +191,15 @@ def write_predictions(path, beats, preds: dict) -> None:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "predict":
+        import predict
+
+        return predict.main(argv[1:])
+    if argv and argv[0] == "stream":
+        import stream
+
+        return stream.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         check_args(args)

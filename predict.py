@@ -1,0 +1,409 @@
+"""Classify any recording: read it, resample to 360 Hz, filter as in training, detect beats, classify.
+
+    python main.py predict --model runs/<run> --record path/to/record [--lead MLII]
+    python main.py predict --model runs/<run>/model_int8_static.onnx --csv ecg.csv --fs 250 --column ECG
+
+Writes into --out (default predictions/<input name>): <name>_beats.csv (one row per beat),
+<name>.aami (a WFDB annotation file: wfdb.rdann('<out>/<name>', 'aami')) and <name>_strip.png,
+and prints a summary. The model's mode (diagnostic or realtime) decides the filter and the RR
+features, exactly as in training.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+import data_loader as dl
+
+MIN_SECONDS = 5.0  # shorter recordings hold too few beats for RR features
+MIN_BEATS = 3
+LOW_CONFIDENCE = 0.6  # beats whose top probability is below this are counted as uncertain
+ANNOTATION_EXT = "aami"
+SYMBOLS = {"N": "N", "S": "S", "V": "V", "F": "F", "Q": "Q"}  # AAMI class -> WFDB beat symbol
+MODEL_FILES = {"float32": "model_float32.pt", "dynamic-int8": "model_int8.pt",
+               "static-int8": "model_int8_static.onnx"}
+
+
+class InputError(dl.DataError):
+    """Input the user can fix; the message names the problem and the fix."""
+
+
+def warn(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- the model
+
+@dataclass
+class Classifier:
+    """A trained model of either mode, float or int8, behind one predict_proba(x, rr)."""
+
+    mode: str
+    kind: str
+    path: Path
+    _predict: object
+
+    def predict_proba(self, x: np.ndarray, rr: np.ndarray) -> np.ndarray:
+        return self._predict(x, rr)
+
+
+def load_classifier(path, kind: str = "float32", threads: int | None = None) -> Classifier:
+    """A run directory (its `kind` model) or a model file (.pt from main.py, or .onnx)."""
+    path = Path(path)
+    if path.is_dir():
+        if kind not in MODEL_FILES:
+            raise InputError(f"unknown model kind {kind!r}; choose one of {', '.join(MODEL_FILES)}")
+        if not (path / MODEL_FILES[kind]).is_file():
+            raise InputError(f"{path} holds no {MODEL_FILES[kind]}: pass the directory of a finished "
+                             f"`python main.py` run, or a model file")
+        path = path / MODEL_FILES[kind]
+    if not path.is_file():
+        raise InputError(f"model {path} not found: pass a run directory made by `python main.py` "
+                         f"(runs/...) or one of its model files")
+    if path.suffix == ".onnx":
+        from export import OnnxModel
+
+        config = path.parent / "config.json"
+        if not config.is_file():
+            raise InputError(f"{path}: an ONNX model needs the config.json of its run beside it "
+                             f"(to know its mode); keep the run directory together")
+        mode = json.loads(config.read_text())["mode"]
+        onnx = OnnxModel(path, threads=threads)
+        return Classifier(mode, "static-int8" if "int8" in path.name else "float32-onnx", path,
+                          onnx.predict_proba)
+    import torch
+
+    from quantize import load_model
+    from train import predict_proba
+
+    try:
+        model, meta = load_model(path)
+    except Exception as exc:
+        raise InputError(f"{path} is not a Deep-ECG model ({exc}); pass model_float32.pt, "
+                         f"model_int8.pt or model_int8_static.onnx from a run directory") from None
+    if threads:
+        torch.set_num_threads(threads)
+
+    def proba(x, rr):
+        if len(x) > 256:
+            return predict_proba(model, x, rr)
+        with torch.inference_mode():  # a few beats at a time (streaming): no batching overhead
+            z = model(torch.from_numpy(np.ascontiguousarray(x, np.float32))[:, None, :],
+                      torch.from_numpy(np.ascontiguousarray(rr, np.float32)))
+            return torch.softmax(z, dim=1).numpy()
+
+    return Classifier(meta["mode"], meta["kind"], path, proba)
+
+
+# --------------------------------------------------------------------------- the input
+
+@dataclass
+class Recording:
+    x: np.ndarray  # one lead, float64 (mV or the file's unit), NaN where missing
+    fs: float
+    name: str
+    lead: str
+
+
+def read_wfdb(path, lead: str | None = None) -> Recording:
+    import wfdb
+
+    path = Path(str(path).removesuffix(".hea").removesuffix(".dat"))
+    if not path.with_suffix(".hea").is_file():
+        raise InputError(f"no WFDB record at {path} ({path.with_suffix('.hea').name} not found); "
+                         f"pass the record path without extension, e.g. data/mitdb/100")
+    try:
+        header = wfdb.rdheader(str(path))
+    except Exception as exc:
+        raise InputError(f"cannot read the WFDB header {path}.hea: {exc}") from None
+    names = list(header.sig_name or [])
+    if not names:
+        raise InputError(f"record {path} has no signals")
+    if lead is None:
+        lead = dl.LEAD if dl.LEAD in names else names[0]
+        if lead != dl.LEAD:
+            warn(f"record {path.name} has no {dl.LEAD} lead; using its first channel {lead!r} "
+                 f"(the model was trained on MLII; choose another with --lead)")
+    elif lead not in names:
+        raise InputError(f"record {path.name} has no lead {lead!r}; it has {', '.join(names)} "
+                         f"(choose one with --lead)")
+    try:
+        rec = wfdb.rdrecord(str(path), channel_names=[lead])
+    except Exception as exc:
+        raise InputError(f"cannot read the signal of record {path}: {exc}") from None
+    return Recording(rec.p_signal[:, 0].astype(np.float64), float(rec.fs), path.name, lead)
+
+
+def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"CSV file {path} not found")
+    if fs is None:
+        raise InputError(f"--fs is required with --csv: the sampling rate of {path.name} in Hz")
+    if not (np.isfinite(fs) and fs > 0):
+        raise InputError(f"--fs must be a positive sampling rate in Hz, got {fs}")
+    try:
+        frame = pd.read_csv(path)
+    except Exception as exc:
+        raise InputError(f"cannot read {path} as CSV: {exc}") from None
+    if frame.shape[1] == 0 or len(frame) == 0:
+        raise InputError(f"{path} holds no data")
+    numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
+    if column is None:
+        if not numeric:
+            raise InputError(f"{path} has no numeric column; columns: {', '.join(map(str, frame.columns))}")
+        col = numeric[0]
+        if len(numeric) > 1:
+            warn(f"{path.name} has several numeric columns; using {col!r} (choose one with --column)")
+    elif column in frame.columns:
+        col = column
+    elif column.lstrip("-").isdigit() and -frame.shape[1] <= int(column) < frame.shape[1]:
+        col = frame.columns[int(column)]
+    else:
+        raise InputError(f"{path.name} has no column {column!r}; columns are "
+                         f"{', '.join(map(str, frame.columns))} (or give a 0-based index)")
+    values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64)
+    if np.isnan(values).all():
+        raise InputError(f"column {col!r} of {path.name} holds no numbers")
+    return Recording(values, float(fs), path.stem, str(col))
+
+
+def resample(x: np.ndarray, fs: float, target: int = dl.FS) -> np.ndarray:
+    """Polyphase resampling to `target` Hz (NaN runs kept as NaN, at their new positions)."""
+    from scipy import signal
+
+    frac = Fraction(target / fs).limit_denominator(1000)
+    gaps = np.isnan(x)
+    y = signal.resample_poly(np.where(gaps, 0.0, _fill(x)), frac.numerator, frac.denominator)
+    if gaps.any():
+        t_new = np.arange(len(y)) * fs / target
+        y[gaps[np.clip(np.round(t_new).astype(int), 0, len(x) - 1)]] = np.nan
+    return y
+
+
+def _fill(x: np.ndarray) -> np.ndarray:
+    """Causal gap filling: each NaN takes the last value seen (0 before the first one)."""
+    gaps = np.isnan(x)
+    if not gaps.any():
+        return x
+    idx = np.where(gaps, 0, np.arange(len(x)))
+    np.maximum.accumulate(idx, out=idx)
+    out = x[idx]
+    return np.where(np.isnan(out), 0.0, out)
+
+
+def prepare(rec: Recording) -> tuple[np.ndarray, np.ndarray]:
+    """(signal at 360 Hz with gaps filled, gap mask), after checking it can be classified."""
+    x = rec.x
+    if not np.isfinite(x[~np.isnan(x)]).all():
+        raise InputError(f"{rec.name}: the signal holds infinite values; clean them or mark them NaN")
+    if len(x) / rec.fs < MIN_SECONDS:
+        raise InputError(f"{rec.name} is {len(x) / rec.fs:.1f} s long; at least {MIN_SECONDS:.0f} s "
+                         f"(a few beats) are needed")
+    if np.isnan(x).all():
+        raise InputError(f"{rec.name}: lead {rec.lead!r} holds no samples (all NaN)")
+    valid = x[~np.isnan(x)]
+    if np.ptp(valid) < 1e-6:
+        raise InputError(f"{rec.name}: lead {rec.lead!r} is a flat line (lead off?); nothing to classify")
+    if rec.fs != dl.FS:
+        print(f"resampling {rec.name} from {rec.fs:g} Hz to {dl.FS} Hz (the model's rate)", file=sys.stderr)
+        x = resample(x, rec.fs)
+    gaps = np.isnan(x)
+    if gaps.any():
+        warn(f"{rec.name}: {gaps.sum() / dl.FS:.1f} s of missing samples (NaN); beats there are "
+             f"marked unclassifiable (Q)")
+    return _fill(x), gaps
+
+
+# --------------------------------------------------------------------------- classification
+
+def beat_inputs(x: np.ndarray, peaks: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """Model inputs of the beats at `peaks` (360 Hz samples), as training made them."""
+    xf = dl.bandpass(x, dl.FS, mode)
+    return dl.beat_windows(xf, peaks), dl.rr_features(peaks, dl.FS, mode)
+
+
+def classify(x: np.ndarray, clf: Classifier, gaps: np.ndarray | None = None, peaks=None) -> dict:
+    """Beats of a 360 Hz signal: R-peak samples, class indices, probabilities (NaN if unclassifiable).
+
+    Peaks are detected (detect.detect_r_peaks) unless given.
+    """
+    from detect import detect_r_peaks
+
+    if peaks is None:
+        peaks = detect_r_peaks(x, dl.FS)
+    peaks = np.asarray(peaks, dtype=np.int64)
+    windows, rr = beat_inputs(x, peaks, clf.mode)
+    proba = clf.predict_proba(windows, rr).astype(np.float64) if len(peaks) else np.zeros((0, 5))
+    cls = proba.argmax(1) if len(peaks) else np.zeros(0, np.int64)
+    if gaps is not None and gaps.any() and len(peaks):
+        # A beat whose window or RR interval touches a gap cannot be trusted: Q, unclassifiable.
+        c = np.concatenate([[0], np.cumsum(gaps)])
+        lo = np.clip(np.concatenate([[0], peaks[:-1]]) - dl.WINDOW_BEFORE, 0, len(x))
+        hi = np.clip(peaks + dl.WINDOW_AFTER, 0, len(x))
+        bad = c[hi] - c[lo] > 0
+        proba[bad] = np.nan
+        cls[bad] = dl.CLASS_INDEX["Q"]
+    return {"sample": peaks, "class": cls, "proba": proba}
+
+
+# --------------------------------------------------------------------------- outputs
+
+def beats_frame(beats: dict, fs_out: float):
+    """One row per beat, samples in the input's own rate."""
+    import pandas as pd
+
+    scale = fs_out / dl.FS
+    sample = np.round(beats["sample"] * scale).astype(np.int64)
+    proba = beats["proba"]
+    frame = pd.DataFrame({"time_s": np.round(beats["sample"] / dl.FS, 4), "sample": sample,
+                          "class": [dl.CLASSES[i] for i in beats["class"]],
+                          "confidence": np.round(proba.max(1) if len(proba) else np.zeros(0), 4)})
+    for i, c in enumerate(dl.CLASSES):
+        frame[f"p_{c}"] = np.round(proba[:, i], 5)
+    frame["classifiable"] = ~np.isnan(proba).any(1)
+    return frame
+
+
+def plot_strip(x360: np.ndarray, beats: dict, path, start_s: float, seconds: float, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"N": "tab:green", "S": "tab:orange", "V": "tab:red", "F": "tab:purple", "Q": "tab:gray"}
+    lo = int(max(start_s, 0) * dl.FS)
+    hi = min(lo + int(seconds * dl.FS), len(x360))
+    if hi <= lo:
+        raise InputError(f"--plot-start {start_s} s is past the end of the recording "
+                         f"({len(x360) / dl.FS:.1f} s)")
+    fig, ax = plt.subplots(figsize=(min(4 + 1.2 * seconds, 40), 3.2))
+    t = np.arange(lo, hi) / dl.FS
+    ax.plot(t, x360[lo:hi], lw=0.8, color="black")
+    sel = (beats["sample"] >= lo) & (beats["sample"] < hi)
+    top = np.nanmax(x360[lo:hi])
+    for s, k in zip(beats["sample"][sel], beats["class"][sel]):
+        c = dl.CLASSES[k]
+        ax.axvline(s / dl.FS, color=colours[c], alpha=0.3, lw=1)
+        ax.text(s / dl.FS, top, c, color=colours[c], ha="center", va="bottom", fontsize=9, weight="bold")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("ECG")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    from outputs import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def write_annotations(out_dir: Path, name: str, beats: dict, fs_out: float) -> Path:
+    """WFDB annotation file <out_dir>/<name>.aami, written whole or not at all."""
+    import wfdb
+
+    sample = np.round(beats["sample"] * fs_out / dl.FS).astype(np.int64)
+    symbols = [SYMBOLS[dl.CLASSES[k]] for k in beats["class"]]
+    final = out_dir / f"{name}.{ANNOTATION_EXT}"
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".wrann-") as tmp:
+        if len(sample):
+            wfdb.wrann(name, ANNOTATION_EXT, sample, symbols, write_dir=tmp, fs=fs_out)
+        else:
+            (Path(tmp) / final.name).write_bytes(b"\x00\x00")  # an empty annotation file
+        shutil.move(str(Path(tmp) / final.name), str(final.with_name(final.name + ".part")))
+        Path(str(final) + ".part").replace(final)
+    return final
+
+
+def summary(beats: dict, duration_s: float, low: float = LOW_CONFIDENCE) -> str:
+    counts = {c: int((beats["class"] == i).sum()) for i, c in enumerate(dl.CLASSES)}
+    n = len(beats["class"])
+    rr = np.diff(beats["sample"]) / dl.FS
+    hr = 60.0 / np.median(rr) if len(rr) else float("nan")
+    conf = np.nanmax(beats["proba"], axis=1) if n and not np.isnan(beats["proba"]).all() else np.zeros(0)
+    unclassifiable = int(np.isnan(beats["proba"]).any(1).sum()) if n else 0
+    lines = [f"{n} beats in {duration_s / 60:.1f} min; heart rate {hr:.0f} bpm (median RR), "
+             f"{n / duration_s * 60:.0f} bpm (mean)",
+             "  " + "  ".join(f"{c} {counts[c]} ({100 * counts[c] / max(n, 1):.1f}%)" for c in dl.CLASSES),
+             f"  {int((conf < low).sum())} beats with confidence below {low:g}"
+             + (f"; {unclassifiable} unclassifiable (gaps)" if unclassifiable else "")]
+    return "\n".join(lines)
+
+
+def run(args) -> dict:
+    if (args.record is None) == (args.csv is None):
+        raise InputError("give one input: --record PATH (WFDB) or --csv FILE --fs HZ")
+    clf = load_classifier(args.model, args.kind)
+    t0 = time.time()  # from here on: what a 30-minute record costs, model already loaded
+    rec = read_wfdb(args.record, args.lead) if args.record else read_csv(args.csv, args.fs, args.column)
+    x, gaps = prepare(rec)
+    beats = classify(x, clf, gaps)
+    if len(beats["sample"]) < MIN_BEATS:
+        raise InputError(f"{rec.name}: only {len(beats['sample'])} beats detected in "
+                         f"{len(x) / dl.FS:.1f} s; is lead {rec.lead!r} an ECG?")
+    seconds = time.time() - t0  # read, resample, filter, detect, classify
+    out = Path(args.out or Path("predictions") / rec.name)
+    out.mkdir(parents=True, exist_ok=True)
+    from outputs import atomic_path
+
+    frame = beats_frame(beats, rec.fs)
+    with atomic_path(out / f"{rec.name}_beats.csv") as tmp:
+        frame.to_csv(tmp, index=False)
+    ann = write_annotations(out, rec.name, beats, rec.fs)
+    if not args.no_plot:
+        plot_strip(x, beats, out / f"{rec.name}_strip.png", args.plot_start, args.plot_seconds,
+                   f"{rec.name} ({rec.lead}), {clf.mode} model ({clf.kind})")
+    text = summary(beats, len(x) / dl.FS, args.low_confidence)
+    print(f"{rec.name}: {clf.mode} model {clf.path} ({clf.kind})\n{text}\n"
+          f"classified in {seconds:.2f} s; outputs in {out} ({frame.shape[0]} rows, annotations {ann.name})")
+    return {"beats": beats, "frame": frame, "out": out, "seconds": seconds}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="main.py predict", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="run directory from `python main.py`, or a model file")
+    p.add_argument("--kind", choices=list(MODEL_FILES), default="float32",
+                   help="which model of a run directory to use")
+    src = p.add_argument_group("input (one of)")
+    src.add_argument("--record", help="WFDB record path without extension")
+    src.add_argument("--csv", help="CSV file with a header row, one column per signal")
+    p.add_argument("--lead", default=None, help="WFDB lead (default MLII, else the first channel)")
+    p.add_argument("--column", default=None, help="CSV column name or 0-based index (default: first numeric)")
+    p.add_argument("--fs", type=float, default=None, help="CSV sampling rate in Hz (required with --csv)")
+    p.add_argument("--out", default=None, help="output folder (default predictions/<name>)")
+    p.add_argument("--plot-start", type=float, default=0.0, help="start of the PNG strip, s")
+    p.add_argument("--plot-seconds", type=float, default=10.0, help="length of the PNG strip, s")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG strip")
+    p.add_argument("--low-confidence", type=float, default=LOW_CONFIDENCE,
+                   help="beats whose top probability is below this are counted as uncertain")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if not (args.plot_seconds > 0):
+            raise InputError(f"--plot-seconds must be positive, got {args.plot_seconds}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            run(args)
+    except dl.DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

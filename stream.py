@@ -1,0 +1,235 @@
+"""Causal streaming classification: feed samples as they arrive, get each beat's label once decided.
+
+    python main.py stream --model runs/<realtime run> --record data/mitdb/100 --speed 10
+
+`StreamClassifier` runs the real-time pipeline incrementally: the causal band-pass filter and the
+QRS detector carry their state from chunk to chunk, RR features use past beats only, and a beat is
+classified as soon as the 150 samples after its R-peak (the window's post-R part) have arrived.
+Its output equals the batch real-time pipeline's (`predict.classify`) whatever the chunk size
+(tests/test_stream.py, bench/streaming.py).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import data_loader as dl
+from detect import LOOKAHEAD_S, SEARCH_S, QRSDetector
+
+
+@dataclass
+class Beat:
+    sample: int  # R-peak, samples from the start of the stream (360 Hz)
+    label: int  # AAMI class index; Q when unclassifiable (a gap in the signal)
+    proba: np.ndarray  # (5,) class probabilities, NaN when unclassifiable
+    decided_at: int  # samples received when the label was emitted
+
+    @property
+    def latency_s(self) -> float:
+        return (self.decided_at - self.sample) / dl.FS
+
+    @property
+    def confidence(self) -> float:
+        return float(np.max(self.proba))
+
+
+def stated_latency_s() -> float:
+    """Worst algorithmic delay from an R-peak to its label in real-time mode.
+
+    The label needs both the window's post-R part (WINDOW_AFTER samples) and the detector's
+    decision, which comes LOOKAHEAD_S after the integrated-signal peak; that peak lies at most
+    SEARCH_S after the R-peak (the detector looks that far back for it). The causal band-pass
+    filter adds no wait of its own: its group delay (a few ms in the QRS band) only shifts where
+    the detected peak lies, and that shift is part of the window the model was trained on.
+    """
+    return max(dl.WINDOW_AFTER / dl.FS, SEARCH_S + LOOKAHEAD_S)
+
+
+class StreamClassifier:
+    """Real-time classifier fed chunks of 360 Hz samples of one lead (NaN = missing sample)."""
+
+    def __init__(self, classifier):
+        if classifier.mode != "realtime":
+            raise dl.DataError(f"streaming needs a real-time model (trained with --mode realtime); "
+                               f"{classifier.path} is a {classifier.mode} model, whose post-RR feature "
+                               f"and zero-phase filter need the future")
+        self.clf = classifier
+        self.detector = QRSDetector(dl.FS)
+        self._last = None  # last valid sample (gap filling holds it)
+        self._start = 0  # buffers hold samples _start.. of the stream
+        self._xf = np.zeros(0)  # band-passed signal
+        self._gap = np.zeros(0, bool)
+        self._first = None  # first band-passed sample: edge padding before the stream's start
+        self._n = 0
+        self.peaks: list[int] = []  # every R-peak so far
+        self._pending: list[int] = []  # indices into self.peaks awaiting their window
+
+    def _fill(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        gaps = np.isnan(x)
+        if not gaps.any():
+            self._last = x[-1]
+            return x, gaps
+        x = x.copy()
+        for i in np.flatnonzero(gaps):  # gaps are rare: hold the last valid value
+            x[i] = x[i - 1] if i > 0 else (0.0 if self._last is None else self._last)
+        self._last = x[-1]
+        return x, gaps
+
+    def feed(self, chunk) -> list[Beat]:
+        x = np.asarray(chunk, dtype=np.float64).reshape(-1)
+        if len(x) == 0:
+            return []
+        x, gaps = self._fill(x)
+        new_peaks = self.detector.feed(x)
+        xf = self.detector.filtered  # the same causal 0.5-50 Hz band-pass as training's
+        if self._first is None:
+            self._first = xf[0]
+        self._xf = np.concatenate([self._xf, xf])
+        self._gap = np.concatenate([self._gap, gaps])
+        self._n += len(x)
+        for p in new_peaks:
+            self.peaks.append(p)
+            self._pending.append(len(self.peaks) - 1)
+        return self._emit(final=False)
+
+    def flush(self) -> list[Beat]:
+        """End of the recording: decide the last peaks and pad their windows as batch mode does."""
+        for p in self.detector.flush():
+            self.peaks.append(p)
+            self._pending.append(len(self.peaks) - 1)
+        return self._emit(final=True)
+
+    def _emit(self, final: bool) -> list[Beat]:
+        ready = [k for k in self._pending if final or self.peaks[k] + dl.WINDOW_AFTER <= self._n]
+        if not ready:
+            return []
+        self._pending = [k for k in self._pending if k not in ready]
+        windows, rrs, bad = [], [], []
+        peaks = np.asarray(self.peaks, dtype=np.int64)
+        for k in ready:
+            r = self.peaks[k]
+            lo, hi = r - dl.WINDOW_BEFORE, r + dl.WINDOW_AFTER
+            seg = self._segment(lo, hi)
+            windows.append(dl.beat_windows(seg, np.array([dl.WINDOW_BEFORE]))[0])
+            rrs.append(dl.rr_features(peaks[:k + 1], dl.FS, "realtime")[-1])
+            prev = self.peaks[k - 1] if k > 0 else 0
+            g0, g1 = max(prev - dl.WINDOW_BEFORE, self._start, 0), min(hi, self._n)
+            bad.append(bool(self._gap[g0 - self._start:g1 - self._start].any()))
+        proba = self.clf.predict_proba(np.stack(windows), np.stack(rrs)).astype(np.float64)
+        beats = []
+        for k, p, b in zip(ready, proba, bad):
+            if b:
+                p = np.full(len(dl.CLASSES), np.nan)
+            label = dl.CLASS_INDEX["Q"] if b else int(np.argmax(p))
+            beats.append(Beat(self.peaks[k], label, p, self._n))
+        self._trim()
+        return beats
+
+    def _segment(self, lo: int, hi: int) -> np.ndarray:
+        """Band-passed samples lo..hi-1, padded with the edge values as dl.beat_windows pads."""
+        a, b = max(lo, 0), min(hi, self._n)
+        seg = self._xf[a - self._start:b - self._start]
+        return np.concatenate([np.full(a - lo, self._first), seg, np.full(hi - b, self._xf[-1])])
+
+    def _trim(self) -> None:
+        # Keep what pending beats and the next beat's gap check can still need.
+        oldest = min([self.peaks[k] for k in self._pending] + [self.peaks[-1] if self.peaks else 0,
+                                                                self._n - 2 * dl.FS])
+        keep = max(oldest - dl.WINDOW_BEFORE - 1, 0)
+        if keep > self._start:
+            self._xf = self._xf[keep - self._start:]
+            self._gap = self._gap[keep - self._start:]
+            self._start = keep
+
+
+def run_stream(x: np.ndarray, clf, chunk: int, on_beat=None, speed: float = 0.0) -> list[Beat]:
+    """Feed a whole 360 Hz signal in chunks of `chunk` samples; `speed` > 0 paces it in real time."""
+    sc = StreamClassifier(clf)
+    beats, t0 = [], time.monotonic()
+    for i in range(0, len(x), chunk):
+        if speed > 0:
+            wait = t0 + i / dl.FS / speed - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        new = sc.feed(x[i:i + chunk])
+        beats += new
+        if on_beat:
+            for b in new:
+                on_beat(b)
+    new = sc.flush()
+    beats += new
+    if on_beat:
+        for b in new:
+            on_beat(b)
+    return beats
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from predict import MODEL_FILES
+
+    p = argparse.ArgumentParser(prog="main.py stream", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="directory of a `python main.py --mode realtime` run, "
+                                                  "or one of its model files")
+    p.add_argument("--kind", choices=list(MODEL_FILES), default="static-int8",
+                   help="which model of a run directory to use")
+    p.add_argument("--record", required=True, help="WFDB record path without extension")
+    p.add_argument("--lead", default=None, help="lead (default MLII, else the first channel)")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="replay speed: 1 = real time, 10 = ten times faster, 0 = as fast as possible")
+    p.add_argument("--chunk", type=int, default=36, help="samples per chunk fed (36 = 100 ms)")
+    p.add_argument("--quiet", action="store_true", help="only the summary, not every beat")
+    return p
+
+
+def main(argv=None) -> int:
+    from predict import load_classifier, prepare, read_wfdb, summary
+
+    args = build_parser().parse_args(argv)
+    try:
+        if args.chunk < 1:
+            raise dl.DataError(f"--chunk must be at least 1 sample, got {args.chunk}")
+        if not (args.speed >= 0):
+            raise dl.DataError(f"--speed must be >= 0 (0: as fast as possible), got {args.speed}")
+        clf = load_classifier(args.model, args.kind, threads=1)
+        rec = read_wfdb(args.record, args.lead)
+        StreamClassifier(clf)  # refuses a diagnostic model before anything is replayed
+        x, gaps = prepare(rec)
+        x = np.where(gaps, np.nan, x)  # the stream sees the gaps as they come
+    except dl.DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"streaming {rec.name} ({rec.lead}, {len(x) / dl.FS / 60:.1f} min) at "
+          f"{'full speed' if args.speed == 0 else f'{args.speed:g}x real time'} in chunks of {args.chunk} "
+          f"samples; {clf.kind} model; stated latency <= {1000 * stated_latency_s():.0f} ms", flush=True)
+
+    def show(b: Beat) -> None:
+        if not args.quiet:
+            conf = "  -  " if np.isnan(b.proba).any() else f"{b.confidence:.2f}"
+            print(f"{b.sample / dl.FS:9.3f} s  {dl.CLASSES[b.label]}  {conf}  "
+                  f"(label {1000 * b.latency_s:.0f} ms after the R-peak)", flush=True)
+
+    t0 = time.perf_counter()
+    try:
+        beats = run_stream(x, clf, args.chunk, show, args.speed)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    wall = time.perf_counter() - t0
+    lat = np.array([b.latency_s for b in beats[:-1]]) * 1000  # the last ones wait for the flush
+    result = {"sample": np.array([b.sample for b in beats], dtype=np.int64),
+              "class": np.array([b.label for b in beats], dtype=np.int64),
+              "proba": np.array([b.proba for b in beats]).reshape(-1, len(dl.CLASSES))}
+    print(summary(result, len(x) / dl.FS))
+    if len(lat):
+        print(f"  latency R-peak -> label: mean {lat.mean():.0f} ms, max {lat.max():.0f} ms "
+              f"(chunks of {args.chunk} samples add up to {1000 * (args.chunk - 1) / dl.FS:.0f} ms)")
+    print(f"  {len(x) / dl.FS:.0f} s of signal in {wall:.1f} s ({len(x) / dl.FS / wall:.0f}x real time)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
