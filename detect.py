@@ -88,6 +88,7 @@ class QRSDetector:
         self.spk = self.npk = 0.0
         self._last_qrs = None  # (integrated-peak sample, its slope)
         self._last_r = -1  # last R-peak reported
+        self.decided_at: list[int] = []  # for each R-peak reported: samples needed to decide it
         self._rr = []  # the last RR_AVG intervals between integrated-signal peaks, samples
 
     def feed(self, chunk) -> list[int]:
@@ -133,6 +134,7 @@ class QRSDetector:
                 r = self._classify(i)
                 if r is not None:
                     out.append(r)
+                    self.decided_at.append(min(i + h + 1, self._n))
             self._next = stop
         # Keep what later decisions can still look at.
         keep_from = max(min(self._next - h, self._next - self.search - 1), 0)

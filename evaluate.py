@@ -15,6 +15,27 @@ def confusion(y_true, y_pred) -> np.ndarray:
     return np.bincount(np.asarray(y_true) * k + np.asarray(y_pred), minlength=k * k).reshape(k, k)
 
 
+def detection_confusion(ref_y, pred, ref_idx, det_idx) -> np.ndarray:
+    """6x6 counts for beats found by a detector: rows reference class + "no beat" (extra
+    detections), columns predicted class + "missed" (reference beats with no detection).
+
+    ref_y: class of every reference beat; pred: class of every detected beat; ref_idx, det_idx:
+    the matched pairs (detect.match_beats). metrics() reads it as it reads a 5x5 matrix: a missed
+    beat is a false negative of its class, an extra detection a false positive of its class.
+    """
+    k = len(CLASSES)
+    ref_y, pred = np.asarray(ref_y), np.asarray(pred)
+    cm = np.zeros((k + 1, k + 1), dtype=np.int64)
+    np.add.at(cm, (ref_y[ref_idx], pred[det_idx]), 1)
+    missed = np.ones(len(ref_y), bool)
+    missed[ref_idx] = False
+    np.add.at(cm, (ref_y[missed], k), 1)
+    extra = np.ones(len(pred), bool)
+    extra[det_idx] = False
+    np.add.at(cm, (k, pred[extra]), 1)
+    return cm
+
+
 def _ratio(a, b) -> float:
     return float(a / b) if b else 0.0
 

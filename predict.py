@@ -270,7 +270,7 @@ def beats_frame(beats: dict, fs_out: float):
     proba = beats["proba"]
     frame = pd.DataFrame({"time_s": np.round(beats["sample"] / dl.FS, 4), "sample": sample,
                           "class": [dl.CLASSES[i] for i in beats["class"]],
-                          "confidence": np.round(proba.max(1) if len(proba) else np.zeros(0), 4)})
+                          "confidence": np.round(proba.max(1) if len(proba) else np.zeros(0), 5)})
     for i, c in enumerate(dl.CLASSES):
         frame[f"p_{c}"] = np.round(proba[:, i], 5)
     frame["classifiable"] = ~np.isnan(proba).any(1)

@@ -106,3 +106,49 @@ def trained_model(fixture_dir):
     # The agreement test below means little for a network that answers one class for everything.
     assert len(np.unique(pred)) >= 2 and (pred == allb.y).mean() > 0.9, np.bincount(pred)
     return SimpleNamespace(model=model, beats=allb, pred=pred)
+
+
+def _train_briefly(mode: str, fixture_dir, steps: int = 40):
+    import torch
+    import torch.nn.functional as F
+
+    import data_loader as dl
+    from model import build_model
+
+    train = dl.load_beats(fixture_dir, ["101", "106", "118", "124", "220", "223"], mode, progress=False)
+    torch.manual_seed(0)
+    model = build_model(mode)
+    x, rr, y = torch.from_numpy(train.x[:, None, :]), torch.from_numpy(train.rr), torch.from_numpy(train.y)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        loss = F.cross_entropy(model(x, rr), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval(), train
+
+
+def _make_run(mode: str, tmp_path_factory, fixture_dir) -> Path:
+    import json
+
+    from quantize import quantize_all
+
+    out = tmp_path_factory.mktemp(f"{mode}_run")
+    model, train = _train_briefly(mode, fixture_dir)
+    quantize_all(model, train, out, mode)
+    (out / "config.json").write_text(json.dumps({"mode": mode}))
+    return out
+
+
+@pytest.fixture(scope="session")
+def realtime_run(tmp_path_factory, fixture_dir) -> Path:
+    """A run directory as `main.py --mode realtime` leaves it (config.json, float32, dynamic and
+    static int8 models), from a network trained briefly on fixture DS1 beats."""
+    return _make_run("realtime", tmp_path_factory, fixture_dir)
+
+
+@pytest.fixture(scope="session")
+def diagnostic_run(tmp_path_factory, fixture_dir) -> Path:
+    """The same for diagnostic mode."""
+    return _make_run("diagnostic", tmp_path_factory, fixture_dir)

@@ -1,0 +1,184 @@
+"""`main.py predict` on recordings without annotations: each input kind, each output, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import wfdb
+from scipy import signal
+
+import data_loader as dl
+import main
+import predict
+from conftest import PNG_SIGNATURE, fixture_record
+
+
+def run_predict(capsys, *args):
+    code = main.main(["predict", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def counts(frame) -> dict:
+    return {c: int((frame["class"] == c).sum()) for c in dl.CLASSES}
+
+
+@pytest.fixture(scope="module")
+def record_100(diagnostic_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pred100")
+    res = predict.run(predict.build_parser().parse_args(
+        ["--model", str(diagnostic_run), "--record", fixture_record("100"), "--out", str(out)]))
+    return res
+
+
+def test_wfdb_record_gives_csv_annotations_and_png(record_100):
+    out = record_100["out"]
+    frame = pd.read_csv(out / "100_beats.csv")
+    assert list(frame.columns) == ["time_s", "sample", "class", "confidence", "p_N", "p_S", "p_V", "p_F",
+                                   "p_Q", "classifiable"]
+    ref, _ = dl.read_beats(fixture_record("100"))
+    assert abs(len(frame) - len(ref)) <= 0.02 * len(ref)
+    assert np.allclose(frame[[f"p_{c}" for c in dl.CLASSES]].sum(axis=1), 1.0, atol=1e-3)
+    assert (frame["confidence"] == frame[[f"p_{c}" for c in dl.CLASSES]].max(axis=1)).all()
+    assert np.allclose(frame["time_s"], frame["sample"] / 360, atol=1e-3)
+    # WFDB tools read the annotations: one per beat, the CSV's classes as beat symbols.
+    ann = wfdb.rdann(str(out / "100"), "aami")
+    assert list(ann.sample) == list(frame["sample"]) and list(ann.symbol) == list(frame["class"])
+    assert (out / "100_strip.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+
+def test_detected_beats_are_classified_like_the_reference_beats(record_100, diagnostic_run):
+    """The classes at detected peaks agree with the classes the same model gives the annotated peaks."""
+    from detect import match_beats
+
+    clf = predict.load_classifier(diagnostic_run)
+    x, _ = dl.read_record(fixture_record("100"))
+    ref, _ = dl.read_beats(fixture_record("100"))
+    at_ref = predict.classify(x, clf, peaks=ref)["class"]
+    det = record_100["beats"]
+    ri, di = match_beats(ref, det["sample"], dl.FS)
+    assert len(ri) >= 0.99 * len(ref)
+    assert (at_ref[ri] == det["class"][di]).mean() >= 0.97
+
+
+def test_summary_is_printed(diagnostic_run, tmp_path, capsys):
+    code, out, _ = run_predict(capsys, "--model", diagnostic_run, "--record", fixture_record("100"),
+                               "--out", tmp_path, "--no-plot")
+    assert code == 0
+    assert "beats in 3.0 min" in out and "bpm" in out and "confidence below" in out
+    assert all(f"{c} " in out for c in dl.CLASSES)
+    assert not (tmp_path / "100_strip.png").exists()
+
+
+def test_250_hz_csv_copy_gives_the_same_class_counts(diagnostic_run, record_100, tmp_path, capsys):
+    x, _ = dl.read_record(fixture_record("100"))
+    x250 = signal.resample_poly(x, 25, 36)
+    pd.DataFrame({"time": np.arange(len(x250)) / 250, "ECG": x250}).to_csv(tmp_path / "ecg.csv", index=False)
+    code, out, err = run_predict(capsys, "--model", diagnostic_run, "--csv", tmp_path / "ecg.csv", "--fs", 250,
+                                 "--column", "ECG", "--out", tmp_path / "o")
+    assert code == 0, err
+    assert "resampling ecg from 250 Hz to 360 Hz" in err
+    c250 = counts(pd.read_csv(tmp_path / "o" / "ecg_beats.csv"))
+    c360 = counts(record_100["frame"])
+    total = sum(c360.values())
+    assert all(abs(c250[c] - c360[c]) <= 0.02 * total for c in dl.CLASSES), (c250, c360)
+    frame = pd.read_csv(tmp_path / "o" / "ecg_beats.csv")
+    assert frame["sample"].max() < len(x250)  # samples in the CSV's own rate
+    assert wfdb.rdann(str(tmp_path / "o" / "ecg"), "aami").fs == 250
+
+
+def test_csv_column_by_index_and_first_numeric_by_default(diagnostic_run, tmp_path, capsys):
+    x, _ = dl.read_record(fixture_record("100"))
+    pd.DataFrame({"label": "x", "ECG": x}).to_csv(tmp_path / "a.csv", index=False)
+    code, _, _ = run_predict(capsys, "--model", diagnostic_run, "--csv", tmp_path / "a.csv", "--fs", 360,
+                             "--column", 1, "--out", tmp_path / "o1", "--no-plot")
+    assert code == 0
+    code, _, _ = run_predict(capsys, "--model", diagnostic_run, "--csv", tmp_path / "a.csv", "--fs", 360,
+                             "--out", tmp_path / "o2", "--no-plot")
+    assert code == 0
+    assert pd.read_csv(tmp_path / "o1" / "a_beats.csv").equals(pd.read_csv(tmp_path / "o2" / "a_beats.csv"))
+
+
+def test_lead_choice_and_fallback_to_the_first_channel(diagnostic_run, tmp_path, capsys):
+    code, _, _ = run_predict(capsys, "--model", diagnostic_run, "--record", fixture_record("100"),
+                             "--lead", "V5", "--out", tmp_path / "v5", "--no-plot")
+    assert code == 0
+    # A record without MLII: its first channel, with a warning.
+    rec = wfdb.rdrecord(fixture_record("100"), channel_names=["V5"])
+    wfdb.wrsamp("v5only", fs=360, units=["mV"], sig_name=["V5"], p_signal=rec.p_signal, fmt=["16"],
+                write_dir=str(tmp_path))
+    code, _, err = run_predict(capsys, "--model", diagnostic_run, "--record", tmp_path / "v5only",
+                               "--out", tmp_path / "o", "--no-plot")
+    assert code == 0
+    assert "no MLII lead; using its first channel 'V5'" in err
+
+
+@pytest.mark.parametrize("kind", ["dynamic-int8", "static-int8"])
+def test_int8_models_and_realtime_runs(diagnostic_run, realtime_run, tmp_path, capsys, kind):
+    for run in (diagnostic_run, realtime_run):
+        code, out, err = run_predict(capsys, "--model", run, "--kind", kind, "--record", fixture_record("100"),
+                                     "--out", tmp_path / run.name, "--no-plot")
+        assert code == 0, err
+        assert f"({kind})" in out
+    code, _, _ = run_predict(capsys, "--model", realtime_run / "model_int8_static.onnx", "--record",
+                             fixture_record("100"), "--out", tmp_path / "file", "--no-plot")
+    assert code == 0
+
+
+def test_nan_gap_marks_its_beats_unclassifiable(diagnostic_run, tmp_path, capsys):
+    x, _ = dl.read_record(fixture_record("100"))
+    x[360 * 60:360 * 70] = np.nan  # 10 s with the lead off
+    pd.DataFrame({"ECG": x}).to_csv(tmp_path / "gap.csv", index=False)
+    code, _, err = run_predict(capsys, "--model", diagnostic_run, "--csv", tmp_path / "gap.csv", "--fs", 360,
+                               "--out", tmp_path / "o")
+    assert code == 0
+    assert "10.0 s of missing samples (NaN)" in err and "unclassifiable (Q)" in err
+    frame = pd.read_csv(tmp_path / "o" / "gap_beats.csv")
+    bad = frame[~frame["classifiable"]]
+    assert len(bad) >= 1 and (bad["class"] == "Q").all() and bad["p_N"].isna().all()
+    assert ((bad["time_s"] > 59) & (bad["time_s"] < 72)).all()
+    assert frame["classifiable"].sum() >= len(frame) - 3
+
+
+def write_csv(tmp_path, values, name="bad.csv"):
+    pd.DataFrame({"ECG": values}).to_csv(tmp_path / name, index=False)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing_record", "no WFDB record at"),
+    ("missing_csv", "not found"),
+    ("unknown_lead", "has no lead 'V9'; it has MLII, V5"),
+    ("no_fs", "--fs is required with --csv"),
+    ("bad_fs", "--fs must be a positive sampling rate"),
+    ("unknown_column", "has no column 'II'; columns are ECG"),
+    ("short", "at least 5 s"),
+    ("flat", "flat line (lead off?)"),
+    ("all_nan", "holds no numbers"),
+    ("two_inputs", "give one input"),
+    ("missing_model", "not found: pass a run directory"),
+    ("not_a_model", "is not a Deep-ECG model"),
+])
+def test_bad_input_exits_2_with_a_clear_message_and_no_output(diagnostic_run, tmp_path, capsys, case, message):
+    x, _ = dl.read_record(fixture_record("100"))
+    model, rec = str(diagnostic_run), ["--record", fixture_record("100")]
+    args = {
+        "missing_record": lambda: ["--model", model, "--record", tmp_path / "nope"],
+        "missing_csv": lambda: ["--model", model, "--csv", tmp_path / "nope.csv", "--fs", 360],
+        "unknown_lead": lambda: ["--model", model, *rec, "--lead", "V9"],
+        "no_fs": lambda: ["--model", model, "--csv", write_csv(tmp_path, x)],
+        "bad_fs": lambda: ["--model", model, "--csv", write_csv(tmp_path, x), "--fs", -5],
+        "unknown_column": lambda: ["--model", model, "--csv", write_csv(tmp_path, x), "--fs", 360, "--column", "II"],
+        "short": lambda: ["--model", model, "--csv", write_csv(tmp_path, x[:360 * 3]), "--fs", 360],
+        "flat": lambda: ["--model", model, "--csv", write_csv(tmp_path, np.full(360 * 60, 0.25)), "--fs", 360],
+        "all_nan": lambda: ["--model", model, "--csv", write_csv(tmp_path, np.full(360 * 60, np.nan)), "--fs", 360],
+        "two_inputs": lambda: ["--model", model, *rec, "--csv", write_csv(tmp_path, x), "--fs", 360],
+        "missing_model": lambda: ["--model", tmp_path / "no_run", *rec],
+        "not_a_model": lambda: ["--model", write_csv(tmp_path, x, "model.pt"), *rec],
+    }[case]()
+    code, _, err = run_predict(capsys, *args, "--out", tmp_path / "out")
+    assert code == 2
+    assert err.startswith("error: ") and message in err, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -1,0 +1,135 @@
+"""Streaming real-time classification equals the batch real-time pipeline, whatever the chunk size."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import signal
+
+import data_loader as dl
+import main
+import predict
+import stream
+from conftest import fixture_record
+from detect import QRSDetector, SosFilter, detect_r_peaks
+
+
+def feed_detector(x, chunk):
+    det = QRSDetector(dl.FS)
+    peaks = []
+    for i in range(0, len(x), chunk):
+        peaks += det.feed(x[i:i + chunk])
+    return np.array(peaks + det.flush())
+
+
+def test_sos_filter_in_chunks_is_scipys_sosfilt_bit_for_bit():
+    x = np.random.default_rng(0).normal(size=5000)
+    whole = signal.sosfilt(dl.bandpass_sos(), x)
+    f = SosFilter(dl.bandpass_sos())
+    parts = np.concatenate([f(x[i:i + n]) for i, n in zip(np.cumsum([0, 1, 7, 100, 3]), [1, 7, 100, 3, 5000])])
+    assert np.array_equal(parts, whole)
+
+
+@pytest.mark.parametrize("record", ["100", "118"])
+def test_detector_peaks_do_not_depend_on_the_chunk_size(record):
+    x, _ = dl.read_record(fixture_record(record))
+    whole = detect_r_peaks(x, dl.FS)
+    for chunk in (1, 7, 360):
+        assert np.array_equal(feed_detector(x, chunk), whole), chunk
+
+
+def stream_output(x, clf, chunk):
+    beats = stream.run_stream(x, clf, chunk)
+    return (np.array([b.sample for b in beats]), np.array([b.label for b in beats]),
+            np.array([b.proba for b in beats]), beats)
+
+
+@pytest.mark.parametrize("record, chunks", [("100", (1, 7, 360, 0)), ("118", (7, 360, 0)),
+                                            ("124", (13, 0))])
+def test_streaming_equals_batch_realtime(realtime_run, record, chunks):
+    clf = predict.load_classifier(realtime_run)
+    x, _ = dl.read_record(fixture_record(record))
+    batch = predict.classify(x, clf)
+    assert len(batch["sample"]) > 100
+    for chunk in chunks:
+        s, c, p, _ = stream_output(x, clf, chunk or len(x))
+        assert np.array_equal(s, batch["sample"]), chunk
+        assert np.array_equal(c, batch["class"]), chunk
+        assert np.abs(p - batch["proba"]).max() < 1e-5, chunk
+
+
+def test_streaming_equals_batch_with_the_int8_model_and_a_gap(realtime_run):
+    clf = predict.load_classifier(realtime_run, "static-int8")
+    x, _ = dl.read_record(fixture_record("100"))
+    x[360 * 30:360 * 33] = np.nan
+    filled, gaps = predict.prepare(predict.Recording(x, dl.FS, "gap", "MLII"))
+    batch = predict.classify(filled, clf, gaps)
+    s, c, p, _ = stream_output(x, clf, 50)
+    assert np.array_equal(s, batch["sample"]) and np.array_equal(c, batch["class"])
+    unclassifiable = np.isnan(p).any(1)
+    assert unclassifiable.sum() >= 1 and (c[unclassifiable] == dl.CLASS_INDEX["Q"]).all()
+    assert np.array_equal(unclassifiable, np.isnan(batch["proba"]).any(1))
+
+
+def test_stream_and_training_see_the_same_beat_inputs(realtime_run, fixture_dir):
+    """Train/serve agreement: at the annotated R-peaks, the inputs of the live pipeline are the
+    training set's real-time inputs, bit for bit (causal filter, windows, past-only RR)."""
+    x, _ = dl.read_record(fixture_record("100"))
+    ref, _ = dl.read_beats(fixture_record("100"))
+    train = dl.load_beats(fixture_dir, ["100"], "realtime", progress=False)
+    wx, rr = predict.beat_inputs(x, ref, "realtime")
+    assert np.array_equal(wx, train.x) and np.array_equal(rr, train.rr)
+    # and the stream's own filtered signal is that filter's output
+    det = QRSDetector(dl.FS)
+    parts = []
+    for i in range(0, len(x), 101):
+        det.feed(x[i:i + 101])
+        parts.append(det.filtered)
+    assert np.array_equal(np.concatenate(parts), dl.bandpass(x, dl.FS, "realtime"))
+
+
+def test_latency_is_within_the_stated_bound(realtime_run):
+    clf = predict.load_classifier(realtime_run, "static-int8")
+    x, _ = dl.read_record(fixture_record("100"))
+    _, _, _, beats = stream_output(x, clf, 1)
+    live = [b for b in beats if b.decided_at < len(x)]
+    assert len(live) >= len(beats) - 2
+    lat = np.array([b.latency_s for b in live])
+    assert lat.max() <= stream.stated_latency_s() <= 0.5
+    assert lat.min() >= dl.WINDOW_AFTER / dl.FS  # a label never comes before its window is complete
+
+
+def test_stream_refuses_a_diagnostic_model(diagnostic_run, capsys):
+    with pytest.raises(dl.DataError, match="needs a real-time model"):
+        stream.StreamClassifier(predict.load_classifier(diagnostic_run))
+    code = main.main(["stream", "--model", str(diagnostic_run), "--record", fixture_record("100"), "--speed", "0"])
+    assert code == 2
+    assert "needs a real-time model" in capsys.readouterr().err
+
+
+def test_stream_command_prints_each_beat_and_a_summary(realtime_run, capsys):
+    code = main.main(["stream", "--model", str(realtime_run), "--record", fixture_record("100"),
+                      "--speed", "0", "--chunk", "7"])
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = [ln for ln in out.splitlines() if "after the R-peak" in ln]
+    ref, _ = dl.read_beats(fixture_record("100"))
+    assert abs(len(lines) - len(ref)) <= 0.02 * len(ref)
+    assert "latency R-peak -> label: mean" in out and "x real time" in out and "beats in 3.0 min" in out
+
+
+@pytest.mark.parametrize("opts, message", [(["--chunk", "0"], "--chunk must be at least 1"),
+                                           (["--speed", "-1"], "--speed must be >= 0"),
+                                           (["--lead", "V9"], "has no lead 'V9'")])
+def test_stream_bad_options_exit_2(realtime_run, capsys, opts, message):
+    code = main.main(["stream", "--model", str(realtime_run), "--record", fixture_record("100"), *opts])
+    assert code == 2 and message in capsys.readouterr().err
+
+
+def test_replay_speed_paces_the_stream(realtime_run):
+    clf = predict.load_classifier(realtime_run, "static-int8")
+    x, _ = dl.read_record(fixture_record("100"))
+    import time
+
+    t = time.monotonic()
+    stream.run_stream(x[:360 * 3], clf, 36, speed=6.0)  # 3 s of signal at 6x: about 0.5 s
+    assert time.monotonic() - t >= 0.45
