@@ -1,4 +1,5 @@
 # docker build -t deep-ecg . && docker run -v "$PWD/data:/data" deep-ecg [--mode realtime ...]
+# docker run -v "$PWD/data:/data" deep-ecg predict --model /data/runs/<run> --record /data/mitdb/232
 # The data volume holds mitdb/ (downloaded there on first run if missing), the cache and the runs.
 FROM python:3.11-slim
 WORKDIR /app
@@ -11,4 +12,5 @@ COPY bench ./bench
 # Runs from the volume: data in /data/mitdb, cache in /data/cache, results in /data/runs/.
 VOLUME /data
 WORKDIR /data
-ENTRYPOINT ["python", "/app/main.py", "--data-dir", "/data/mitdb"]
+ENV DEEP_ECG_DATA_DIR=/data/mitdb
+ENTRYPOINT ["python", "/app/main.py"]

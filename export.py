@@ -1,15 +1,14 @@
 """Deployable files: ONNX and TorchScript exports of a trained network, and an ONNX runner.
 
 The ONNX graph takes `window` (batch, 1, WINDOW) float32 and `rr` (batch, n_rr) float32 and
-returns `logits` (batch, 5); onnxruntime runs it on any CPU, int8 included.
+returns `logits` (batch, 5); onnxruntime runs it on any CPU, int8 included. PyTorch is imported
+only to export, so running an ONNX model (`main.py predict --kind static-int8`) does not load it.
 """
 from __future__ import annotations
 
 import warnings
 
 import numpy as np
-import torch
-from torch import nn
 
 from data_loader import CLASSES, WINDOW
 from outputs import atomic_path
@@ -20,12 +19,16 @@ OPSET = 17
 
 
 def _example(n_rr: int, batch: int = 2):
+    import torch
+
     g = torch.Generator().manual_seed(0)
     return torch.randn(batch, 1, WINDOW, generator=g), torch.rand(batch, n_rr, generator=g) + 0.5
 
 
-def export_onnx(model: nn.Module, path, n_rr: int) -> None:
+def export_onnx(model, path, n_rr: int) -> None:
     """Float32 ONNX with a dynamic batch axis."""
+    import torch
+
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter warns that it is legacy
         torch.onnx.export(model.eval(), _example(n_rr), str(tmp), input_names=list(INPUTS),
@@ -33,8 +36,10 @@ def export_onnx(model: nn.Module, path, n_rr: int) -> None:
                           dynamic_axes={name: {0: "batch"} for name in (*INPUTS, OUTPUT)})
 
 
-def export_torchscript(model: nn.Module, path, n_rr: int) -> None:
+def export_torchscript(model, path, n_rr: int) -> None:
     """TorchScript (traced) of a float32 or dynamic-int8 model: loads with torch.jit.load, no source."""
+    import torch
+
     with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.jit.save(torch.jit.trace(model.eval(), _example(n_rr)), str(tmp))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -31,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--mode", choices=dl.MODES, default="diagnostic",
                    help="diagnostic may use the next beat (post-RR); realtime is strictly causal")
-    p.add_argument("--data-dir", default="data/mitdb", help="MIT-BIH folder (downloaded here if missing)")
+    p.add_argument("--data-dir", default=os.environ.get("DEEP_ECG_DATA_DIR", "data/mitdb"),
+                   help="MIT-BIH folder (downloaded here if missing); env DEEP_ECG_DATA_DIR sets the default")
     p.add_argument("--offline", action="store_true", help="never touch the network")
     p.add_argument("--cache-dir", default="cache", help="preprocessed beats are cached here")
     p.add_argument("--out", default=None, help="run directory (default runs/<mode>-seed<seed>-<time>)")

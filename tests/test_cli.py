@@ -193,3 +193,13 @@ def test_failed_download_is_a_data_error_saying_what_to_do(tmp_path, monkeypatch
     msg = str(err.value)
     assert _records_named(msg, tmp_path / "data") == {"100", "103"}
     assert "Network is unreachable" in msg and "--offline" in msg and "physionet.org" in msg
+
+
+def test_data_dir_default_comes_from_the_environment(monkeypatch):
+    """The Docker image sets DEEP_ECG_DATA_DIR so that `docker run deep-ecg predict ...` works."""
+    import main
+
+    monkeypatch.setenv("DEEP_ECG_DATA_DIR", "/data/mitdb")
+    assert main.build_parser().parse_args([]).data_dir == "/data/mitdb"
+    monkeypatch.delenv("DEEP_ECG_DATA_DIR")
+    assert main.build_parser().parse_args([]).data_dir == "data/mitdb"
