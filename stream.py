@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import data_loader as dl
-from detect import LOOKAHEAD_S, SEARCH_S, QRSDetector
+from detect import PEAK_HALF_S, SEARCH_S, QRSDetector
 
 
 @dataclass
@@ -39,13 +39,15 @@ class Beat:
 def stated_latency_s() -> float:
     """Worst algorithmic delay from an R-peak to its label in real-time mode.
 
-    The label needs both the window's post-R part (WINDOW_AFTER samples) and the detector's
-    decision, which comes LOOKAHEAD_S after the integrated-signal peak; that peak lies at most
-    SEARCH_S after the R-peak (the detector looks that far back for it). The causal band-pass
-    filter adds no wait of its own: its group delay (a few ms in the QRS band) only shifts where
-    the detected peak lies, and that shift is part of the window the model was trained on.
+    The label needs both the window's post-R part (the WINDOW_AFTER samples from the R-peak on)
+    and the detector's decision, which comes with the sample PEAK_HALF_S after the
+    integrated-signal peak; that peak lies at most SEARCH_S after the R-peak (the detector looks
+    that far back for it). The causal band-pass filter adds no wait of its own: its group delay
+    (a few ms in the QRS band) only shifts where the detected peak lies, and that shift is part of
+    the window the model was trained on.
     """
-    return max(dl.WINDOW_AFTER / dl.FS, SEARCH_S + LOOKAHEAD_S)
+    detector = round(SEARCH_S * dl.FS) + round(PEAK_HALF_S * dl.FS) + 1
+    return max(dl.WINDOW_AFTER, detector) / dl.FS
 
 
 class StreamClassifier:

@@ -125,7 +125,8 @@ def main(argv=None) -> int:
     ld = result["latency_diagnostic_ms"]
     lines += ["", "## Latency from R-peak to label", "",
               f"Stated (from the configuration): real-time <= {1000 * stated:.0f} ms = max(post-R window "
-              f"{1000 * dl.WINDOW_AFTER / dl.FS:.0f} ms, detector search-back 250 ms + look-ahead 200 ms); the "
+              f"{1000 * dl.WINDOW_AFTER / dl.FS:.0f} ms, detector: R-peak to integrated-signal peak at most 250 ms + "
+              f"200 ms look-ahead + 1 sample); the "
               f"causal band-pass adds no wait (its few-ms group delay is inside the window the model was trained on).", ""]
     if lr:
         lines.append(f"- Real-time, measured with one-sample chunks over {lr['beats']:,} beats: mean "
