@@ -2,6 +2,7 @@
 
     python main.py predict --model runs/<run> --record path/to/record [--lead MLII]
     python main.py predict --model runs/<run>/model_int8_static.onnx --csv ecg.csv --fs 250 --column ECG
+    python main.py predict --model runs/<run> --edf holter.edf --lead "ECG1"
 
 Writes into --out (default predictions/<input name>): <name>_beats.csv (one row per beat),
 <name>.aami (a WFDB annotation file: wfdb.rdann('<out>/<name>', 'aami')) and <name>_strip.png,
@@ -142,6 +143,32 @@ def read_wfdb(path, lead: str | None = None) -> Recording:
     except Exception as exc:
         raise InputError(f"cannot read the signal of record {path}: {exc}") from None
     return Recording(rec.p_signal[:, 0].astype(np.float64), float(rec.fs), path.name, lead)
+
+
+def read_edf(path, lead: str | None = None) -> Recording:
+    """An EDF/EDF+ file, read by wfdb (no other dependency)."""
+    from wfdb.io.convert.edf import read_edf as wfdb_read_edf
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"EDF file {path} not found")
+    try:
+        rec = wfdb_read_edf(str(path))
+    except Exception as exc:
+        raise InputError(f"cannot read {path} as EDF: {exc}") from None
+    names = list(rec.sig_name or [])
+    if lead is None:
+        lead = dl.LEAD if dl.LEAD in names else names[0]
+        if lead != dl.LEAD:
+            warn(f"{path.name} has no {dl.LEAD} signal; using its first signal {lead!r} "
+                 f"(the model was trained on MLII; choose another with --lead)")
+    elif lead not in names:
+        raise InputError(f"{path.name} has no signal {lead!r}; it has {', '.join(names)} "
+                         f"(choose one with --lead)")
+    fs = rec.fs
+    if isinstance(fs, (list, tuple, np.ndarray)):  # per-signal rates in EDF
+        fs = np.asarray(fs)[names.index(lead)]
+    return Recording(rec.p_signal[:, names.index(lead)].astype(np.float64), float(fs), path.stem, lead)
 
 
 def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
@@ -331,7 +358,8 @@ def summary(beats: dict, duration_s: float, low: float = LOW_CONFIDENCE) -> str:
     n = len(beats["class"])
     rr = np.diff(beats["sample"]) / dl.FS
     hr = 60.0 / np.median(rr) if len(rr) else float("nan")
-    conf = np.nanmax(beats["proba"], axis=1) if n and not np.isnan(beats["proba"]).all() else np.zeros(0)
+    ok = ~np.isnan(beats["proba"]).any(1) if n else np.zeros(0, bool)
+    conf = beats["proba"][ok].max(1) if ok.any() else np.zeros(0)
     unclassifiable = int(np.isnan(beats["proba"]).any(1).sum()) if n else 0
     lines = [f"{n} beats in {duration_s / 60:.1f} min; heart rate {hr:.0f} bpm (median RR), "
              f"{n / duration_s * 60:.0f} bpm (mean)",
@@ -342,11 +370,16 @@ def summary(beats: dict, duration_s: float, low: float = LOW_CONFIDENCE) -> str:
 
 
 def run(args) -> dict:
-    if (args.record is None) == (args.csv is None):
-        raise InputError("give one input: --record PATH (WFDB) or --csv FILE --fs HZ")
+    if sum(a is not None for a in (args.record, args.csv, args.edf)) != 1:
+        raise InputError("give one input: --record PATH (WFDB), --csv FILE --fs HZ or --edf FILE")
     clf = load_classifier(args.model, args.kind)
     t0 = time.time()  # from here on: what a 30-minute record costs, model already loaded
-    rec = read_wfdb(args.record, args.lead) if args.record else read_csv(args.csv, args.fs, args.column)
+    if args.record:
+        rec = read_wfdb(args.record, args.lead)
+    elif args.edf:
+        rec = read_edf(args.edf, args.lead)
+    else:
+        rec = read_csv(args.csv, args.fs, args.column)
     x, gaps = prepare(rec)
     beats = classify(x, clf, gaps)
     if len(beats["sample"]) < MIN_BEATS:
@@ -379,7 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_argument_group("input (one of)")
     src.add_argument("--record", help="WFDB record path without extension")
     src.add_argument("--csv", help="CSV file with a header row, one column per signal")
-    p.add_argument("--lead", default=None, help="WFDB lead (default MLII, else the first channel)")
+    src.add_argument("--edf", help="EDF or EDF+ file")
+    p.add_argument("--lead", default=None, help="WFDB or EDF lead (default MLII, else the first channel)")
     p.add_argument("--column", default=None, help="CSV column name or 0-based index (default: first numeric)")
     p.add_argument("--fs", type=float, default=None, help="CSV sampling rate in Hz (required with --csv)")
     p.add_argument("--out", default=None, help="output folder (default predictions/<name>)")

@@ -114,6 +114,22 @@ def test_lead_choice_and_fallback_to_the_first_channel(diagnostic_run, tmp_path,
     assert "no MLII lead; using its first channel 'V5'" in err
 
 
+def test_edf_file(diagnostic_run, record_100, tmp_path, capsys):
+    from wfdb.io.convert.edf import wfdb_to_edf
+
+    wfdb_to_edf(fixture_record("100"), output_filename=str(tmp_path / "r100.edf"))
+    code, _, err = run_predict(capsys, "--model", diagnostic_run, "--edf", tmp_path / "r100.edf",
+                               "--out", tmp_path / "o", "--no-plot")
+    assert code == 0, err
+    c_edf = counts(pd.read_csv(tmp_path / "o" / "r100_beats.csv"))
+    c_wfdb = counts(record_100["frame"])
+    # The EDF writer pads the last data record with a flat tail; the beats are the same.
+    assert all(abs(c_edf[c] - c_wfdb[c]) <= 0.02 * sum(c_wfdb.values()) for c in dl.CLASSES), (c_edf, c_wfdb)
+    code, _, err = run_predict(capsys, "--model", diagnostic_run, "--edf", tmp_path / "r100.edf", "--lead", "II",
+                               "--out", tmp_path / "o2")
+    assert code == 2 and "has no signal 'II'; it has MLII, V5" in err
+
+
 @pytest.mark.parametrize("kind", ["dynamic-int8", "static-int8"])
 def test_int8_models_and_realtime_runs(diagnostic_run, realtime_run, tmp_path, capsys, kind):
     for run in (diagnostic_run, realtime_run):
@@ -149,6 +165,8 @@ def write_csv(tmp_path, values, name="bad.csv"):
 @pytest.mark.parametrize("case, message", [
     ("missing_record", "no WFDB record at"),
     ("missing_csv", "not found"),
+    ("missing_edf", "EDF file"),
+    ("not_edf", "cannot read"),
     ("unknown_lead", "has no lead 'V9'; it has MLII, V5"),
     ("no_fs", "--fs is required with --csv"),
     ("bad_fs", "--fs must be a positive sampling rate"),
@@ -166,6 +184,8 @@ def test_bad_input_exits_2_with_a_clear_message_and_no_output(diagnostic_run, tm
     args = {
         "missing_record": lambda: ["--model", model, "--record", tmp_path / "nope"],
         "missing_csv": lambda: ["--model", model, "--csv", tmp_path / "nope.csv", "--fs", 360],
+        "missing_edf": lambda: ["--model", model, "--edf", tmp_path / "nope.edf"],
+        "not_edf": lambda: ["--model", model, "--edf", write_csv(tmp_path, x, "x.edf")],
         "unknown_lead": lambda: ["--model", model, *rec, "--lead", "V9"],
         "no_fs": lambda: ["--model", model, "--csv", write_csv(tmp_path, x)],
         "bad_fs": lambda: ["--model", model, "--csv", write_csv(tmp_path, x), "--fs", -5],
