@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy import signal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -66,10 +67,17 @@ def main(argv=None) -> int:
         x, gaps = predict.prepare(r)
         predict.classify(x, models["diagnostic"][0], gaps)
         timings.append((time.perf_counter() - t) / (len(x) / dl.FS) * 1800)
+        # The same record as a 250 Hz recording (resampled here), classified via resampling back.
+        clf0 = models["diagnostic"][0]
+        c360 = np.bincount(predict.classify(x, clf0)["class"], minlength=5)
+        x250 = signal.resample_poly(x, 25, 36)
+        c250 = np.bincount(predict.classify(predict.resample(x250, 250.0), clf0)["class"], minlength=5)
         peaks = detect_r_peaks(x, dl.FS)
         ri, di = match_beats(ref, peaks, dl.FS)
         row = {"beats": len(ref), "detected": len(peaks), "missed": len(ref) - len(ri),
-               "extra": len(peaks) - len(di), "predict_seconds_per_30min": timings[-1]}
+               "extra": len(peaks) - len(di), "predict_seconds_per_30min": timings[-1],
+               "counts_360hz": c360.tolist(), "counts_250hz": c250.tolist(),
+               "max_count_change_pct_of_beats": float(100 * np.abs(c250 - c360).max() / c360.sum())}
         for mode in dl.MODES:
             det_x, det_rr = predict.beat_inputs(x, peaks, mode)
             ref_x, ref_rr = predict.beat_inputs(x, ref, mode)
@@ -119,10 +127,16 @@ def main(argv=None) -> int:
               f"{tot['extra']} extra. `predict` (read, filter, detect, classify; float32, model loaded) takes "
               f"{result['predict_seconds_per_30min']['mean']:.2f} s per 30-minute record on average, "
               f"{result['predict_seconds_per_30min']['max']:.2f} s at most.", "",
-              "| record | beats | missed | extra | S beats lost (diagnostic, mean of seeds) | predict s / 30 min |",
-              "|---|---|---|---|---|---|"]
+              "A 250 Hz copy of each record (scipy.signal.resample_poly 25/36), resampled back to 360 Hz by "
+              "`predict.resample` as `predict --fs 250` does, classified by the seed-0 diagnostic model: largest "
+              f"per-class count change {max(r['max_count_change_pct_of_beats'] for r in per_record.values()):.2f}% "
+              "of the record's beats.", "",
+              "| record | beats | missed | extra | S beats lost (diagnostic, mean of seeds) | predict s / 30 min | "
+              "class counts N,S,V,F,Q at 360 Hz -> from 250 Hz |",
+              "|---|---|---|---|---|---|---|"]
     lines += [f"| {rec} | {r['beats']} | {r['missed']} | {r['extra']} | {r['diagnostic_S_missed_or_wrong']:.0f} | "
-              f"{r['predict_seconds_per_30min']:.2f} |" for rec, r in per_record.items()]
+              f"{r['predict_seconds_per_30min']:.2f} | {','.join(map(str, r['counts_360hz']))} -> "
+              f"{','.join(map(str, r['counts_250hz']))} |" for rec, r in per_record.items()]
     write_json(Path(args.out).with_suffix(".json"), result)
     write_text(Path(args.out).with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines[:40]))
