@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test bench-cv bench-accuracy clean-cache
+.PHONY: run test bench-cv bench-accuracy bench-end-to-end bench-streaming clean-cache
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ bench-cv: $(VENV)/.installed
 
 bench-accuracy: $(VENV)/.installed
 	$(PY) bench/accuracy.py $(ARGS)
+
+bench-end-to-end: $(VENV)/.installed
+	$(PY) bench/end_to_end.py $(ARGS)
+
+bench-streaming: $(VENV)/.installed
+	$(PY) bench/streaming.py $(ARGS)
 
 clean-cache:
 	rm -rf cache

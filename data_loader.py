@@ -224,18 +224,24 @@ def rr_features(r_peaks: np.ndarray, fs: float = FS, mode: str = "diagnostic", n
     n = len(t)
     pre = np.concatenate([[np.nan], np.diff(t)])[:n]
     i = np.arange(n)
-    base = {
-        "pre": pre,
-        "post": np.append(pre[1:], np.nan)[:n],
-        "prev": np.insert(pre, 0, np.nan)[:n],
-        "local": _window_mean(pre, np.maximum(i - LOCAL_BEATS + 1, 0)),
-        "long": _window_mean(pre, np.searchsorted(t, t - LONG_SECONDS, side="left")),
+    names = tuple(names or RR_FEATURES[mode])
+    needed = {part for name in names for part in name.split("/")}
+    make = {
+        "pre": lambda: pre,
+        "post": lambda: np.append(pre[1:], np.nan)[:n],
+        "prev": lambda: np.insert(pre, 0, np.nan)[:n],
+        "local": lambda: _window_mean(pre, np.maximum(i - LOCAL_BEATS + 1, 0)),
+        "long": lambda: _window_mean(pre, np.searchsorted(t, t - LONG_SECONDS, side="left")),
     }
+    unknown = needed - set(make)
+    if unknown:
+        raise ValueError(f"unknown RR feature {', '.join(sorted(unknown))}; known: {', '.join(make)}")
+    base = {k: make[k]() for k in needed}  # only what the feature list uses
     base = {k: np.where(np.isnan(v), DEFAULT_RR, v) for k, v in base.items()}
-    if mode == "realtime" and any("post" in n for n in names or ()):
+    if mode == "realtime" and any("post" in n for n in names):
         raise ValueError("post-RR needs the next beat: not available in real-time mode")
     cols = []
-    for name in names or RR_FEATURES[mode]:
+    for name in names:
         num, _, den = name.partition("/")
         cols.append(base[num] / base[den] if den else base[num])
     return np.stack(cols, axis=1).astype(np.float32).reshape(n, len(cols))
