@@ -31,7 +31,6 @@ SEARCH_S = 0.25  # the R-peak is sought this far back from the integrated-signal
 THRESHOLD = 0.25  # a peak is QRS above noise level + THRESHOLD x (signal level - noise level)
 RR_AVG = 8  # RR intervals in the running average
 RR_MISSED = 1.66  # a gap this many average RRs long means a beat was missed: halve the threshold
-LOOKAHEAD_S = PEAK_HALF_S  # samples the detector waits for before it decides a peak
 
 
 class SosFilter:
@@ -59,7 +58,7 @@ class QRSDetector:
 
     `feed(chunk)` returns the sample indices (from the start of the stream) of the R-peaks decided
     with this chunk, in order; `flush()` decides the last ones at the end of a recording. A peak
-    is decided LOOKAHEAD_S after its integrated-signal maximum, which follows the R-peak by
+    is decided PEAK_HALF_S after its integrated-signal maximum, which follows the R-peak by
     about 0.1 s.
     """
 

@@ -194,14 +194,10 @@ def write_predictions(path, beats, preds: dict) -> None:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] == "predict":
-        import predict
+    if argv and argv[0] in ("predict", "stream"):  # sub-commands: predict.py, stream.py
+        import importlib
 
-        return predict.main(argv[1:])
-    if argv and argv[0] == "stream":
-        import stream
-
-        return stream.main(argv[1:])
+        return importlib.import_module(argv[0]).main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         check_args(args)

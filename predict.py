@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -116,6 +115,19 @@ class Recording:
     lead: str
 
 
+def choose_lead(names: list[str], lead: str | None, source: str, word: str, first: str) -> str:
+    """The lead asked for, else MLII, else the first one with a warning; an unknown one is an error."""
+    if lead is None:
+        lead = dl.LEAD if dl.LEAD in names else names[0]
+        if lead != dl.LEAD:
+            warn(f"{source} has no {dl.LEAD} {word}; using its first {first} {lead!r} "
+                 f"(the model was trained on MLII; choose another with --lead)")
+    elif lead not in names:
+        raise InputError(f"{source} has no {word} {lead!r}; it has {', '.join(names)} "
+                         f"(choose one with --lead)")
+    return lead
+
+
 def read_wfdb(path, lead: str | None = None) -> Recording:
     import wfdb
 
@@ -130,14 +142,7 @@ def read_wfdb(path, lead: str | None = None) -> Recording:
     names = list(header.sig_name or [])
     if not names:
         raise InputError(f"record {path} has no signals")
-    if lead is None:
-        lead = dl.LEAD if dl.LEAD in names else names[0]
-        if lead != dl.LEAD:
-            warn(f"record {path.name} has no {dl.LEAD} lead; using its first channel {lead!r} "
-                 f"(the model was trained on MLII; choose another with --lead)")
-    elif lead not in names:
-        raise InputError(f"record {path.name} has no lead {lead!r}; it has {', '.join(names)} "
-                         f"(choose one with --lead)")
+    lead = choose_lead(names, lead, f"record {path.name}", "lead", "channel")
     try:
         rec = wfdb.rdrecord(str(path), channel_names=[lead])
     except Exception as exc:
@@ -157,14 +162,7 @@ def read_edf(path, lead: str | None = None) -> Recording:
     except Exception as exc:
         raise InputError(f"cannot read {path} as EDF: {exc}") from None
     names = list(rec.sig_name or [])
-    if lead is None:
-        lead = dl.LEAD if dl.LEAD in names else names[0]
-        if lead != dl.LEAD:
-            warn(f"{path.name} has no {dl.LEAD} signal; using its first signal {lead!r} "
-                 f"(the model was trained on MLII; choose another with --lead)")
-    elif lead not in names:
-        raise InputError(f"{path.name} has no signal {lead!r}; it has {', '.join(names)} "
-                         f"(choose one with --lead)")
+    lead = choose_lead(names, lead, path.name, "signal", "signal")
     fs = rec.fs
     if isinstance(fs, (list, tuple, np.ndarray)):  # per-signal rates in EDF
         fs = np.asarray(fs)[names.index(lead)]
@@ -343,13 +341,15 @@ def write_annotations(out_dir: Path, name: str, beats: dict, fs_out: float) -> P
     sample = np.round(beats["sample"] * fs_out / dl.FS).astype(np.int64)
     symbols = [SYMBOLS[dl.CLASSES[k]] for k in beats["class"]]
     final = out_dir / f"{name}.{ANNOTATION_EXT}"
+    # wrann writes under the final name: let it write in a private folder beside the output,
+    # then rename (same file system, atomic).
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".wrann-") as tmp:
+        written = Path(tmp) / final.name
         if len(sample):
             wfdb.wrann(name, ANNOTATION_EXT, sample, symbols, write_dir=tmp, fs=fs_out)
         else:
-            (Path(tmp) / final.name).write_bytes(b"\x00\x00")  # an empty annotation file
-        shutil.move(str(Path(tmp) / final.name), str(final.with_name(final.name + ".part")))
-        Path(str(final) + ".part").replace(final)
+            written.write_bytes(b"\x00\x00")  # an empty annotation file
+        written.replace(final)
     return final
 
 

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+
 import data_loader as dl
 from detect import PEAK_HALF_S, SEARCH_S, QRSDetector
 
@@ -221,7 +222,8 @@ def main(argv=None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     wall = time.perf_counter() - t0
-    lat = np.array([b.latency_s for b in beats[:-1]]) * 1000  # the last ones wait for the flush
+    # Beats decided only when the record ended (the flush) have no live latency.
+    lat = np.array([b.latency_s for b in beats if b.decided_at < len(x)]) * 1000
     result = {"sample": np.array([b.sample for b in beats], dtype=np.int64),
               "class": np.array([b.label for b in beats], dtype=np.int64),
               "proba": np.array([b.proba for b in beats]).reshape(-1, len(dl.CLASSES))}
