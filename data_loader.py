@@ -60,6 +60,7 @@ DS1_FOLDS = (("209", "119", "116", "101", "115", "109"),
 DEFAULT_RR = 0.8  # s, stands in for an RR interval before the first beat of a record
 LOCAL_BEATS = 10  # RR intervals in the local average
 LONG_SECONDS = 300.0  # s, span of the long running average
+SLOW_QUANTILE = 0.9  # 'slow': this quantile of the RR intervals of the last LONG_SECONDS
 RR_FEATURES = {
     # Diagnostic mode may use the next beat (post-RR): one beat of latency.
     "diagnostic": ("pre", "post", "long", "pre/long", "post/long", "post/pre"),
@@ -210,13 +211,27 @@ def _window_mean(values: np.ndarray, start: np.ndarray) -> np.ndarray:
         return np.where(count > 0, (s[i + 1] - s[start]) / count, np.nan)
 
 
-def rr_features(r_peaks: np.ndarray, fs: float = FS, mode: str = "diagnostic", names=None) -> np.ndarray:
+def _window_quantile(values: np.ndarray, start: np.ndarray, q: float, first: int = 0) -> np.ndarray:
+    """Quantile q of the known (non-NaN) values[start[i] .. i], for every i >= first; NaN where none is known."""
+    out = np.full(len(values), np.nan)
+    for i in range(first, len(values)):
+        window = values[start[i]:i + 1]
+        window = window[~np.isnan(window)]
+        if len(window):
+            out[i] = np.quantile(window, q)
+    return out
+
+
+def rr_features(r_peaks: np.ndarray, fs: float = FS, mode: str = "diagnostic", names=None,
+                from_beat: int = 0) -> np.ndarray:
     """RR-interval features in seconds and ratios, shape (beats, len(names or RR_FEATURES[mode])).
 
     Averages run over past beats only (the local one over the last LOCAL_BEATS intervals,
     the long one over the last LONG_SECONDS), so a beat is premature relative to its
-    patient's own rhythm. Only 'post' (next beat) looks ahead, and only in diagnostic mode.
-    An interval not known (before the first beat, after the last) counts as DEFAULT_RR.
+    patient's own rhythm; 'slow' is the SLOW_QUANTILE quantile of the long span's intervals.
+    Only 'post' (next beat) looks ahead, and only in diagnostic mode. An interval not known
+    (before the first beat, after the last) counts as DEFAULT_RR. Rows before from_beat are
+    left out (a stream asks for its newest beat only: same values, less work).
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
@@ -232,6 +247,8 @@ def rr_features(r_peaks: np.ndarray, fs: float = FS, mode: str = "diagnostic", n
         "prev": lambda: np.insert(pre, 0, np.nan)[:n],
         "local": lambda: _window_mean(pre, np.maximum(i - LOCAL_BEATS + 1, 0)),
         "long": lambda: _window_mean(pre, np.searchsorted(t, t - LONG_SECONDS, side="left")),
+        "slow": lambda: _window_quantile(pre, np.searchsorted(t, t - LONG_SECONDS, side="left"), SLOW_QUANTILE,
+                                         from_beat),
     }
     unknown = needed - set(make)
     if unknown:
@@ -244,7 +261,7 @@ def rr_features(r_peaks: np.ndarray, fs: float = FS, mode: str = "diagnostic", n
     for name in names:
         num, _, den = name.partition("/")
         cols.append(base[num] / base[den] if den else base[num])
-    return np.stack(cols, axis=1).astype(np.float32).reshape(n, len(cols))
+    return np.stack(cols, axis=1).astype(np.float32).reshape(n, len(cols))[from_beat:]
 
 
 # --------------------------------------------------------------------------- beats + cache

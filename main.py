@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-augment", action="store_true", help="turn off training augmentation")
     p.add_argument("--ema", type=float, default=d.ema,
                    help="decay of the averaged weights that are validated and kept (0: plain weights)")
+    p.add_argument("--s-offset", type=float, default=d.s_offset,
+                   help="added to the S logit (folded into the model): > 0 finds more S beats, with more false alarms")
     p.add_argument("--seed", type=int, default=d.seed, help="same seed, same result on CPU")
     p.add_argument("--device", default="cpu", help="cpu, or cuda when available")
     p.add_argument("--max-records", type=int, default=None,
@@ -62,9 +64,9 @@ def check_args(args) -> None:
         raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
-    for name in ("lr", "gamma", "balance", "ema"):
+    for name in ("lr", "gamma", "balance", "ema", "s_offset"):
         if not math.isfinite(getattr(args, name)):
-            raise ConfigError(f"--{name} must be a finite number, got {getattr(args, name)}")
+            raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {getattr(args, name)}")
     if args.lr <= 0:
         raise ConfigError(f"--lr must be positive, got {args.lr}")
     if args.gamma < 0:
@@ -120,7 +122,7 @@ def run(args) -> dict:
     train_recs, val_recs, test_recs = split_records(args.max_records)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, gamma=args.gamma,
                       alpha=args.alpha, balance=args.balance, augment=not args.no_augment, ema=args.ema,
-                      seed=args.seed, device=args.device)
+                      s_offset=args.s_offset, seed=args.seed, device=args.device)
     config = {**vars(args), "train_records": train_recs, "validation_records": val_recs,
               "test_records": test_recs, "window": [dl.WINDOW_BEFORE, dl.WINDOW_AFTER],
               "bandpass_hz": list(dl.BANDPASS_HZ), "filter_order": dl.FILTER_ORDER,

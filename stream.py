@@ -117,7 +117,7 @@ class StreamClassifier:
             lo, hi = r - dl.WINDOW_BEFORE, r + dl.WINDOW_AFTER
             seg = self._segment(lo, hi)
             windows.append(dl.beat_windows(seg, np.array([dl.WINDOW_BEFORE]))[0])
-            rrs.append(dl.rr_features(peaks[:k + 1], dl.FS, "realtime")[-1])
+            rrs.append(dl.rr_features(peaks[:k + 1], dl.FS, "realtime", from_beat=k)[0])
             prev = self.peaks[k - 1] if k > 0 else 0
             g0, g1 = max(prev - dl.WINDOW_BEFORE, self._start, 0), min(hi, self._n)
             bad.append(bool(self._gap[g0 - self._start:g1 - self._start].any()))

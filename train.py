@@ -29,6 +29,9 @@ class TrainConfig:
     ema: float = 0.998  # decay of the moving average of weights, after a plain-mean warm-up (0: off)
     seed: int = 0
     device: str = "cpu"
+    # Added to the S logit (folded into the classifier's bias after training, and applied when
+    # validating): a decision rule that trades S positive predictivity for sensitivity.
+    s_offset: float = 0.0
 
 
 def seed_everything(seed: int) -> None:
@@ -95,6 +98,8 @@ def fit(model, train: Beats, val: Beats, cfg: TrainConfig, progress: bool = True
     if val is not None:
         vx, vrr, vy = to_tensors(val, device)
     loss_fn = FocalLoss(cfg.gamma, cfg.alpha).to(device)
+    offset = torch.zeros(len(CLASSES), device=device)
+    offset[CLASSES.index("S")] = cfg.s_offset
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = max(1, len(train) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps)
@@ -129,7 +134,7 @@ def fit(model, train: Beats, val: Beats, cfg: TrainConfig, progress: bool = True
             vlogits = predict_logits(scored, vx, vrr)
             with torch.no_grad():
                 record["val_loss"] = loss_fn(vlogits, vy).item()
-            vm = metrics(confusion(val.y, vlogits.argmax(1).cpu().numpy()))
+            vm = metrics(confusion(val.y, (vlogits + offset).argmax(1).cpu().numpy()))
             record["val_macro_f1_nsv"] = selection_score(vm)
             record["val_f1"] = {c: vm["per_class"][c]["f1"] for c in CLASSES}
         score = record.get("val_macro_f1_nsv", epoch)  # no validation: the last epoch wins
@@ -141,4 +146,12 @@ def fit(model, train: Beats, val: Beats, cfg: TrainConfig, progress: bool = True
                 f"  val loss {record['val_loss']:.4f}  val macro-F1(N,S,V) {score:.3f}  "
                 f"S {record['val_f1']['S']:.3f}  V {record['val_f1']['V']:.3f}" if val is not None else ""))
     model.load_state_dict(best_state)
+    fold_offset(model, offset)
     return model.cpu(), history, best_epoch
+
+
+def fold_offset(model, offset: torch.Tensor) -> None:
+    """Add a per-class logit offset to the last layer's bias: every later copy (int8, ONNX) keeps it."""
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.bias += offset.to(last.bias.device)

@@ -46,7 +46,15 @@ CONFIGS = {
     "epochs_x2": {"epochs_factor": 2},
     "lr_1e-3": {"lr": 1e-3},
     "wide_cnn": {"model_channels": (32, 64, 96)},
+    # RR relative to the patient's slow intervals (90th percentile of the last 5 minutes), beside
+    # the mean: premature beats that make up most of a patient's beats pull the mean down with them.
+    "rr_plus_slow90": {"rr": {
+        "diagnostic": dl.RR_FEATURES["diagnostic"] + ("slow", "pre/slow", "post/slow"),
+        "realtime": dl.RR_FEATURES["realtime"] + ("slow", "pre/slow", "prev/slow")}},
 }
+# Offsets added to the S log-probability before the argmax: a decision rule the product can fold
+# into the classifier's bias. Every job scores each one, so the search costs no extra training.
+S_OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 
 
 def run_job(job: dict) -> dict:
@@ -72,9 +80,15 @@ def run_job(job: dict) -> dict:
                                    for r in dict.fromkeys(b.record)])
     t0 = time.time()
     model, _, _ = fit(DualBranchNet(n_rr=train.rr.shape[1], **model_kw), train, None, cfg, progress=False)
-    pred = predict_proba(model, test.x, test.rr).argmax(1)
+    logp = np.log(np.maximum(predict_proba(model, test.x, test.rr), 1e-12))
+    s_col = dl.CLASSES.index("S")
+    by_offset = {}
+    for off in S_OFFSETS:
+        shifted = logp.copy()
+        shifted[:, s_col] += off
+        by_offset[str(off)] = confusion(test.y, shifted.argmax(1)).tolist()
     return {**{k: job[k] for k in ("config", "mode", "fold", "seed")}, "seconds": time.time() - t0,
-            "confusion": confusion(test.y, pred).tolist()}
+            "confusion": by_offset["0.0"], "s_offset_confusions": by_offset}
 
 
 def summarise(jobs: list[dict]) -> dict:
@@ -96,6 +110,36 @@ def summarise(jobs: list[dict]) -> dict:
     return summary
 
 
+def offset_summary(jobs: list[dict]) -> dict:
+    """Per config: S Se, +P, F1 and macro-F1 (means over seeds) for each S log-probability offset."""
+    pooled = {}
+    for j in jobs:
+        for off, cm in j.get("s_offset_confusions", {}).items():
+            key = f"{j['mode']}/{j['config']}"
+            pooled.setdefault(key, {}).setdefault(off, {}).setdefault(j["seed"], np.zeros((5, 5), int))
+            pooled[key][off][j["seed"]] += np.array(cm)
+    out = {}
+    for key, offs in pooled.items():
+        out[key] = {}
+        for off, by_seed in offs.items():
+            ms = [metrics(cm) for cm in by_seed.values()]
+            out[key][off] = {**{f"S_{k}": float(np.mean([m["per_class"]["S"][k] for m in ms]))
+                                for k in ("se", "ppv", "f1")},
+                             "macro_f1_nsv": float(np.mean([m["macro_f1_nsv"] for m in ms]))}
+    return out
+
+
+def offset_table(offsets: dict) -> str:
+    rows = ["| mode / config | S offset | S Se | S +P | S F1 | macro-F1 (N,S,V) |", "|---|---|---|---|---|---|"]
+    for key, offs in sorted(offsets.items()):
+        best = max(offs, key=lambda o: offs[o]["S_f1"])
+        for off, m in sorted(offs.items(), key=lambda kv: float(kv[0])):
+            mark = " (best S F1)" if off == best else ""
+            rows.append(f"| {key} | {float(off):+.1f}{mark} | {m['S_se']:.3f} | {m['S_ppv']:.3f} | "
+                        f"{m['S_f1']:.3f} | {m['macro_f1_nsv']:.3f} |")
+    return "\n".join(rows)
+
+
 def table(summary: dict) -> str:
     rows = ["| mode / config | seeds | N F1 | S Se | S +P | S F1 | V Se | V +P | V F1 | macro-F1 (N,S,V) |",
             "|---|---|---|---|---|---|---|---|---|---|"]
@@ -108,9 +152,9 @@ def table(summary: dict) -> str:
 
 def write_results(args, done, jobs, configs, wall) -> dict:
     """Rewritten after every job, so an interrupted search keeps what it finished."""
-    summary = summarise(done)
+    summary, offsets = summarise(done), offset_summary(done)
     write_json(Path(args.out).with_suffix(".json"), {
-        "summary": summary, "jobs": sorted(done, key=lambda j: (j["mode"], j["config"], j["seed"], j["fold"])),
+        "summary": summary, "s_offsets": offsets, "jobs": sorted(done, key=lambda j: (j["mode"], j["config"], j["seed"], j["fold"])),
         "complete": len(done) == len(jobs), "wall_seconds": wall, "folds": dl.DS1_FOLDS,
         "configs": {c: repr(CONFIGS[c]) for c in configs}, "epochs": jobs[0]["epochs"],
         "device": args.device, "command": " ".join(sys.argv)})
@@ -121,7 +165,9 @@ def write_results(args, done, jobs, configs, wall) -> dict:
                f"4 held-out folds, then averaged over seeds. Base epochs {jobs[0]['epochs']}. "
                f"{len(done)}/{len(jobs)} jobs, wall time {wall / 60:.1f} min on {args.device}.\n\n"
                + table(summary) + "\n\nConfigs (changes from base):\n\n"
-               + "\n".join(f"- `{c}`: {CONFIGS[c] or 'product defaults'}" for c in configs) + "\n")
+               + "\n".join(f"- `{c}`: {CONFIGS[c] or 'product defaults'}" for c in configs) + "\n"
+               + (f"\n## S decision offset\n\nThe same jobs, with an offset added to the S log-probability "
+                  f"before the argmax (0 = the plain argmax above):\n\n{offset_table(offsets)}\n" if offsets else ""))
     return summary
 
 

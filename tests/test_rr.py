@@ -150,3 +150,25 @@ def test_feature_count_and_short_records(mode, n):
 def test_unknown_mode_is_rejected():
     with pytest.raises(ValueError, match="mode"):
         dl.rr_features(np.array([10, 300, 600]), FS, "fast")
+
+
+def test_slow_is_a_high_quantile_of_the_last_five_minutes():
+    # 60% of the beats come early (0.6 s) among 1.0 s sinus beats: the mean sits near the early
+    # beats, the 90th percentile stays on the sinus rhythm, so early beats still read as premature.
+    rr = np.tile([0.6, 0.6, 1.0, 0.6, 1.0], 200)
+    s = np.round(np.concatenate([[0.0], np.cumsum(rr)]) * FS).astype(np.int64)
+    f = dl.rr_features(s, FS, "realtime", names=("pre", "slow", "pre/slow", "pre/long"))
+    late = f[400:]
+    assert np.allclose(late[:, 1], 1.0, atol=0.01)
+    early = np.isclose(late[:, 0], 0.6, atol=0.01)
+    assert np.all(late[early, 2] < 0.65)
+    assert np.all(late[early, 3] > 0.7)  # against the mean (0.76 s) they look far less premature
+
+
+@pytest.mark.parametrize("mode", dl.MODES)
+def test_from_beat_gives_the_same_rows(mode):
+    s, _ = _beat_samples("118")
+    names = dl.RR_FEATURES[mode] + ("slow", "pre/slow")
+    full = dl.rr_features(s, FS, mode, names=names)
+    for k in (0, 1, 250, len(s) - 1):
+        np.testing.assert_array_equal(dl.rr_features(s, FS, mode, names=names, from_beat=k), full[k:])
