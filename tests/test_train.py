@@ -64,3 +64,19 @@ def test_training_without_validation_keeps_the_last_epoch(beats):
     model, history, best_epoch = fit(build_model("diagnostic"), train, None,
                                      TrainConfig(epochs=2, batch_size=128, seed=0), progress=False)
     assert best_epoch == 2 and len(history) == 2 and "val_loss" not in history[0]
+
+
+def test_s_offset_is_folded_into_the_model(beats):
+    """--s-offset moves only the S logit, by exactly the offset, so every copy of the model keeps it."""
+    train, val = beats
+    kept = {}
+    for off in (0.0, 2.0):
+        torch.manual_seed(1234)
+        cfg = TrainConfig(epochs=1, batch_size=128, seed=3, s_offset=off)
+        kept[off], _, _ = fit(build_model("diagnostic"), train, None, cfg, progress=False)
+    x, rr = torch.from_numpy(val.x[:, None, :]), torch.from_numpy(val.rr)
+    with torch.no_grad():
+        diff = (kept[2.0].eval()(x, rr) - kept[0.0].eval()(x, rr)).numpy()
+    s = dl.CLASSES.index("S")
+    np.testing.assert_allclose(diff[:, s], 2.0, atol=1e-5)
+    np.testing.assert_allclose(np.delete(diff, s, axis=1), 0.0, atol=1e-5)
