@@ -211,7 +211,11 @@ def resample(x: np.ndarray, fs: float, target: int = dl.FS) -> np.ndarray:
 
     frac = Fraction(target / fs).limit_denominator(1000)
     gaps = np.isnan(x)
-    y = signal.resample_poly(np.where(gaps, 0.0, _fill(x)), frac.numerator, frac.denominator)
+    filled = x
+    if gaps.any():  # bridged by a straight line: no step at either edge to ring into the neighbours
+        known = np.flatnonzero(~gaps)
+        filled = np.interp(np.arange(len(x)), known, x[known])
+    y = signal.resample_poly(filled, frac.numerator, frac.denominator)
     if gaps.any():
         t_new = np.arange(len(y)) * fs / target
         y[gaps[np.clip(np.round(t_new).astype(int), 0, len(x) - 1)]] = np.nan

@@ -202,3 +202,18 @@ def test_bad_input_exits_2_with_a_clear_message_and_no_output(diagnostic_run, tm
     assert err.startswith("error: ") and message in err, err
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_resampling_a_gap_does_not_ring_into_its_neighbours():
+    """A NaN gap in a 250 Hz signal stays NaN at 360 Hz; the samples beside it are not disturbed."""
+    fs = 250
+    t = np.arange(20 * fs) / fs
+    x = 1.0 + 0.5 * np.sin(2 * np.pi * 1.2 * t)  # a DC offset: zero-filling the gap would ring
+    holed = x.copy()
+    holed[2000:2500] = np.nan
+    y, ref = predict.resample(holed, fs), predict.resample(x, fs)
+    gap = np.isnan(y)
+    edges = np.flatnonzero(np.diff(gap.astype(int)))
+    assert len(edges) == 2 and abs(edges[0] - 2000 * 360 / fs) <= 2
+    near = np.r_[edges[0] - 30:edges[0], edges[1] + 2:edges[1] + 30]
+    assert np.max(np.abs(y[near] - ref[near])) < 0.02
