@@ -63,9 +63,11 @@ LONG_SECONDS = 300.0  # s, span of the long running average
 SLOW_QUANTILE = 0.9  # 'slow': this quantile of the RR intervals of the last LONG_SECONDS
 RR_FEATURES = {
     # Diagnostic mode may use the next beat (post-RR): one beat of latency.
-    "diagnostic": ("pre", "post", "long", "pre/long", "post/long", "post/pre"),
+    # 'slow' (a high quantile of the last 5 minutes' intervals) keeps premature beats premature in
+    # a patient whose beats are mostly premature, where the mean follows them (DS1 CV, round 4).
+    "diagnostic": ("pre", "post", "long", "pre/long", "post/long", "post/pre", "slow", "pre/slow", "post/slow"),
     # Real-time mode: only beats at or before the current one.
-    "realtime": ("pre", "prev", "long", "pre/long", "prev/long", "pre/prev"),
+    "realtime": ("pre", "prev", "long", "pre/long", "prev/long", "pre/prev", "slow", "pre/slow", "prev/slow"),
 }
 PHYSIONET_DB = "mitdb"
 RECORD_EXTENSIONS = (".hea", ".dat", ".atr")
@@ -264,6 +266,18 @@ def rr_features(r_peaks: np.ndarray, fs: float = FS, mode: str = "diagnostic", n
     return np.stack(cols, axis=1).astype(np.float32).reshape(n, len(cols))[from_beat:]
 
 
+class StaleModelError(ValueError):
+    """A model trained on other RR features than this version computes."""
+
+
+def check_rr_features(path, mode: str, saved) -> None:
+    if saved is not None and list(saved) == list(RR_FEATURES[mode]):
+        return
+    raise StaleModelError(
+        f"{path} was trained on the RR features {', '.join(saved) if saved else 'of an earlier version'}; "
+        f"this version computes {', '.join(RR_FEATURES[mode])}. Retrain it with `python main.py --mode {mode}`")
+
+
 # --------------------------------------------------------------------------- beats + cache
 
 @dataclass
@@ -298,7 +312,7 @@ def cache_key(record: str, digest: str, mode: str) -> str:
     spec = dict(version=CACHE_VERSION, record=record, digest=digest, mode=mode, fs=FS,
                 lead=LEAD, band=BANDPASS_HZ, order=FILTER_ORDER, before=WINDOW_BEFORE,
                 after=WINDOW_AFTER, rr=RR_FEATURES[mode], local=LOCAL_BEATS,
-                long=LONG_SECONDS, default_rr=DEFAULT_RR)
+                long=LONG_SECONDS, slow_quantile=SLOW_QUANTILE, default_rr=DEFAULT_RR)
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 

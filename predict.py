@@ -77,7 +77,12 @@ def load_classifier(path, kind: str = "float32", threads: int | None = None) -> 
         if not config.is_file():
             raise InputError(f"{path}: an ONNX model needs the config.json of its run beside it "
                              f"(to know its mode); keep the run directory together")
-        mode = json.loads(config.read_text())["mode"]
+        run_config = json.loads(config.read_text())
+        mode = run_config["mode"]
+        try:
+            dl.check_rr_features(path, mode, run_config.get("rr_features"))
+        except dl.StaleModelError as exc:
+            raise InputError(str(exc)) from None
         onnx = OnnxModel(path, threads=threads)
         return Classifier(mode, "static-int8" if "int8" in path.name else "float32-onnx", path,
                           onnx.predict_proba)
@@ -88,6 +93,8 @@ def load_classifier(path, kind: str = "float32", threads: int | None = None) -> 
 
     try:
         model, meta = load_model(path)
+    except dl.StaleModelError as exc:
+        raise InputError(str(exc)) from None
     except Exception as exc:
         raise InputError(f"{path} is not a Deep-ECG model ({exc}); pass model_float32.pt, "
                          f"model_int8.pt or model_int8_static.onnx from a run directory") from None

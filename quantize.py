@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from data_loader import CLASSES, RR_FEATURES, check_rr_features
 from model import build_model
 from outputs import atomic_path
 
@@ -54,7 +55,7 @@ def quantize_static_onnx(float_onnx, path, calib_x, calib_rr, batch: int = 128) 
 
 def save_model(model: nn.Module, path, mode: str, kind: str, model_kwargs: dict | None = None) -> int:
     """Save weights with what it takes to rebuild the network; return the file size in bytes."""
-    payload = {"format": "deep-ecg-model/1", "mode": mode, "kind": kind,
+    payload = {"format": "deep-ecg-model/1", "mode": mode, "kind": kind, "rr_features": list(RR_FEATURES[mode]),
                "model_kwargs": model_kwargs or {}, "state_dict": model.state_dict()}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -66,7 +67,6 @@ def quantize_all(model: nn.Module, train, out, mode: str, seed: int = 0) -> dict
 
     Returns {name: (model file, predict_proba(x, rr))} for evaluation.
     """
-    from data_loader import RR_FEATURES
     from export import OnnxModel, export_onnx, export_torchscript
     from train import predict_proba
 
@@ -88,7 +88,6 @@ def quantize_all(model: nn.Module, train, out, mode: str, seed: int = 0) -> dict
 
 def quantization_table(results: dict) -> str:
     """Markdown: each model's file size and per-class F1, and the change from float32."""
-    from data_loader import CLASSES
 
     f = results["float32"]
     lines = ["## Quantization", "", "| model | file | bytes | smaller by | "
@@ -112,6 +111,7 @@ def load_model(path) -> tuple[nn.Module, dict]:
     payload = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(payload, dict) or payload.get("format") != "deep-ecg-model/1":
         raise ValueError(f"{path} is not a Deep-ECG model file (saved by main.py as model_*.pt)")
+    check_rr_features(path, payload["mode"], payload.get("rr_features"))
     model = build_model(payload["mode"], **payload["model_kwargs"]).eval()
     if payload["kind"] == "dynamic-int8":
         model = quantize_dynamic(model)

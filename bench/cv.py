@@ -52,6 +52,9 @@ CONFIGS = {
         "diagnostic": dl.RR_FEATURES["diagnostic"] + ("slow", "pre/slow", "post/slow"),
         "realtime": dl.RR_FEATURES["realtime"] + ("slow", "pre/slow", "prev/slow")}},
 }
+for q in (75, 95):  # other quantiles for 'slow'
+    CONFIGS[f"rr_plus_slow{q}"] = {**CONFIGS["rr_plus_slow90"], "slow_quantile": q / 100}
+SLOW_QUANTILE = dl.SLOW_QUANTILE  # the product's
 # Offsets added to the S log-probability before the argmax: a decision rule the product can fold
 # into the classifier's bias. Every job scores each one, so the search costs no extra training.
 S_OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
@@ -66,6 +69,7 @@ def run_job(job: dict) -> dict:
     torch.set_num_threads(job["threads"])
     mode, over = job["mode"], dict(CONFIGS[job["config"]])
     rr_names = over.pop("rr", {}).get(mode)
+    dl.SLOW_QUANTILE = over.pop("slow_quantile", SLOW_QUANTILE)  # set on every job: workers run many
     model_kw = {k[6:]: over.pop(k) for k in list(over) if k.startswith("model_")}
     epochs = job["epochs"] * over.pop("epochs_factor", 1)
     cfg = replace(TrainConfig(), epochs=epochs, seed=job["seed"], device=job["device"], **over)

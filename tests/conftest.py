@@ -132,12 +132,13 @@ def _train_briefly(mode: str, fixture_dir, steps: int = 40):
 def _make_run(mode: str, tmp_path_factory, fixture_dir) -> Path:
     import json
 
+    import data_loader as dl
     from quantize import quantize_all
 
     out = tmp_path_factory.mktemp(f"{mode}_run")
     model, train = _train_briefly(mode, fixture_dir)
     quantize_all(model, train, out, mode)
-    (out / "config.json").write_text(json.dumps({"mode": mode}))
+    (out / "config.json").write_text(json.dumps({"mode": mode, "rr_features": list(dl.RR_FEATURES[mode])}))
     return out
 
 

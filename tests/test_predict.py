@@ -162,6 +162,23 @@ def write_csv(tmp_path, values, name="bad.csv"):
     return tmp_path / name
 
 
+def stale_copy(run, to, name):
+    """A copy of a run as an earlier version wrote it: models trained on the old six RR features."""
+    import json
+    import shutil
+
+    import torch
+
+    shutil.copytree(run, to)
+    payload = torch.load(to / "model_float32.pt", weights_only=False)
+    del payload["rr_features"]
+    torch.save(payload, to / "model_float32.pt")
+    config = json.loads((to / "config.json").read_text())
+    config["rr_features"] = ["pre", "post", "long", "pre/long", "post/long", "post/pre"]
+    (to / "config.json").write_text(json.dumps(config))
+    return to / name
+
+
 @pytest.mark.parametrize("case, message", [
     ("missing_record", "no WFDB record at"),
     ("missing_csv", "not found"),
@@ -177,6 +194,8 @@ def write_csv(tmp_path, values, name="bad.csv"):
     ("two_inputs", "give one input"),
     ("missing_model", "not found: pass a run directory"),
     ("not_a_model", "is not a Deep-ECG model"),
+    ("stale_model", "Retrain it with `python main.py --mode diagnostic`"),
+    ("stale_onnx", "Retrain it with `python main.py --mode diagnostic`"),
 ])
 def test_bad_input_exits_2_with_a_clear_message_and_no_output(diagnostic_run, tmp_path, capsys, case, message):
     x, _ = dl.read_record(fixture_record("100"))
@@ -196,6 +215,8 @@ def test_bad_input_exits_2_with_a_clear_message_and_no_output(diagnostic_run, tm
         "two_inputs": lambda: ["--model", model, *rec, "--csv", write_csv(tmp_path, x), "--fs", 360],
         "missing_model": lambda: ["--model", tmp_path / "no_run", *rec],
         "not_a_model": lambda: ["--model", write_csv(tmp_path, x, "model.pt"), *rec],
+        "stale_model": lambda: ["--model", stale_copy(diagnostic_run, tmp_path / "old", "model_float32.pt"), *rec],
+        "stale_onnx": lambda: ["--model", stale_copy(diagnostic_run, tmp_path / "old", "model_int8_static.onnx"), *rec],
     }[case]()
     code, _, err = run_predict(capsys, *args, "--out", tmp_path / "out")
     assert code == 2

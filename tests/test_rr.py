@@ -19,7 +19,7 @@ def _beat_samples(record="118"):
 
 
 def _by_hand(s, i):
-    """pre/post/prev RR and local/long averages of beat i, in seconds, worked out from samples.
+    """pre/post/prev RR, local/long averages and the slow quantile of beat i, in seconds, from samples.
 
     The mean of consecutive intervals telescopes: mean(RR[a+1..i]) = (s[i] - s[a]) / (i - a).
     Intervals not known (before the first beat, after the last) count as DEFAULT_RR.
@@ -32,7 +32,8 @@ def _by_hand(s, i):
     local = (s[i] - s[i - k]) / (k * FS) if k else D
     # The fixture excerpt is 3 min < LONG_SECONDS: the long average spans every interval so far.
     long = (s[i] - s[0]) / (i * FS) if i else D
-    return dict(pre=pre, post=post, prev=prev, local=local, long=long)
+    slow = float(np.quantile(np.diff(s[:i + 1]) / FS, dl.SLOW_QUANTILE)) if i else D
+    return dict(pre=pre, post=post, prev=prev, local=local, long=long, slow=slow)
 
 
 def _expected(s, i, mode):
@@ -47,12 +48,12 @@ def _expected(s, i, mode):
 def test_feature_lists_are_as_designed():
     diag, rt = dl.RR_FEATURES["diagnostic"], dl.RR_FEATURES["realtime"]
     # Prematurity relative to the patient's own rhythm, in both modes.
-    assert {"pre", "post", "pre/long"} <= set(diag)
-    assert {"pre", "pre/long"} <= set(rt)
+    assert {"pre", "post", "pre/long", "pre/slow"} <= set(diag)
+    assert {"pre", "pre/long", "pre/slow"} <= set(rt)
     assert not any("post" in name for name in rt), "real-time features may not use the next beat"
     for names in (diag, rt):
         for name in names:
-            assert set(name.split("/")) <= {"pre", "post", "prev", "local", "long"}, name
+            assert set(name.split("/")) <= {"pre", "post", "prev", "local", "long", "slow"}, name
 
 
 @pytest.mark.parametrize("mode", dl.MODES)
@@ -141,7 +142,7 @@ def test_feature_count_and_short_records(mode, n):
     assert f.shape == (n, len(dl.RR_FEATURES[mode]))
     assert f.dtype == np.float32 and np.isfinite(f).all()
     if n == 1:  # a lone beat: every interval unknown, so every ratio is 1
-        base = {"pre": D, "post": D, "prev": D, "local": D, "long": D}
+        base = {"pre": D, "post": D, "prev": D, "local": D, "long": D, "slow": D}
         for name, v in zip(dl.RR_FEATURES[mode], f[0]):
             num, _, den = name.partition("/")
             assert v == pytest.approx(base[num] / base[den] if den else base[num])
