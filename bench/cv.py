@@ -46,14 +46,14 @@ CONFIGS = {
     "epochs_x2": {"epochs_factor": 2},
     "lr_1e-3": {"lr": 1e-3},
     "wide_cnn": {"model_channels": (32, 64, 96)},
-    # RR relative to the patient's slow intervals (90th percentile of the last 5 minutes), beside
-    # the mean: premature beats that make up most of a patient's beats pull the mean down with them.
-    "rr_plus_slow90": {"rr": {
-        "diagnostic": dl.RR_FEATURES["diagnostic"] + ("slow", "pre/slow", "post/slow"),
-        "realtime": dl.RR_FEATURES["realtime"] + ("slow", "pre/slow", "prev/slow")}},
+    # Round 4 compared the six features of that time ("base" then) with the three 'slow' ones added
+    # ("rr_plus_slow90", now the product's list); this config is the round-4 base under today's code.
+    "rr_without_slow": {"rr": {
+        "diagnostic": ("pre", "post", "long", "pre/long", "post/long", "post/pre"),
+        "realtime": ("pre", "prev", "long", "pre/long", "prev/long", "pre/prev")}},
 }
-for q in (75, 95):  # other quantiles for 'slow'
-    CONFIGS[f"rr_plus_slow{q}"] = {**CONFIGS["rr_plus_slow90"], "slow_quantile": q / 100}
+for q in (75, 95):  # other quantiles for 'slow' (the product's: 90)
+    CONFIGS[f"slow_q{q}"] = {"slow_quantile": q / 100}
 SLOW_QUANTILE = dl.SLOW_QUANTILE  # the product's
 # Offsets added to the S log-probability before the argmax: a decision rule the product can fold
 # into the classifier's bias. Every job scores each one, so the search costs no extra training.
@@ -69,6 +69,8 @@ def run_job(job: dict) -> dict:
     torch.set_num_threads(job["threads"])
     mode, over = job["mode"], dict(CONFIGS[job["config"]])
     rr_names = over.pop("rr", {}).get(mode)
+    if "slow_quantile" in over:  # the product's features, 'slow' at another quantile
+        rr_names = rr_names or dl.RR_FEATURES[mode]
     dl.SLOW_QUANTILE = over.pop("slow_quantile", SLOW_QUANTILE)  # set on every job: workers run many
     model_kw = {k[6:]: over.pop(k) for k in list(over) if k.startswith("model_")}
     epochs = job["epochs"] * over.pop("epochs_factor", 1)
