@@ -88,7 +88,6 @@ def quantize_all(model: nn.Module, train, out, mode: str, seed: int = 0) -> dict
 
 def quantization_table(results: dict) -> str:
     """Markdown: each model's file size and per-class F1, and the change from float32."""
-
     f = results["float32"]
     lines = ["## Quantization", "", "| model | file | bytes | smaller by | "
              + " | ".join(f"{c} F1 (change)" for c in CLASSES) + " | macro-F1 (N,S,V) (change) |",
