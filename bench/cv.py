@@ -60,6 +60,22 @@ SLOW_QUANTILE = dl.SLOW_QUANTILE  # the product's
 S_OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
 
 
+def _exit_with_parent() -> None:
+    """Worker initializer: end this worker when the search is killed (a killed parent leaves its
+    spawned workers running their job to the end otherwise)."""
+    import os
+    import threading
+
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def run_job(job: dict) -> dict:
     import torch
 
@@ -211,7 +227,8 @@ def main(argv=None) -> int:
                  epochs=args.epochs or TrainConfig().epochs, device=args.device, threads=args.threads)
             for m in modes for c in configs for s in range(args.seeds) for f in range(len(dl.DS1_FOLDS))]
     done = []
-    with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_exit_with_parent) as pool:
         for fut in as_completed([pool.submit(run_job, j) for j in jobs]):
             r = fut.result()
             done.append(r)
