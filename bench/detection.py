@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import data_loader as dl  # noqa: E402
 from detect import MATCH_S, detect_r_peaks, match_beats  # noqa: E402
 from outputs import write_json, write_text  # noqa: E402
+from predict import choose_lead  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -38,8 +39,9 @@ def main(argv=None) -> int:
     rows, offsets, t0 = {}, [], time.time()
     for rec in records:
         path = Path(args.data_dir) / rec
-        lead = dl.LEAD if dl.LEAD in wfdb.rdheader(str(path)).sig_name else wfdb.rdheader(str(path)).sig_name[0]
-        x, fs = dl.read_record(path, lead)  # 102 and 104 have no MLII: their first lead
+        # MLII, else the first lead, as `predict` chooses (102 and 104 have no MLII)
+        lead = choose_lead(wfdb.rdheader(str(path)).sig_name, None, f"record {rec}", "lead", "channel")
+        x, fs = dl.read_record(path, lead)
         ref, _ = dl.read_beats(path)
         t = time.time()
         peaks = detect_r_peaks(x, fs)
