@@ -243,14 +243,15 @@ def rr_features(r_peaks: np.ndarray, fs: float = FS, mode: str = "diagnostic", n
     i = np.arange(n)
     names = tuple(names or RR_FEATURES[mode])
     needed = {part for name in names for part in name.split("/")}
+    # Where the last LONG_SECONDS begin, for each beat: shared by 'long' and 'slow'.
+    long_start = np.searchsorted(t, t - LONG_SECONDS, side="left") if needed & {"long", "slow"} else None
     make = {
         "pre": lambda: pre,
         "post": lambda: np.append(pre[1:], np.nan)[:n],
         "prev": lambda: np.insert(pre, 0, np.nan)[:n],
         "local": lambda: _window_mean(pre, np.maximum(i - LOCAL_BEATS + 1, 0)),
-        "long": lambda: _window_mean(pre, np.searchsorted(t, t - LONG_SECONDS, side="left")),
-        "slow": lambda: _window_quantile(pre, np.searchsorted(t, t - LONG_SECONDS, side="left"), SLOW_QUANTILE,
-                                         from_beat),
+        "long": lambda: _window_mean(pre, long_start),
+        "slow": lambda: _window_quantile(pre, long_start, SLOW_QUANTILE, from_beat),
     }
     unknown = needed - set(make)
     if unknown:

@@ -113,12 +113,13 @@ def run_job(job: dict) -> dict:
             "confusion": by_offset["0.0"], "s_offset_confusions": by_offset}
 
 
-def summarise(jobs: list[dict]) -> dict:
+def summarise(jobs: list[dict], confusion_of=lambda j: j["confusion"]) -> dict:
+    """Per mode/config: confusions pooled over folds seed by seed, metrics averaged over seeds."""
     out = {}
     for j in jobs:
         key = f"{j['mode']}/{j['config']}"
         out.setdefault(key, {}).setdefault(j["seed"], np.zeros((5, 5), int))
-        out[key][j["seed"]] += np.array(j["confusion"])
+        out[key][j["seed"]] += np.array(confusion_of(j))
     summary = {}
     for key, by_seed in out.items():
         ms = [metrics(cm) for cm in by_seed.values()]
@@ -133,21 +134,12 @@ def summarise(jobs: list[dict]) -> dict:
 
 
 def offset_summary(jobs: list[dict]) -> dict:
-    """Per config: S Se, +P, F1 and macro-F1 (means over seeds) for each S log-probability offset."""
-    pooled = {}
-    for j in jobs:
-        for off, cm in j.get("s_offset_confusions", {}).items():
-            key = f"{j['mode']}/{j['config']}"
-            pooled.setdefault(key, {}).setdefault(off, {}).setdefault(j["seed"], np.zeros((5, 5), int))
-            pooled[key][off][j["seed"]] += np.array(cm)
+    """Per mode/config and S log-probability offset: summarise() of the jobs' confusions at that offset."""
+    jobs = [j for j in jobs if "s_offset_confusions" in j]
     out = {}
-    for key, offs in pooled.items():
-        out[key] = {}
-        for off, by_seed in offs.items():
-            ms = [metrics(cm) for cm in by_seed.values()]
-            out[key][off] = {**{f"S_{k}": float(np.mean([m["per_class"]["S"][k] for m in ms]))
-                                for k in ("se", "ppv", "f1")},
-                             "macro_f1_nsv": float(np.mean([m["macro_f1_nsv"] for m in ms]))}
+    for off in {off for j in jobs for off in j["s_offset_confusions"]}:
+        for key, m in summarise(jobs, lambda j: j["s_offset_confusions"][off]).items():
+            out.setdefault(key, {})[off] = m
     return out
 
 
