@@ -61,6 +61,7 @@ DEFAULT_RR = 0.8  # s, stands in for an RR interval before the first beat of a r
 LOCAL_BEATS = 10  # RR intervals in the local average
 LONG_SECONDS = 300.0  # s, span of the long running average
 SLOW_QUANTILE = 0.9  # 'slow': this quantile of the RR intervals of the last LONG_SECONDS
+TEMPLATE_BEATS = 32  # the patient's template beat: median of the last TEMPLATE_BEATS beat windows
 RR_FEATURES = {
     # Diagnostic mode may use the next beat (post-RR): one beat of latency.
     # 'slow' (a high quantile of the last 5 minutes' intervals) keeps premature beats premature in
@@ -200,6 +201,26 @@ def beat_windows(x: np.ndarray, r_peaks: np.ndarray) -> np.ndarray:
     w = padded[idx]
     w = w - w.mean(axis=1, keepdims=True)
     return (w / (w.std(axis=1, keepdims=True) + 1e-6)).astype(np.float32)
+
+
+def beat_templates(windows: np.ndarray, beats: int = None, from_beat: int = 0) -> np.ndarray:
+    """The patient's own template for each beat: the sample-wise median of the windows of the
+    previous `beats` beats (past beats only, in both modes; the first beat is its own template).
+    Shape (beats - from_beat, WINDOW)."""
+    beats = beats or TEMPLATE_BEATS
+    w = np.asarray(windows, dtype=np.float32)
+    n = len(w)
+    out = np.empty((max(n - from_beat, 0), w.shape[1]), np.float32)
+    head = range(from_beat, min(beats, n))  # fewer than `beats` past beats
+    for i in head:
+        out[i - from_beat] = np.median(w[:i], axis=0) if i else w[0]
+    first = max(beats, from_beat)
+    if first < n:
+        past = np.lib.stride_tricks.sliding_window_view(w, beats, axis=0)  # past[j] = w[j:j+beats].T
+        for s in range(first, n, 512):  # in chunks: the view's median copies it
+            e = min(s + 512, n)
+            out[s - from_beat:e - from_beat] = np.median(past[s - beats:e - beats], axis=2)
+    return out
 
 
 def _window_mean(values: np.ndarray, start: np.ndarray) -> np.ndarray:

@@ -14,12 +14,17 @@ def conv_block(c_in: int, c_out: int, k: int) -> nn.Sequential:
 
 
 class DualBranchNet(nn.Module):
-    """Beat window (batch, 1, WINDOW) + RR features (batch, n_rr) -> logits over CLASSES."""
+    """Beat window (batch, 1, WINDOW) + RR features (batch, n_rr) -> logits over CLASSES.
+
+    With template=True the window input is (batch, 2, WINDOW): the beat and the patient's template
+    beat (data_loader.beat_templates); the CNN sees the beat and its difference from the template.
+    """
 
     def __init__(self, n_rr: int, channels=(16, 32, 48), rr_hidden: int = 32,
-                 hidden: int = 64, dropout: float = 0.3, window: int = WINDOW):
+                 hidden: int = 64, dropout: float = 0.3, window: int = WINDOW, template: bool = False):
         super().__init__()
-        layers, c_in = [], 1
+        self.template = template
+        layers, c_in = [], 2 if template else 1
         for c_out, k in zip(channels, (7, 5, 5)):
             layers.append(conv_block(c_in, c_out, k))
             c_in = c_out
@@ -32,6 +37,8 @@ class DualBranchNet(nn.Module):
         self.n_rr = n_rr
 
     def forward(self, x: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
+        if self.template:
+            x = torch.cat([x[:, :1], x[:, :1] - x[:, 1:2]], dim=1)
         return self.head(torch.cat([self.cnn(x), self.rr(rr)], dim=1))
 
 

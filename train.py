@@ -41,7 +41,8 @@ def seed_everything(seed: int) -> None:
 
 
 def to_tensors(beats: Beats, device="cpu"):
-    return (torch.from_numpy(beats.x[:, None, :]).to(device), torch.from_numpy(beats.rr).to(device),
+    x = beats.x if beats.x.ndim == 3 else beats.x[:, None, :]  # (beats, channels, WINDOW)
+    return (torch.from_numpy(x).to(device), torch.from_numpy(beats.rr).to(device),
             torch.from_numpy(beats.y).to(device))
 
 

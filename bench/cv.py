@@ -52,6 +52,8 @@ CONFIGS = {
         "diagnostic": ("pre", "post", "long", "pre/long", "post/long", "post/pre"),
         "realtime": ("pre", "prev", "long", "pre/long", "prev/long", "pre/prev")}},
 }
+for k in (16, 32, 64):  # a second CNN channel: the beat minus the patient's template (median of past beats)
+    CONFIGS[f"template{k}"] = {"template_beats": k, "model_template": True}
 for q in (75, 95):  # other quantiles for 'slow' (the product's: 90)
     CONFIGS[f"slow_q{q}"] = {"slow_quantile": q / 100}
 SLOW_QUANTILE = dl.SLOW_QUANTILE  # the product's
@@ -88,6 +90,7 @@ def run_job(job: dict) -> dict:
     if "slow_quantile" in over:  # the product's features, 'slow' at another quantile
         rr_names = rr_names or dl.RR_FEATURES[mode]
     dl.SLOW_QUANTILE = over.pop("slow_quantile", SLOW_QUANTILE)  # set on every job: workers run many
+    template_beats = over.pop("template_beats", None)
     model_kw = {k[6:]: over.pop(k) for k in list(over) if k.startswith("model_")}
     epochs = job["epochs"] * over.pop("epochs_factor", 1)
     cfg = replace(TrainConfig(), epochs=epochs, seed=job["seed"], device=job["device"], **over)
@@ -100,6 +103,10 @@ def run_job(job: dict) -> dict:
         for b in (train, test):
             b.rr = np.concatenate([dl.rr_features(b.sample[b.record == r], mode=mode, names=rr_names)
                                    for r in dict.fromkeys(b.record)])
+    if template_beats:  # the windows with their templates, record by record: (beats, 2, WINDOW)
+        for b in (train, test):
+            b.x = np.stack([b.x, np.concatenate([dl.beat_templates(b.x[b.record == r], template_beats)
+                                                 for r in dict.fromkeys(b.record)])], axis=1)
     t0 = time.time()
     model, _, _ = fit(DualBranchNet(n_rr=train.rr.shape[1], **model_kw), train, None, cfg, progress=False)
     logp = np.log(np.maximum(predict_proba(model, test.x, test.rr), 1e-12))
