@@ -22,7 +22,7 @@ BANDPASS_HZ = (0.5, 50.0)
 FILTER_ORDER = 3  # Butterworth order per edge; sosfiltfilt squares the magnitude
 LEAD = "MLII"
 MODES = ("diagnostic", "realtime")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: windows carry the template channel
 
 # AAMI EC57 classes and the MIT-BIH beat labels they gather (PROTOCOL.md).
 CLASSES = ("N", "S", "V", "F", "Q")
@@ -62,6 +62,7 @@ LOCAL_BEATS = 10  # RR intervals in the local average
 LONG_SECONDS = 300.0  # s, span of the long running average
 SLOW_QUANTILE = 0.9  # 'slow': this quantile of the RR intervals of the last LONG_SECONDS
 TEMPLATE_BEATS = 32  # the patient's template beat: median of the last TEMPLATE_BEATS beat windows
+WINDOW_CHANNELS = ("beat", "template")  # the CNN's input: each beat window and its patient's template
 RR_FEATURES = {
     # Diagnostic mode may use the next beat (post-RR): one beat of latency.
     # 'slow' (a high quantile of the last 5 minutes' intervals) keeps premature beats premature in
@@ -223,6 +224,13 @@ def beat_templates(windows: np.ndarray, beats: int = None, from_beat: int = 0) -
     return out
 
 
+def with_templates(windows: np.ndarray) -> np.ndarray:
+    """Beat windows (beats, WINDOW) of one recording -> the CNN input (beats, 2, WINDOW):
+    each window and its template (beat_templates)."""
+    w = np.asarray(windows, dtype=np.float32).reshape(-1, WINDOW)
+    return np.stack([w, beat_templates(w)], axis=1)
+
+
 def _window_mean(values: np.ndarray, start: np.ndarray) -> np.ndarray:
     """Mean of the known (non-NaN) values[start[i] .. i], for every i; NaN where none is known."""
     known = ~np.isnan(values)
@@ -289,15 +297,23 @@ def rr_features(r_peaks: np.ndarray, fs: float = FS, mode: str = "diagnostic", n
 
 
 class StaleModelError(ValueError):
-    """A model trained on other RR features than this version computes."""
+    """A model trained on other inputs (RR features, window channels) than this version computes."""
 
 
-def check_rr_features(path, mode: str, saved) -> None:
-    if saved is not None and list(saved) == list(RR_FEATURES[mode]):
-        return
-    raise StaleModelError(
-        f"{path} was trained on the RR features {', '.join(saved) if saved else 'of an earlier version'}; "
-        f"this version computes {', '.join(RR_FEATURES[mode])}. Retrain it with `python main.py --mode {mode}`")
+def model_inputs(mode: str) -> dict:
+    """What a model of this version is fed: saved with every model and checked when one is loaded."""
+    return {"rr_features": list(RR_FEATURES[mode]), "window_channels": list(WINDOW_CHANNELS)}
+
+
+def check_model_inputs(path, mode: str, saved: dict) -> None:
+    """Raise StaleModelError unless `saved` (a model's metadata) names the inputs this version computes."""
+    for key, now in model_inputs(mode).items():
+        was = saved.get(key)
+        if was is None or list(was) != now:
+            raise StaleModelError(
+                f"{path} was trained on the {key.replace('_', ' ')} "
+                f"{', '.join(was) if was else 'of an earlier version'}; this version computes "
+                f"{', '.join(now)}. Retrain it with `python main.py --mode {mode}`")
 
 
 # --------------------------------------------------------------------------- beats + cache
@@ -306,7 +322,7 @@ def check_rr_features(path, mode: str, saved) -> None:
 class Beats:
     """Every scored beat of a set of records."""
 
-    x: np.ndarray  # (beats, WINDOW) float32, z-scored window
+    x: np.ndarray  # (beats, 2, WINDOW) float32: z-scored window, its template (WINDOW_CHANNELS)
     rr: np.ndarray  # (beats, features) float32
     y: np.ndarray  # (beats,) int64 AAMI class index
     record: np.ndarray  # (beats,) record name
@@ -326,7 +342,7 @@ def preprocess_record(path, mode: str) -> dict[str, np.ndarray]:
         raise DataError(f"record {path} is sampled at {fs} Hz; MIT-BIH training expects {FS} Hz.")
     peaks, labels = read_beats(path)
     xf = bandpass(x, fs, mode)
-    return {"x": beat_windows(xf, peaks), "rr": rr_features(peaks, fs, mode),
+    return {"x": with_templates(beat_windows(xf, peaks)), "rr": rr_features(peaks, fs, mode),
             "y": labels, "sample": peaks}
 
 
@@ -334,7 +350,8 @@ def cache_key(record: str, digest: str, mode: str) -> str:
     spec = dict(version=CACHE_VERSION, record=record, digest=digest, mode=mode, fs=FS,
                 lead=LEAD, band=BANDPASS_HZ, order=FILTER_ORDER, before=WINDOW_BEFORE,
                 after=WINDOW_AFTER, rr=RR_FEATURES[mode], local=LOCAL_BEATS,
-                long=LONG_SECONDS, slow_quantile=SLOW_QUANTILE, default_rr=DEFAULT_RR)
+                long=LONG_SECONDS, slow_quantile=SLOW_QUANTILE, default_rr=DEFAULT_RR,
+                channels=WINDOW_CHANNELS, template_beats=TEMPLATE_BEATS)
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 

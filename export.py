@@ -1,6 +1,6 @@
 """Deployable files: ONNX and TorchScript exports of a trained network, and an ONNX runner.
 
-The ONNX graph takes `window` (batch, 1, WINDOW) float32 and `rr` (batch, n_rr) float32 and
+The ONNX graph takes `window` (batch, 2, WINDOW) float32 (each beat and its template) and `rr` (batch, n_rr) float32 and
 returns `logits` (batch, 5); onnxruntime runs it on any CPU, int8 included. PyTorch is imported
 only to export, so running an ONNX model (`main.py predict --kind static-int8`) does not load it.
 """
@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from data_loader import CLASSES, WINDOW
+from data_loader import CLASSES, WINDOW, WINDOW_CHANNELS
 from outputs import atomic_path
 
 INPUTS = ("window", "rr")
@@ -22,7 +22,7 @@ def _example(n_rr: int, batch: int = 2):
     import torch
 
     g = torch.Generator().manual_seed(0)
-    return torch.randn(batch, 1, WINDOW, generator=g), torch.rand(batch, n_rr, generator=g) + 0.5
+    return torch.randn(batch, len(WINDOW_CHANNELS), WINDOW, generator=g), torch.rand(batch, n_rr, generator=g) + 0.5
 
 
 def export_onnx(model, path, n_rr: int) -> None:
@@ -62,7 +62,6 @@ class OnnxModel:
 
     def predict_proba(self, x, rr, batch_size: int = 4096) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
-        x = x[:, None, :] if x.ndim == 2 else x
         rr = np.ascontiguousarray(rr, dtype=np.float32)
         out = [self.logits(x[i:i + batch_size], rr[i:i + batch_size]) for i in range(0, len(x), batch_size)]
         if not out:

@@ -14,14 +14,16 @@ def conv_block(c_in: int, c_out: int, k: int) -> nn.Sequential:
 
 
 class DualBranchNet(nn.Module):
-    """Beat window (batch, 1, WINDOW) + RR features (batch, n_rr) -> logits over CLASSES.
+    """Beat windows (batch, 2, WINDOW) + RR features (batch, n_rr) -> logits over CLASSES.
 
-    With template=True the window input is (batch, 2, WINDOW): the beat and the patient's template
-    beat (data_loader.beat_templates); the CNN sees the beat and its difference from the template.
+    The window input holds each beat and its patient's template (data_loader.WINDOW_CHANNELS); the
+    CNN sees the beat and its difference from the template, so a beat is judged against the
+    patient's own morphology. template=False: (batch, 1, WINDOW), the beat alone (cross-validation's
+    comparison).
     """
 
     def __init__(self, n_rr: int, channels=(16, 32, 48), rr_hidden: int = 32,
-                 hidden: int = 64, dropout: float = 0.3, window: int = WINDOW, template: bool = False):
+                 hidden: int = 64, dropout: float = 0.3, window: int = WINDOW, template: bool = True):
         super().__init__()
         self.template = template
         layers, c_in = [], 2 if template else 1

@@ -80,7 +80,7 @@ def load_classifier(path, kind: str = "float32", threads: int | None = None) -> 
         run_config = json.loads(config.read_text())
         mode = run_config["mode"]
         try:
-            dl.check_rr_features(path, mode, run_config.get("rr_features"))
+            dl.check_model_inputs(path, mode, run_config)
         except dl.StaleModelError as exc:
             raise InputError(str(exc)) from None
         onnx = OnnxModel(path, threads=threads)
@@ -105,7 +105,7 @@ def load_classifier(path, kind: str = "float32", threads: int | None = None) -> 
         if len(x) > 256:
             return predict_proba(model, x, rr)
         with torch.inference_mode():  # a few beats at a time (streaming): no batching overhead
-            z = model(torch.from_numpy(np.ascontiguousarray(x, np.float32))[:, None, :],
+            z = model(torch.from_numpy(np.ascontiguousarray(x, np.float32)),
                       torch.from_numpy(np.ascontiguousarray(rr, np.float32)))
             return torch.softmax(z, dim=1).numpy()
 
@@ -268,7 +268,7 @@ def prepare(rec: Recording) -> tuple[np.ndarray, np.ndarray]:
 def beat_inputs(x: np.ndarray, peaks: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
     """Model inputs of the beats at `peaks` (360 Hz samples), as training made them."""
     xf = dl.bandpass(x, dl.FS, mode)
-    return dl.beat_windows(xf, peaks), dl.rr_features(peaks, dl.FS, mode)
+    return dl.with_templates(dl.beat_windows(xf, peaks)), dl.rr_features(peaks, dl.FS, mode)
 
 
 def classify(x: np.ndarray, clf: Classifier, gaps: np.ndarray | None = None, peaks=None) -> dict:

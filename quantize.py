@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from data_loader import CLASSES, RR_FEATURES, check_rr_features
+from data_loader import CLASSES, RR_FEATURES, check_model_inputs, model_inputs
 from model import build_model
 from outputs import atomic_path
 
@@ -29,7 +29,7 @@ def calibration_beats(beats, per_class: int = 300, seed: int = 0):
     rng = np.random.default_rng(seed)
     idx = np.concatenate([rng.permutation(np.flatnonzero(beats.y == c))[:per_class]
                           for c in np.unique(beats.y)])
-    return beats.x[idx][:, None, :], beats.rr[idx]
+    return beats.x[idx], beats.rr[idx]
 
 
 def quantize_static_onnx(float_onnx, path, calib_x, calib_rr, batch: int = 128) -> None:
@@ -55,7 +55,7 @@ def quantize_static_onnx(float_onnx, path, calib_x, calib_rr, batch: int = 128) 
 
 def save_model(model: nn.Module, path, mode: str, kind: str, model_kwargs: dict | None = None) -> int:
     """Save weights with what it takes to rebuild the network; return the file size in bytes."""
-    payload = {"format": "deep-ecg-model/1", "mode": mode, "kind": kind, "rr_features": list(RR_FEATURES[mode]),
+    payload = {"format": "deep-ecg-model/1", "mode": mode, "kind": kind, **model_inputs(mode),
                "model_kwargs": model_kwargs or {}, "state_dict": model.state_dict()}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -110,7 +110,7 @@ def load_model(path) -> tuple[nn.Module, dict]:
     payload = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(payload, dict) or payload.get("format") != "deep-ecg-model/1":
         raise ValueError(f"{path} is not a Deep-ECG model file (saved by main.py as model_*.pt)")
-    check_rr_features(path, payload["mode"], payload.get("rr_features"))
+    check_model_inputs(path, payload["mode"], payload)
     model = build_model(payload["mode"], **payload["model_kwargs"]).eval()
     if payload["kind"] == "dynamic-int8":
         model = quantize_dynamic(model)

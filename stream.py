@@ -3,7 +3,8 @@
     python main.py stream --model runs/<realtime run> --record data/mitdb/100 --speed 10
 
 `StreamClassifier` runs the real-time pipeline incrementally: the causal band-pass filter and the
-QRS detector carry their state from chunk to chunk, RR features use past beats only, and a beat is
+QRS detector carry their state from chunk to chunk, RR features and the template beat use past beats
+only (the stream keeps the last TEMPLATE_BEATS windows), and a beat is
 classified as soon as the 150 samples after its R-peak (the window's post-R part) have arrived.
 Its output equals the batch real-time pipeline's (`predict.classify`) whatever the chunk size
 (tests/test_stream.py, bench/streaming.py).
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import deque
 import time
 from dataclasses import dataclass
 
@@ -69,6 +71,7 @@ class StreamClassifier:
         self._n = 0
         self.peaks: list[int] = []  # every R-peak so far
         self._pending: list[int] = []  # indices into self.peaks awaiting their window
+        self._past = deque(maxlen=dl.TEMPLATE_BEATS)  # the last beats' windows: the template's source
 
     def _fill(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         gaps = np.isnan(x)
@@ -116,7 +119,10 @@ class StreamClassifier:
             r = self.peaks[k]
             lo, hi = r - dl.WINDOW_BEFORE, r + dl.WINDOW_AFTER
             seg = self._segment(lo, hi)
-            windows.append(dl.beat_windows(seg, np.array([dl.WINDOW_BEFORE]))[0])
+            w = dl.beat_windows(seg, np.array([dl.WINDOW_BEFORE]))[0]
+            # Its template, as dl.beat_templates: the median of the previous beats' windows.
+            windows.append(np.stack([w, np.median(self._past, axis=0).astype(np.float32) if self._past else w]))
+            self._past.append(w)
             rrs.append(dl.rr_features(peaks[:k + 1], dl.FS, "realtime", from_beat=k)[0])
             prev = self.peaks[k - 1] if k > 0 else 0
             g0, g1 = max(prev - dl.WINDOW_BEFORE, self._start, 0), min(hi, self._n)

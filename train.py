@@ -41,8 +41,7 @@ def seed_everything(seed: int) -> None:
 
 
 def to_tensors(beats: Beats, device="cpu"):
-    x = beats.x if beats.x.ndim == 3 else beats.x[:, None, :]  # (beats, channels, WINDOW)
-    return (torch.from_numpy(x).to(device), torch.from_numpy(beats.rr).to(device),
+    return (torch.from_numpy(beats.x).to(device), torch.from_numpy(beats.rr).to(device),
             torch.from_numpy(beats.y).to(device))
 
 
@@ -67,11 +66,10 @@ def sample_weights(y: np.ndarray, balance: float) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_logits(model, x, rr, batch_size: int = 4096) -> torch.Tensor:
-    """Logits (beats, len(CLASSES)) in eval mode, batch by batch, for arrays or tensors."""
+    """Logits (beats, len(CLASSES)) in eval mode, batch by batch, for arrays or tensors
+    (x: (beats, channels, WINDOW), as Beats.x)."""
     model.eval()
     x, rr = torch.as_tensor(x), torch.as_tensor(rr)
-    if x.dim() == 2:
-        x = x[:, None, :]
     out = [model(x[i:i + batch_size], rr[i:i + batch_size]) for i in range(0, len(x), batch_size)]
     return torch.cat(out) if out else torch.zeros((0, len(CLASSES)))
 

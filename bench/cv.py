@@ -52,8 +52,11 @@ CONFIGS = {
         "diagnostic": ("pre", "post", "long", "pre/long", "post/long", "post/pre"),
         "realtime": ("pre", "prev", "long", "pre/long", "prev/long", "pre/prev")}},
 }
-for k in (16, 32, 64):  # a second CNN channel: the beat minus the patient's template (median of past beats)
-    CONFIGS[f"template{k}"] = {"template_beats": k, "model_template": True}
+# Round 6 compared the beat alone with a template channel of 32 beats ("template32" then, the
+# product's since); these are the product without it, and with other template lengths.
+CONFIGS["no_template"] = {"model_template": False}
+for k in (16, 64):
+    CONFIGS[f"template{k}"] = {"template_beats": k}
 for q in (75, 95):  # other quantiles for 'slow' (the product's: 90)
     CONFIGS[f"slow_q{q}"] = {"slow_quantile": q / 100}
 SLOW_QUANTILE = dl.SLOW_QUANTILE  # the product's
@@ -103,10 +106,13 @@ def run_job(job: dict) -> dict:
         for b in (train, test):
             b.rr = np.concatenate([dl.rr_features(b.sample[b.record == r], mode=mode, names=rr_names)
                                    for r in dict.fromkeys(b.record)])
-    if template_beats:  # the windows with their templates, record by record: (beats, 2, WINDOW)
+    if template_beats:  # another template length: recompute the template channel record by record
         for b in (train, test):
-            b.x = np.stack([b.x, np.concatenate([dl.beat_templates(b.x[b.record == r], template_beats)
-                                                 for r in dict.fromkeys(b.record)])], axis=1)
+            b.x = np.stack([b.x[:, 0], np.concatenate([dl.beat_templates(b.x[b.record == r, 0], template_beats)
+                                                       for r in dict.fromkeys(b.record)])], axis=1)
+    if not model_kw.get("template", True):  # the beat alone: (beats, 1, WINDOW)
+        for b in (train, test):
+            b.x = b.x[:, :1]
     t0 = time.time()
     model, _, _ = fit(DualBranchNet(n_rr=train.rr.shape[1], **model_kw), train, None, cfg, progress=False)
     logp = np.log(np.maximum(predict_proba(model, test.x, test.rr), 1e-12))

@@ -76,8 +76,9 @@ def bench_run(run: Path, calls: int, batch: int, seconds: float) -> dict:
     mode = metrics["mode"]
     n_rr = len(dl.RR_FEATURES[mode])
     g = np.random.default_rng(0)
-    x1, rr1 = g.standard_normal((1, 1, dl.WINDOW), np.float32), (g.random((1, n_rr), np.float32) + 0.5)
-    xb, rrb = g.standard_normal((batch, 1, dl.WINDOW), np.float32), (g.random((batch, n_rr), np.float32) + 0.5)
+    c = len(dl.WINDOW_CHANNELS)
+    x1, rr1 = g.standard_normal((1, c, dl.WINDOW), np.float32), (g.random((1, n_rr), np.float32) + 0.5)
+    xb, rrb = g.standard_normal((batch, c, dl.WINDOW), np.float32), (g.random((batch, n_rr), np.float32) + 0.5)
     from quantize import load_model
 
     params = sum(p.numel() for p in load_model(run / "model_float32.pt")[0].parameters())

@@ -82,7 +82,7 @@ def test_saved_models_load_and_reproduce_the_reported_confusion(e2e_run, fixture
     assert meta["mode"] == "diagnostic" and meta["kind"] == name
     test = dl.load_beats(fixture_dir, dl.DS2[:2], "diagnostic", progress=False)
     with torch.no_grad():
-        pred = model(torch.from_numpy(test.x[:, None, :]), torch.from_numpy(test.rr)).argmax(1).numpy()
+        pred = model(torch.from_numpy(test.x), torch.from_numpy(test.rr)).argmax(1).numpy()
     cm = np.bincount(test.y * 5 + pred, minlength=25).reshape(5, 5)
     reported = np.asarray(json.loads((e2e_run.out / "metrics.json").read_text())[name]["confusion"])
     np.testing.assert_array_equal(cm, reported)

@@ -83,4 +83,4 @@ def test_calibration_sample_holds_every_class_present(beats):
     x, rr = quantize.calibration_beats(beats, per_class=50)
     present = np.unique(beats.y)
     assert len(x) == sum(min(50, int((beats.y == c).sum())) for c in present)
-    assert x.shape[1:] == (1, dl.WINDOW) and rr.shape[1] == N_RR
+    assert x.shape[1:] == (len(dl.WINDOW_CHANNELS), dl.WINDOW) and rr.shape[1] == N_RR

@@ -84,7 +84,7 @@ def test_load_beats_on_fixture(fixture_dir, mode):
         ann = wfdb.rdann(fixture_record(rec), "atr")
         n += sum(s in PROTOCOL_LABEL for s in ann.symbol)
     assert len(beats) == n
-    assert beats.x.shape == (n, dl.WINDOW) and beats.x.dtype == np.float32
+    assert beats.x.shape == (n, len(dl.WINDOW_CHANNELS), dl.WINDOW) and beats.x.dtype == np.float32
     assert beats.rr.shape == (n, len(dl.RR_FEATURES[mode]))
     assert np.isfinite(beats.x).all() and np.isfinite(beats.rr).all()
     assert sorted(set(beats.record)) == sorted(FIXTURE_RECORDS)

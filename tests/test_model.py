@@ -13,7 +13,7 @@ from model import build_model
 
 def _inputs(batch, mode, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(batch, 1, dl.WINDOW, generator=g),
+    return (torch.randn(batch, len(dl.WINDOW_CHANNELS), dl.WINDOW, generator=g),
             torch.rand(batch, len(dl.RR_FEATURES[mode]), generator=g) + 0.5)
 
 
@@ -44,6 +44,18 @@ def test_modes_differ_in_their_rr_features_not_their_window():
         assert build_model(mode).n_rr == len(dl.RR_FEATURES[mode])
 
 
+def test_the_template_channel_changes_the_output():
+    """The same beat judged against another patient's template gets other logits."""
+    torch.manual_seed(0)
+    model = build_model("diagnostic").eval()
+    x, rr = _inputs(4, "diagnostic")
+    other = x.clone()
+    other[:, 1] = torch.roll(x[:, 1], 20, dims=1)
+    with torch.no_grad():
+        assert not torch.allclose(model(x, rr), model(other, rr))
+        assert torch.equal(model(x, rr), model(x.clone(), rr))
+
+
 def test_training_step_changes_the_output():
     torch.manual_seed(0)
     model = build_model("realtime")
@@ -64,7 +76,7 @@ def test_training_step_changes_the_output():
 
 def _predict(model, beats):
     with torch.no_grad():
-        return model(torch.from_numpy(beats.x[:, None, :]), torch.from_numpy(beats.rr))
+        return model(torch.from_numpy(beats.x), torch.from_numpy(beats.rr))
 
 
 def test_int8_file_is_smaller_and_predictions_agree(trained_model, tmp_path):

@@ -74,7 +74,7 @@ def test_s_offset_is_folded_into_the_model(beats):
         torch.manual_seed(1234)
         cfg = TrainConfig(epochs=1, batch_size=128, seed=3, s_offset=off)
         kept[off], _, _ = fit(build_model("diagnostic"), train, None, cfg, progress=False)
-    x, rr = torch.from_numpy(val.x[:, None, :]), torch.from_numpy(val.rr)
+    x, rr = torch.from_numpy(val.x), torch.from_numpy(val.rr)
     with torch.no_grad():
         diff = (kept[2.0].eval()(x, rr) - kept[0.0].eval()(x, rr)).numpy()
     s = dl.CLASSES.index("S")

@@ -66,7 +66,7 @@ def test_no_beats_gives_empty_windows():
 
 def test_diagnostic_windows_of_real_beats_peak_at_the_annotation(fixture_dir):
     beats = dl.load_beats(fixture_dir, ["100", "103"], "diagnostic", progress=False)
-    offset = np.abs(beats.x[beats.y == 0]).argmax(axis=1) - WB
+    offset = np.abs(beats.x[beats.y == 0, 0]).argmax(axis=1) - WB
     assert abs(np.median(offset)) <= 2
 
 
@@ -92,7 +92,7 @@ def test_read_record_takes_mlii_from_first_channel_of_100():
 def test_preprocessed_114_windows_come_from_mlii(mode):
     rec = wfdb.rdrecord(fixture_record("114"))
     peaks, _ = dl.read_beats(fixture_record("114"))
-    got = dl.preprocess_record(fixture_record("114"), mode)["x"]
+    got = dl.preprocess_record(fixture_record("114"), mode)["x"][:, 0]
     from_mlii = dl.beat_windows(dl.bandpass(rec.p_signal[:, 1], 360, mode), peaks)
     from_v5 = dl.beat_windows(dl.bandpass(rec.p_signal[:, 0], 360, mode), peaks)
     np.testing.assert_allclose(got, from_mlii, atol=1e-5)
@@ -117,3 +117,39 @@ def test_record_without_mlii_is_a_data_error(tmp_path):
         dl.load_beats(tmp_path, ["900"], "diagnostic", offline=True, progress=False)
     copy_records(tmp_path, ["114"], sums=False)
     assert len(dl.load_beats(tmp_path, ["114"], "diagnostic", offline=True, progress=False)) == 165
+
+
+# --------------------------------------------------------------------------- the template channel
+
+def test_template_is_the_median_of_the_previous_beats_only():
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(100, W)).astype(np.float32)
+    k = dl.TEMPLATE_BEATS
+    t = dl.beat_templates(w)
+    assert t.shape == w.shape and t.dtype == np.float32
+    np.testing.assert_array_equal(t[0], w[0])  # no past yet: the beat is its own template
+    np.testing.assert_array_equal(t[5], np.median(w[:5], axis=0))
+    np.testing.assert_array_equal(t[70], np.median(w[70 - k:70], axis=0))
+    later = w.copy()
+    later[70:] = rng.normal(size=(30, W))  # a change from beat 70 on leaves earlier templates alone
+    np.testing.assert_array_equal(dl.beat_templates(later)[:71], t[:71])
+    np.testing.assert_array_equal(dl.beat_templates(w, from_beat=40), t[40:])
+
+
+def test_an_ectopic_beat_stands_out_against_its_template():
+    """A steady rhythm with one odd beat: the odd beat differs from its template, its neighbours
+    do not, and the odd beat does not pull the template of the beats after it."""
+    rng = np.random.default_rng(4)
+    normal = _zscore(np.exp(-0.5 * ((np.arange(W) - WB) / 6.0) ** 2))
+    odd = _zscore(np.exp(-0.5 * ((np.arange(W) - WB) / 25.0) ** 2))  # wide, as a ventricular beat
+    w = np.tile(normal, (60, 1)) + 0.01 * rng.normal(size=(60, W))
+    w[40] = odd
+    x = dl.with_templates(w.astype(np.float32))
+    assert x.shape == (60, 2, W)
+    diff = np.abs(x[:, 0] - x[:, 1]).mean(axis=1)
+    assert diff[40] > 10 * max(diff[39], diff[41])
+
+
+def test_preprocessed_beats_carry_their_templates(fixture_dir):
+    beats = dl.load_beats(fixture_dir, ["100"], "realtime", progress=False)
+    np.testing.assert_array_equal(beats.x[:, 1], dl.beat_templates(beats.x[:, 0]))
