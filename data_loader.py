@@ -204,10 +204,11 @@ def beat_windows(x: np.ndarray, r_peaks: np.ndarray) -> np.ndarray:
     return (w / (w.std(axis=1, keepdims=True) + 1e-6)).astype(np.float32)
 
 
-def beat_templates(windows: np.ndarray, beats: int = None, from_beat: int = 0) -> np.ndarray:
+def beat_templates(windows: np.ndarray, beats: int | None = None, from_beat: int = 0) -> np.ndarray:
     """The patient's own template for each beat: the sample-wise median of the windows of the
-    previous `beats` beats (past beats only, in both modes; the first beat is its own template).
-    Shape (beats - from_beat, WINDOW)."""
+    previous `beats` (default TEMPLATE_BEATS) beats: past beats only, in both modes; the first beat
+    is its own template. Rows before from_beat are left out (a stream asks for its newest beat
+    only). Shape (len(windows) - from_beat, WINDOW)."""
     beats = beats or TEMPLATE_BEATS
     w = np.asarray(windows, dtype=np.float32)
     n = len(w)

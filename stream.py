@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import deque
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,8 +120,8 @@ class StreamClassifier:
             lo, hi = r - dl.WINDOW_BEFORE, r + dl.WINDOW_AFTER
             seg = self._segment(lo, hi)
             w = dl.beat_windows(seg, np.array([dl.WINDOW_BEFORE]))[0]
-            # Its template, as dl.beat_templates: the median of the previous beats' windows.
-            windows.append(np.stack([w, np.median(self._past, axis=0).astype(np.float32) if self._past else w]))
+            template = dl.beat_templates(np.stack([*self._past, w]), from_beat=len(self._past))[0]
+            windows.append(np.stack([w, template]))
             self._past.append(w)
             rrs.append(dl.rr_features(peaks[:k + 1], dl.FS, "realtime", from_beat=k)[0])
             prev = self.peaks[k - 1] if k > 0 else 0
