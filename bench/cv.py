@@ -98,23 +98,28 @@ def run_job(job: dict) -> dict:
     epochs = job["epochs"] * over.pop("epochs_factor", 1)
     cfg = replace(TrainConfig(), epochs=epochs, seed=job["seed"], device=job["device"], **over)
     held = dl.DS1_FOLDS[job["fold"]]
-    train_recs = [r for r in dl.DS1 if r not in held]
+    # --select-checkpoint: the product's validation records outside the held-out fold choose the
+    # checkpoint, as main.py does, and leave the job's training set.
+    val_recs = [r for r in dl.VALIDATION if r not in held] if job.get("select") else []
+    train_recs = [r for r in dl.DS1 if r not in held and r not in val_recs]
     load = lambda recs: dl.load_beats(job["data_dir"], recs, mode, job["cache_dir"], offline=True,  # noqa: E731
                                       progress=False)
     train, test = load(train_recs), load(held)
+    val = load(val_recs) if val_recs else None
+    sets = [b for b in (train, test, val) if b is not None]
     if rr_names:  # another feature set: recompute it from the R-peaks, record by record
-        for b in (train, test):
+        for b in sets:
             b.rr = np.concatenate([dl.rr_features(b.sample[b.record == r], mode=mode, names=rr_names)
                                    for r in dict.fromkeys(b.record)])
     if template_beats:  # another template length: recompute the template channel record by record
-        for b in (train, test):
+        for b in sets:
             b.x = np.stack([b.x[:, 0], np.concatenate([dl.beat_templates(b.x[b.record == r, 0], template_beats)
                                                        for r in dict.fromkeys(b.record)])], axis=1)
     if not model_kw.get("template", True):  # the beat alone: (beats, 1, WINDOW)
-        for b in (train, test):
+        for b in sets:
             b.x = b.x[:, :1]
     t0 = time.time()
-    model, _, _ = fit(DualBranchNet(n_rr=train.rr.shape[1], **model_kw), train, None, cfg, progress=False)
+    model, _, best_epoch = fit(DualBranchNet(n_rr=train.rr.shape[1], **model_kw), train, val, cfg, progress=False)
     logp = np.log(np.maximum(predict_proba(model, test.x, test.rr), 1e-12))
     s_col = dl.CLASSES.index("S")
     by_offset = {}
@@ -123,6 +128,7 @@ def run_job(job: dict) -> dict:
         shifted[:, s_col] += off
         by_offset[str(off)] = confusion(test.y, shifted.argmax(1)).tolist()
     return {**{k: job[k] for k in ("config", "mode", "fold", "seed")}, "seconds": time.time() - t0,
+            "validation_records": val_recs, "best_epoch": best_epoch,
             "confusion": by_offset["0.0"], "s_offset_confusions": by_offset}
 
 
@@ -184,13 +190,16 @@ def write_results(args, done, jobs, configs, wall) -> dict:
         "summary": summary, "s_offsets": offsets, "jobs": sorted(done, key=lambda j: (j["mode"], j["config"], j["seed"], j["fold"])),
         "complete": len(done) == len(jobs), "wall_seconds": wall, "folds": dl.DS1_FOLDS,
         "configs": {c: repr(CONFIGS[c]) for c in configs}, "epochs": jobs[0]["epochs"],
-        "device": args.device, "command": " ".join(sys.argv)})
+        "device": args.device, "select_checkpoint": args.select_checkpoint, "command": " ".join(sys.argv)})
     write_text(Path(args.out).with_suffix(".md"),
                f"# DS1 patient-wise cross-validation\n\nCommand: `python {' '.join(sys.argv)}`\n\n"
                f"Folds (whole records): {'; '.join(' '.join(f) for f in dl.DS1_FOLDS)}. "
                f"Each job trains on three folds and scores the fourth; confusions are pooled over the "
                f"4 held-out folds, then averaged over seeds. Base epochs {jobs[0]['epochs']}. "
-               f"{len(done)}/{len(jobs)} jobs, wall time {wall / 60:.1f} min on {args.device}.\n\n"
+               + ("Checkpoint: the epoch with the best macro-F1 (N,S,V) on the product's validation records "
+                  "outside the held-out fold, which leave the training set (as main.py). " if args.select_checkpoint
+                  else "Checkpoint: the last epoch's averaged weights. ")
+               + f"{len(done)}/{len(jobs)} jobs, wall time {wall / 60:.1f} min on {args.device}.\n\n"
                + table(summary) + "\n\nConfigs (changes from base):\n\n"
                + "\n".join(f"- `{c}`: {CONFIGS[c] or 'product defaults'}" for c in configs) + "\n"
                + (f"\n## S decision offset\n\nThe same jobs, with an offset added to the S log-probability "
@@ -210,6 +219,9 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=2, help="torch threads per worker")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--select-checkpoint", action="store_true",
+                   help="choose each job's checkpoint on the product's validation records (220, 223, 124) "
+                        "outside its held-out fold, as main.py does; they leave its training set")
     p.add_argument("--out", default="results/cv")
     args = p.parse_args(argv)
     from train import TrainConfig
@@ -229,7 +241,8 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     jobs = [dict(config=c, mode=m, fold=f, seed=s, data_dir=args.data_dir, cache_dir=args.cache_dir,
-                 epochs=args.epochs or TrainConfig().epochs, device=args.device, threads=args.threads)
+                 epochs=args.epochs or TrainConfig().epochs, device=args.device, threads=args.threads,
+                 select=args.select_checkpoint)
             for m in modes for c in configs for s in range(args.seeds) for f in range(len(dl.DS1_FOLDS))]
     done = []
     with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"),
