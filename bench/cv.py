@@ -57,6 +57,9 @@ CONFIGS = {
 CONFIGS["no_template"] = {"model_template": False}
 for k in (16, 64):
     CONFIGS[f"template{k}"] = {"template_beats": k}
+# The product's validation records (outside the held-out fold) left out of training, the checkpoint
+# still the last one: with round 7's --select-checkpoint, it separates the two effects of main.py's rule.
+CONFIGS["drop_validation_records"] = {"drop_validation": True}
 for q in (75, 95):  # other quantiles for 'slow' (the product's: 90)
     CONFIGS[f"slow_q{q}"] = {"slow_quantile": q / 100}
 SLOW_QUANTILE = dl.SLOW_QUANTILE  # the product's
@@ -94,18 +97,19 @@ def run_job(job: dict) -> dict:
         rr_names = rr_names or dl.RR_FEATURES[mode]
     dl.SLOW_QUANTILE = over.pop("slow_quantile", SLOW_QUANTILE)  # set on every job: workers run many
     template_beats = over.pop("template_beats", None)
+    drop_validation = over.pop("drop_validation", False)
     model_kw = {k[6:]: over.pop(k) for k in list(over) if k.startswith("model_")}
     epochs = job["epochs"] * over.pop("epochs_factor", 1)
     cfg = replace(TrainConfig(), epochs=epochs, seed=job["seed"], device=job["device"], **over)
     held = dl.DS1_FOLDS[job["fold"]]
     # --select-checkpoint: the product's validation records outside the held-out fold choose the
     # checkpoint, as main.py does, and leave the job's training set.
-    val_recs = [r for r in dl.VALIDATION if r not in held] if job.get("select") else []
+    val_recs = [r for r in dl.VALIDATION if r not in held] if job.get("select") or drop_validation else []
     train_recs = [r for r in dl.DS1 if r not in held and r not in val_recs]
     load = lambda recs: dl.load_beats(job["data_dir"], recs, mode, job["cache_dir"], offline=True,  # noqa: E731
                                       progress=False)
     train, test = load(train_recs), load(held)
-    val = load(val_recs) if val_recs else None
+    val = load(val_recs) if val_recs and job.get("select") else None
     sets = [b for b in (train, test, val) if b is not None]
     if rr_names:  # another feature set: recompute it from the R-peaks, record by record
         for b in sets:
