@@ -88,7 +88,7 @@ def run_job(job: dict) -> dict:
     import torch
 
     from model import DualBranchNet
-    from train import TrainConfig, fit, predict_proba
+    from train import TrainConfig, fit, predict_proba, seed_everything
 
     torch.set_num_threads(job["threads"])
     mode, over = job["mode"], dict(CONFIGS[job["config"]])
@@ -123,6 +123,7 @@ def run_job(job: dict) -> dict:
         for b in sets:
             b.x = b.x[:, :1]
     t0 = time.time()
+    seed_everything(cfg.seed)  # the initial weights too, as main.py: same seed, same model
     model, _, best_epoch = fit(DualBranchNet(n_rr=train.rr.shape[1], **model_kw), train, val, cfg, progress=False)
     logp = np.log(np.maximum(predict_proba(model, test.x, test.rr), 1e-12))
     s_col = dl.CLASSES.index("S")
