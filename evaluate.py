@@ -122,18 +122,23 @@ def plot_history(history: list[dict], path) -> None:
     import matplotlib.pyplot as plt
 
     ep = [h["epoch"] for h in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    validated = "val_loss" in history[0]
+    fig, axes = plt.subplots(1, 2 if validated else 1, figsize=(9 if validated else 4.5, 3.5), squeeze=False)
+    a = axes[0, 0]
     a.plot(ep, [h["train_loss"] for h in history], label="train")
-    a.plot(ep, [h["val_loss"] for h in history], label="validation patients")
+    if validated:
+        a.plot(ep, [h["val_loss"] for h in history], label="validation patients")
     a.set_xlabel("epoch")
     a.set_ylabel("focal loss")
     a.legend()
-    b.plot(ep, [h["val_macro_f1_nsv"] for h in history], label="macro-F1 (N,S,V)", color="k")
-    for c in ("S", "V"):
-        b.plot(ep, [h["val_f1"][c] for h in history], label=f"{c} F1", alpha=0.7)
-    b.set_xlabel("epoch")
-    b.set_ylabel("validation F1")
-    b.legend()
+    if validated:
+        b = axes[0, 1]
+        b.plot(ep, [h["val_macro_f1_nsv"] for h in history], label="macro-F1 (N,S,V)", color="k")
+        for c in ("S", "V"):
+            b.plot(ep, [h["val_f1"][c] for h in history], label=f"{c} F1", alpha=0.7)
+        b.set_xlabel("epoch")
+        b.set_ylabel("validation F1")
+        b.legend()
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
@@ -142,16 +147,22 @@ def plot_history(history: list[dict], path) -> None:
 
 def write_report(path, title: str, config: dict, results: dict, history: list, extra: str = "") -> None:
     """Human-readable report: metrics of every model, confusion matrix, sklearn report."""
+    validated = bool(history) and "val_loss" in history[0]
     lines = [f"# {title}", "", "Inter-patient evaluation on DS2 (PROTOCOL.md): trained on DS1, "
-             "checkpoint chosen on held-out DS1 patients.", "",
+             + ("checkpoint chosen on held-out DS1 patients." if validated
+                else "last averaged weights kept (no checkpoint choice)."), "",
              "## Metrics on DS2", "", metrics_table({k: v["metrics"] for k, v in results.items()}), ""]
     for name, r in results.items():
         lines += [f"## {name}: confusion matrix", "", confusion_table(r["metrics"]["confusion"]), "",
                   "```", r["report"].rstrip(), "```", ""]
     if extra:
         lines += [extra, ""]
-    lines += ["## Training", "", "| epoch | train loss | val loss | val macro-F1 (N,S,V) |", "|---|---|---|---|"]
-    lines += [f"| {h['epoch']} | {h['train_loss']:.4f} | {h['val_loss']:.4f} | {h['val_macro_f1_nsv']:.4f} |"
-              for h in history]
+    if validated:
+        lines += ["## Training", "", "| epoch | train loss | val loss | val macro-F1 (N,S,V) |", "|---|---|---|---|"]
+        lines += [f"| {h['epoch']} | {h['train_loss']:.4f} | {h['val_loss']:.4f} | {h['val_macro_f1_nsv']:.4f} |"
+                  for h in history]
+    else:
+        lines += ["## Training", "", "| epoch | train loss |", "|---|---|"]
+        lines += [f"| {h['epoch']} | {h['train_loss']:.4f} |" for h in history]
     lines += ["", "## Configuration", "", "```", *(f"{k}: {v}" for k, v in config.items()), "```", ""]
     write_text(path, "\n".join(lines))

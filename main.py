@@ -48,13 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="class-balanced sampling strength: 0 natural frequencies, 1 fully balanced")
     p.add_argument("--no-augment", action="store_true", help="turn off training augmentation")
     p.add_argument("--ema", type=float, default=d.ema,
-                   help="decay of the averaged weights that are validated and kept (0: plain weights)")
+                   help="decay of the moving average of weights, the weights kept (0: plain weights)")
+    p.add_argument("--validate", action="store_true",
+                   help=f"hold DS1 records {', '.join(dl.VALIDATION)} out of training and keep the epoch that "
+                        "scores best on them (default: train on all DS1 and keep the last averaged weights, "
+                        "which DS1 cross-validation favoured)")
     p.add_argument("--s-offset", type=float, default=d.s_offset,
                    help="added to the S logit (folded into the model): > 0 finds more S beats, with more false alarms")
     p.add_argument("--seed", type=int, default=d.seed, help="same seed, same result on CPU")
     p.add_argument("--device", default="cpu", help="cpu, or cuda when available")
     p.add_argument("--max-records", type=int, default=None,
-                   help="smoke runs: use only the first N records of train, validation and test lists")
+                   help="smoke runs: use only the first N records of the train, validation and test lists")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -102,10 +106,15 @@ def check_args(args) -> None:
         raise ConfigError(f"{out} already holds a run; choose another --out or pass --overwrite")
 
 
-def split_records(max_records: int | None):
-    """(train, validation, test) record lists; DS2 is the test set."""
+def split_records(max_records: int | None, validate: bool = False):
+    """(train, validation, test) record lists; DS2 is the test set.
+
+    By default every DS1 record trains and there is no validation set (the last averaged weights
+    are kept); with validate, dl.VALIDATION leaves DS1's training records to choose the checkpoint.
+    """
     cut = (lambda r: list(r)[:max_records]) if max_records else list
-    return cut(dl.TRAIN), cut(dl.VALIDATION), cut(dl.DS2)
+    val = dl.VALIDATION if validate else ()
+    return cut([r for r in dl.DS1 if r not in val]), cut(val), cut(dl.DS2)
 
 
 def run(args) -> dict:
@@ -119,7 +128,7 @@ def run(args) -> dict:
 
     t0 = time.time()
     out = Path(args.out)
-    train_recs, val_recs, test_recs = split_records(args.max_records)
+    train_recs, val_recs, test_recs = split_records(args.max_records, args.validate)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, gamma=args.gamma,
                       alpha=args.alpha, balance=args.balance, augment=not args.no_augment, ema=args.ema,
                       s_offset=args.s_offset, seed=args.seed, device=args.device)
@@ -137,17 +146,18 @@ def run(args) -> dict:
     load = lambda recs: dl.load_beats(args.data_dir, recs, args.mode, args.cache_dir,  # noqa: E731
                                       offline=True, progress=progress)
     t_pre = time.time()
-    train, val = load(train_recs), load(val_recs)
+    train, val = load(train_recs), (load(val_recs) if val_recs else None)
     pre_s = time.time() - t_pre
-    say(f"[{args.mode}] train {len(train)} beats {train.counts()}; validation {len(val)} beats {val.counts()}"
-        f" ({pre_s:.1f} s)")
+    say(f"[{args.mode}] train {len(train)} beats {train.counts()}"
+        + (f"; validation {len(val)} beats {val.counts()}" if val is not None else "") + f" ({pre_s:.1f} s)")
 
     seed_everything(cfg.seed)  # the initial weights too: same seed, same model
     model = build_model(args.mode)
     t_train = time.time()
     model, history, best_epoch = fit(model, train, val, cfg, progress=progress)
     train_s = time.time() - t_train
-    say(f"trained {cfg.epochs} epochs in {train_s:.0f} s; best validation epoch {best_epoch}")
+    say(f"trained {cfg.epochs} epochs in {train_s:.0f} s; "
+        + (f"best validation epoch {best_epoch}" if val is not None else "kept the last averaged weights"))
     models = quantize_all(model, train, out, args.mode, seed=args.seed)
 
     # Final evaluation: the first and only time DS2 is read.

@@ -1,4 +1,4 @@
-"""Training: Adam + one-cycle schedule, focal loss, checkpoint chosen on validation patients."""
+"""Training: Adam + one-cycle schedule, focal loss, a moving average of the weights (the weights kept)."""
 from __future__ import annotations
 
 import copy
@@ -103,7 +103,7 @@ def fit(model, train: Beats, val: Beats, cfg: TrainConfig, progress: bool = True
     steps = max(1, len(train) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps)
     weights = sample_weights(train.y, cfg.balance)
-    # The averaged weights are the ones validated and kept: steadier across patients than the last step.
+    # The averaged weights are the ones validated (if any) and kept: steadier across patients than the last step.
     # Step n weighs max(1/(n+1), 1-ema): a running mean at first, so early epochs are not
     # dominated by the random initial weights, then an exponential average.
     ema = torch.optim.swa_utils.AveragedModel(

@@ -77,11 +77,17 @@ def pm(d, scale=1.0, digits=3):
     return f"{d['mean'] * scale:.{digits}f} ± {d['std'] * scale:.{digits}f}"
 
 
-def report(summary: dict, errors: dict, args, wall: float, runs: int, train_wall: float, reused: int) -> str:
+def report(summary: dict, errors: dict, args, wall: float, runs: int, train_wall: float, reused: int,
+           split: dict) -> str:
+    """results/accuracy.md; split is a run's config.json (its train and validation records)."""
     lines = ["# Accuracy on DS2 (inter-patient, PROTOCOL.md)", "",
              f"Command: `python bench/accuracy.py {' '.join(sys.argv[1:])}`", "",
-             f"Mean ± std over {args.seeds} seeds. Trained on DS1 records {' '.join(dl.TRAIN)}; checkpoint "
-             f"chosen on held-out DS1 patients {' '.join(dl.VALIDATION)}; DS2 read once, after training. "
+             f"Mean ± std over {args.seeds} seeds. "
+             + (f"Trained on {len(split['train_records'])} DS1 records, checkpoint chosen on held-out DS1 "
+                f"patients {' '.join(split['validation_records'])}" if split["validation_records"] else
+                f"Trained on {len(split['train_records'])} DS1 records, keeping the last averaged weights "
+                "(no checkpoint choice)")
+             + "; DS2 read once, after training. "
              f"Every design choice was made by DS1 cross-validation (results/cv*.md). "
              f"The {runs} training runs took {train_wall / 60:.1f} min in all (each run's own wall time, "
              f"summed); this command took {wall / 60:.1f} min"
@@ -187,7 +193,8 @@ def main(argv=None) -> int:
         "run_seconds": run_seconds, "reused_runs": reused,
         "command": "python bench/accuracy.py " + " ".join(sys.argv[1:]),
         "runs": {m: [str(d) for d in ds] for m, ds in runs_by_mode.items()}})
-    text = report(summary, errors, args, wall, len(run_seconds), sum(run_seconds), reused)
+    split = json.loads((next(iter(runs_by_mode.values()))[0] / "config.json").read_text())
+    text = report(summary, errors, args, wall, len(run_seconds), sum(run_seconds), reused, split)
     write_text(Path(args.out).with_suffix(".md"), text)
     if args.update_readme:
         update_readme(Path(__file__).resolve().parent.parent / "README.md", readme_table(summary, args))

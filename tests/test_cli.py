@@ -32,10 +32,10 @@ def _records_named(msg: str, data_dir) -> set[str]:
 
 def test_missing_records_offline_exit_2_with_one_message(tmp_path, capsys):
     data = copy_records(tmp_path / "data", ["101", "106"])
-    rc = main.main(smoke_args(tmp_path / "run", tmp_path / "cache", data_dir=data))
+    rc = main.main(smoke_args(tmp_path / "run", tmp_path / "cache", "--validate", data_dir=data))
     assert rc == 2
     msg = _one_error_line(capsys.readouterr().err)
-    assert _records_named(msg, data) == {"220", "223", "100", "103"}
+    assert _records_named(msg, data) == {"220", "223", "100", "103"}  # validation and test records
     assert str(data) in msg
     assert "physionet.org/content/mitdb" in msg  # where to get them
     assert "--offline" in msg  # ... or how to let the program download them

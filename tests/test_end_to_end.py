@@ -40,8 +40,8 @@ def test_every_artifact_is_written(e2e_run):
 def test_config_json_records_the_run(e2e_run):
     config = json.loads((e2e_run.out / "config.json").read_text())
     assert config["mode"] == "diagnostic" and config["epochs"] == 1 and config["max_records"] == 2
-    assert config["train_records"] == list(dl.TRAIN[:2])
-    assert config["validation_records"] == list(dl.VALIDATION[:2])
+    assert config["train_records"] == list(dl.DS1[:2]) and not config["validate"]
+    assert config["validation_records"] == []  # all of DS1 trains; the last averaged weights are kept
     assert config["test_records"] == list(dl.DS2[:2])
     assert list(config["rr_features"]) == list(dl.RR_FEATURES["diagnostic"])
 
@@ -108,7 +108,7 @@ def test_report_md_shows_both_models(e2e_run):
     for name in MODELS:
         assert name in text
         assert f"{metrics[name]['accuracy']:.4f}" in text
-    assert "DS2" in text
+    assert "DS2" in text and "last averaged weights kept" in text and "val loss" not in text
 
 
 @pytest.mark.parametrize("name", ["confusion_float32.png", "confusion_dynamic-int8.png", "training_curves.png"])
@@ -133,7 +133,7 @@ def test_existing_out_is_refused_without_overwrite(e2e_run, capsys):
 
 def test_second_run_reads_the_cache(e2e_run, fixture_dir, monkeypatch, tmp_path):
     cache_before = {p.name: p.stat().st_mtime_ns for p in e2e_run.cache.iterdir()}
-    assert len(cache_before) == 6  # 2 train + 2 validation + 2 test records
+    assert len(cache_before) == 4  # 2 train + 2 test records (no validation set by default)
     calls = []
     real = dl.preprocess_record
     monkeypatch.setattr(dl, "preprocess_record", lambda path, *a, **k: calls.append(path) or real(path, *a, **k))

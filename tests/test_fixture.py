@@ -36,8 +36,8 @@ def test_fixture_is_small_and_has_the_records(fixture_dir):
     for rec in FIXTURE_RECORDS:
         for ext in dl.RECORD_EXTENSIONS:
             assert (fixture_dir / f"{rec}{ext}").is_file()
-    # The records the smoke runs use: first two of TRAIN, VALIDATION and DS2.
-    assert set(dl.TRAIN[:2]) | set(dl.VALIDATION[:2]) | set(dl.DS2[:2]) <= set(FIXTURE_RECORDS)
+    # The records the smoke runs use: first two of DS1, VALIDATION (--validate) and DS2.
+    assert set(dl.DS1[:2]) | set(dl.VALIDATION[:2]) | set(dl.DS2[:2]) <= set(FIXTURE_RECORDS)
 
 
 def test_readme_gives_attribution_licence_and_recipe():

@@ -17,17 +17,27 @@ def test_ds1_ds2_are_the_protocol_lists():
     assert set(dl.PACED) == set(PROTOCOL_PACED)
 
 
-def test_train_validation_test_are_disjoint_whole_patients():
-    train, val, test = set(dl.TRAIN), set(dl.VALIDATION), set(dl.DS2)
-    assert len(train) == len(dl.TRAIN) and len(val) == len(dl.VALIDATION)
-    assert not train & val and not train & test and not val & test
-    assert train | val == set(dl.DS1)
-    assert len(dl.TRAIN) + len(dl.VALIDATION) == len(dl.DS1)
-    assert val, "validation needs held-out DS1 patients"
+def test_default_split_trains_on_all_of_ds1_and_tests_on_ds2():
+    import main
+
+    train, val, test = main.split_records(None)
+    assert train == list(dl.DS1) and val == [] and test == list(dl.DS2)
+
+
+@pytest.mark.parametrize("max_records", [None, 2])
+def test_validate_split_holds_whole_ds1_patients_out(max_records):
+    import main
+
+    train, val, test = main.split_records(max_records, validate=True)
+    assert val == list(dl.VALIDATION)[:max_records] and val, "validation needs held-out DS1 patients"
+    assert len(set(train)) == len(train) and not set(train) & set(val) and not set(train + val) & set(test)
+    if max_records is None:
+        assert set(train) | set(val) == set(dl.DS1) and len(train) + len(val) == len(dl.DS1)
+        assert test == list(dl.DS2)
 
 
 def test_paced_records_are_in_no_list():
-    for lst in (dl.DS1, dl.DS2, dl.TRAIN, dl.VALIDATION):
+    for lst in (dl.DS1, dl.DS2, dl.VALIDATION):
         assert not set(PROTOCOL_PACED) & set(lst)
 
 
@@ -47,7 +57,8 @@ def test_validation_records_hold_s_and_v_beats(fixture_dir):
 
 
 def test_ds2_is_read_only_after_training(monkeypatch, tmp_path, fixture_dir):
-    """A real-time-mode run, in process, with spies on preprocessing, loading and training."""
+    """A real-time-mode run with --validate, in process, with spies on preprocessing, loading and
+    training (the validation records are read before training, DS2 only after)."""
     import main
     import quantize
     import train
@@ -80,7 +91,7 @@ def test_ds2_is_read_only_after_training(monkeypatch, tmp_path, fixture_dir):
     monkeypatch.setattr(train, "fit", spy_fit)
 
     out = tmp_path / "run"
-    assert main.main(smoke_args(out, tmp_path / "cache", "--mode", "realtime")) == 0
+    assert main.main(smoke_args(out, tmp_path / "cache", "--mode", "realtime", "--validate")) == 0
 
     kinds = [e[0] for e in events]
     assert "fit-end" in kinds
@@ -96,9 +107,11 @@ def test_ds2_is_read_only_after_training(monkeypatch, tmp_path, fixture_dir):
 
     # The real-time run is complete and really real-time.
     config = json.loads((out / "config.json").read_text())
-    assert config["mode"] == "realtime"
+    assert config["mode"] == "realtime" and config["validation_records"] == list(dl.VALIDATION[:2])
+    assert ("load", tuple(dl.VALIDATION[:2])) in events[:kinds.index("fit-start")]
     assert list(config["rr_features"]) == list(dl.RR_FEATURES["realtime"])
     metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["best_epoch"] == 1 and "val_macro_f1_nsv" in metrics["history"][0]
     n_test = sum(len(real_load(fixture_dir, [r], "realtime", progress=False)) for r in dl.DS2[:2])
     for name in ("float32", "dynamic-int8"):
         assert np.asarray(metrics[name]["confusion"]).sum() == n_test
