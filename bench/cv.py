@@ -102,8 +102,9 @@ def run_job(job: dict) -> dict:
     epochs = job["epochs"] * over.pop("epochs_factor", 1)
     cfg = replace(TrainConfig(), epochs=epochs, seed=job["seed"], device=job["device"], **over)
     held = dl.DS1_FOLDS[job["fold"]]
-    # --select-checkpoint: the product's validation records outside the held-out fold choose the
-    # checkpoint, as main.py does, and leave the job's training set.
+    # --select-checkpoint (main.py --validate's rule): the product's validation records outside the
+    # held-out fold leave the job's training set and choose its checkpoint; drop_validation_records
+    # only leaves them out of training.
     val_recs = [r for r in dl.VALIDATION if r not in held] if job.get("select") or drop_validation else []
     train_recs = [r for r in dl.DS1 if r not in held and r not in val_recs]
     load = lambda recs: dl.load_beats(job["data_dir"], recs, mode, job["cache_dir"], offline=True,  # noqa: E731
