@@ -177,9 +177,12 @@ def _local_peaks(m: np.ndarray, lo: int, hi: int, h: int) -> np.ndarray:
     below the h after it (fewer at the buffer's ends; none before the first h samples)."""
     if hi - lo <= 32:  # a few samples: a plain loop is faster than building windows
         out = []
+        n = len(m)
         for j in range(max(lo, h), hi):
             v = m[j]
-            if v > m[j - h:j].max() and (j + 1 >= len(m) or v >= m[j + 1:j + h + 1].max()):
+            if v <= m[j - 1] or (j + 1 < n and v < m[j + 1]):
+                continue  # not above its neighbours (most samples): no need for the window maxima
+            if v > m[j - h:j].max() and (j + 1 >= n or v >= m[j + 1:j + h + 1].max()):
                 out.append(j - lo)
         return np.asarray(out, dtype=np.int64)
     padded = np.concatenate([np.full(max(h - lo, 0), np.inf), m[max(lo - h, 0):min(hi + h, len(m))],
