@@ -157,12 +157,9 @@ def write_report(path, title: str, config: dict, results: dict, history: list, e
                   "```", r["report"].rstrip(), "```", ""]
     if extra:
         lines += [extra, ""]
-    if validated:
-        lines += ["## Training", "", "| epoch | train loss | val loss | val macro-F1 (N,S,V) |", "|---|---|---|---|"]
-        lines += [f"| {h['epoch']} | {h['train_loss']:.4f} | {h['val_loss']:.4f} | {h['val_macro_f1_nsv']:.4f} |"
-                  for h in history]
-    else:
-        lines += ["## Training", "", "| epoch | train loss |", "|---|---|"]
-        lines += [f"| {h['epoch']} | {h['train_loss']:.4f} |" for h in history]
+    cols = {"train_loss": "train loss", **({"val_loss": "val loss", "val_macro_f1_nsv": "val macro-F1 (N,S,V)"}
+                                           if validated else {})}
+    lines += ["## Training", "", "| epoch | " + " | ".join(cols.values()) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines += [f"| {h['epoch']} | " + " | ".join(f"{h[k]:.4f}" for k in cols) + " |" for h in history]
     lines += ["", "## Configuration", "", "```", *(f"{k}: {v}" for k, v in config.items()), "```", ""]
     write_text(path, "\n".join(lines))
