@@ -106,9 +106,10 @@ def test_static_int8_keeps_rr_resolution_despite_annotation_gaps(model, beats, f
     """An extreme RR value among the calibration beats would stretch the int8 range of the RR input
     and blur every ordinary RR interval (a seed's int8 model lost 13% agreement on DS1 so): with
     such gaps in the training beats, the int8 model stays as close to float32 as without them."""
-    cx, crr = quantize.calibration_beats(_with_annotation_gaps(beats))
-    quantize.quantize_static_onnx(files[0] / "f.onnx", tmp_path / "q.onnx", cx, crr)
-    ref = _torch_proba(model, beats)
-    change = {name: np.abs(OnnxModel(path, threads=1).predict_proba(beats.x, beats.rr) - ref).mean()
-              for name, path in (("gaps", tmp_path / "q.onnx"), ("clean", files[0] / "q.onnx"))}
+    ref, change = _torch_proba(model, beats), {}
+    for name, calib in (("gaps", _with_annotation_gaps(beats)), ("clean", beats)):
+        quantize.quantize_static_onnx(files[0] / "f.onnx", tmp_path / f"{name}.onnx",
+                                      *quantize.calibration_beats(calib))
+        got = OnnxModel(tmp_path / f"{name}.onnx", threads=1).predict_proba(beats.x, beats.rr)
+        change[name] = np.abs(got - ref).mean()
     assert change["gaps"] < 2 * change["clean"], change
