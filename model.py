@@ -18,15 +18,16 @@ class DualBranchNet(nn.Module):
 
     The window input holds each beat and its patient's template (data_loader.WINDOW_CHANNELS); the
     CNN sees the beat and its difference from the template, so a beat is judged against the
-    patient's own morphology. template=False: (batch, 1, WINDOW), the beat alone (cross-validation's
-    comparison).
+    patient's own morphology. template=False: (batch, 1, WINDOW), the beat alone; leads=2: (batch, 4,
+    WINDOW), beat and template of a second lead after the first's (cross-validation's comparisons).
     """
 
     def __init__(self, n_rr: int, channels=(16, 32, 48), rr_hidden: int = 32,
-                 hidden: int = 64, dropout: float = 0.3, window: int = WINDOW, template: bool = True):
+                 hidden: int = 64, dropout: float = 0.3, window: int = WINDOW, template: bool = True,
+                 leads: int = 1):
         super().__init__()
-        self.template = template
-        layers, c_in = [], 2 if template else 1
+        self.template, self.leads = template, leads
+        layers, c_in = [], (2 if template else 1) * leads
         for c_out, k in zip(channels, (7, 5, 5)):
             layers.append(conv_block(c_in, c_out, k))
             c_in = c_out
@@ -39,8 +40,9 @@ class DualBranchNet(nn.Module):
         self.n_rr = n_rr
 
     def forward(self, x: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
-        if self.template:
-            x = torch.cat([x[:, :1], x[:, :1] - x[:, 1:2]], dim=1)
+        if self.template:  # each lead's beat and its difference from the lead's template
+            x = torch.cat([t for i in range(0, 2 * self.leads, 2) for t in (x[:, i:i + 1], x[:, i:i + 1] - x[:, i + 1:i + 2])],
+                          dim=1)
         return self.head(torch.cat([self.cnn(x), self.rr(rr)], dim=1))
 
 

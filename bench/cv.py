@@ -63,6 +63,9 @@ CONFIGS["drop_validation_records"] = {"drop_validation": True}
 for q in (75, 90, 95):  # quantiles for 'slow' (the product's: 95 since round 10; 90 before)
     CONFIGS[f"slow_q{q}"] = {"slow_quantile": q / 100}
 SLOW_QUANTILE = dl.SLOW_QUANTILE  # the product's
+# The record's other lead (V1 in most records; V4 in 124, V5 in 114) as two more CNN channels: its
+# beat window and its template, computed as the first lead's.
+CONFIGS["lead2"] = {"lead2": True, "model_leads": 2}
 # Offsets added to the S log-probability before the argmax: a decision rule the product can fold
 # into the classifier's bias. Every job scores each one, so the search costs no extra training.
 S_OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
@@ -84,6 +87,16 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def second_lead(data_dir, record: str, mode: str, peaks: np.ndarray) -> np.ndarray:
+    """The beat windows and templates (beats, 2, WINDOW) of a record's lead other than dl.LEAD."""
+    import wfdb
+
+    path = str(Path(data_dir) / record)
+    other = [name for name in wfdb.rdheader(path).sig_name if name != dl.LEAD][0]
+    x, _ = dl.read_record(path, other)
+    return dl.with_templates(dl.beat_windows(dl.bandpass(x, dl.FS, mode), peaks))
+
+
 def run_job(job: dict) -> dict:
     import torch
 
@@ -98,6 +111,7 @@ def run_job(job: dict) -> dict:
     dl.SLOW_QUANTILE = over.pop("slow_quantile", SLOW_QUANTILE)  # set on every job: workers run many
     template_beats = over.pop("template_beats", None)
     drop_validation = over.pop("drop_validation", False)
+    lead2 = over.pop("lead2", False)
     model_kw = {k[6:]: over.pop(k) for k in list(over) if k.startswith("model_")}
     epochs = job["epochs"] * over.pop("epochs_factor", 1)
     cfg = replace(TrainConfig(), epochs=epochs, seed=job["seed"], device=job["device"], **over)
@@ -119,6 +133,10 @@ def run_job(job: dict) -> dict:
     if template_beats:  # another template length: recompute the template channel record by record
         for b in sets:
             b.x = np.stack([b.x[:, 0], np.concatenate([dl.beat_templates(b.x[b.record == r, 0], template_beats)
+                                                       for r in dict.fromkeys(b.record)])], axis=1)
+    if lead2:
+        for b in sets:
+            b.x = np.concatenate([b.x, np.concatenate([second_lead(job["data_dir"], r, mode, b.sample[b.record == r])
                                                        for r in dict.fromkeys(b.record)])], axis=1)
     if not model_kw.get("template", True):  # the beat alone: (beats, 1, WINDOW)
         for b in sets:

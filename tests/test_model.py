@@ -56,6 +56,21 @@ def test_the_template_channel_changes_the_output():
         assert torch.equal(model(x, rr), model(x.clone(), rr))
 
 
+def test_a_second_lead_is_judged_against_its_own_template():
+    """leads=2 (cross-validation's second-lead comparison): beat and template of each lead, in order."""
+    torch.manual_seed(0)
+    model = build_model("diagnostic", leads=2).eval()
+    x, rr = _inputs(4, "diagnostic")
+    x2 = torch.cat([x, x.flip(0)], dim=1)  # (batch, 4, WINDOW)
+    moved = x2.clone()
+    moved[:, 3] = torch.roll(x2[:, 3], 20, dims=1)  # the second lead's template
+    with torch.no_grad():
+        assert model(x2, rr).shape == (4, 5)
+        assert not torch.allclose(model(x2, rr), model(moved, rr))
+        with pytest.raises(RuntimeError):
+            model(x, rr)  # one lead's channels only
+
+
 def test_training_step_changes_the_output():
     torch.manual_seed(0)
     model = build_model("realtime")
