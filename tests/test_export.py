@@ -113,3 +113,26 @@ def test_static_int8_keeps_rr_resolution_despite_annotation_gaps(model, beats, f
         got = OnnxModel(tmp_path / f"{name}.onnx", threads=1).predict_proba(beats.x, beats.rr)
         change[name] = np.abs(got - ref).mean()
     assert change["gaps"] < 2 * change["clean"], change
+
+
+def test_the_readme_deployment_example_runs_as_written(diagnostic_run):
+    """README's "Deploying the model" snippet, run as a user would copy it (with a real run and
+    record for its placeholders): one class per annotated beat, the classes OnnxModel gives."""
+    import re
+    from pathlib import Path
+
+    from conftest import ROOT, fixture_record
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Deploying the model"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert "runs/<run>" in code and "data/mitdb/100" in code
+    code = code.replace("runs/<run>", str(Path(diagnostic_run))).replace("data/mitdb/100", fixture_record("100"))
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    peaks, _ = dl.read_beats(fixture_record("100"))
+    assert len(scope["classes"]) == len(peaks) > 100
+    assert set(scope["classes"]) <= set(dl.CLASSES)
+    onnx_model = OnnxModel(Path(diagnostic_run) / "model_int8_static.onnx")
+    expected = onnx_model.predict_proba(scope["window"], scope["rr"]).argmax(1)
+    assert scope["classes"] == [dl.CLASSES[i] for i in expected]
