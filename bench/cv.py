@@ -60,9 +60,13 @@ for k in (16, 64):
 # The product's validation records (outside the held-out fold) left out of training, the checkpoint
 # still the last one: with round 7's --select-checkpoint, it separates the two effects of main.py's rule.
 CONFIGS["drop_validation_records"] = {"drop_validation": True}
-for q in (75, 90, 95):  # quantiles for 'slow' (the product's: 95 since round 10; 90 before)
+for q in (75, 90, 95, 98):  # quantiles for 'slow' (the product's: 95 since round 10; 90 before)
     CONFIGS[f"slow_q{q}"] = {"slow_quantile": q / 100}
 SLOW_QUANTILE = dl.SLOW_QUANTILE  # the product's
+# The span of the long running average and of the 'slow' quantile (the product's: 300 s).
+for secs in (120, 600):
+    CONFIGS[f"long{secs}s"] = {"long_seconds": float(secs)}
+LONG_SECONDS = dl.LONG_SECONDS  # the product's
 # The record's other lead (V1 in most records; V4 in 124, V5 in 114) as two more CNN channels: its
 # beat window and its template, computed as the first lead's.
 CONFIGS["lead2"] = {"lead2": True, "model_leads": 2}
@@ -106,9 +110,10 @@ def run_job(job: dict) -> dict:
     torch.set_num_threads(job["threads"])
     mode, over = job["mode"], dict(CONFIGS[job["config"]])
     rr_names = over.pop("rr", {}).get(mode)
-    if "slow_quantile" in over:  # the product's features, 'slow' at another quantile
+    if "slow_quantile" in over or "long_seconds" in over:  # the product's features, other spans
         rr_names = rr_names or dl.RR_FEATURES[mode]
     dl.SLOW_QUANTILE = over.pop("slow_quantile", SLOW_QUANTILE)  # set on every job: workers run many
+    dl.LONG_SECONDS = over.pop("long_seconds", LONG_SECONDS)
     template_beats = over.pop("template_beats", None)
     drop_validation = over.pop("drop_validation", False)
     lead2 = over.pop("lead2", False)
