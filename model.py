@@ -41,8 +41,8 @@ class DualBranchNet(nn.Module):
 
     def forward(self, x: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
         if self.template:  # each lead's beat and its difference from the lead's template
-            x = torch.cat([t for i in range(0, 2 * self.leads, 2) for t in (x[:, i:i + 1], x[:, i:i + 1] - x[:, i + 1:i + 2])],
-                          dim=1)
+            pairs = [(x[:, i:i + 1], x[:, i + 1:i + 2]) for i in range(0, 2 * self.leads, 2)]
+            x = torch.cat([t for beat, template in pairs for t in (beat, beat - template)], dim=1)
         return self.head(torch.cat([self.cnn(x), self.rr(rr)], dim=1))
 
 

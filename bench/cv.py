@@ -62,11 +62,14 @@ for k in (16, 64):
 CONFIGS["drop_validation_records"] = {"drop_validation": True}
 for q in (75, 90, 95, 98):  # quantiles for 'slow' (the product's: 95 since round 10; 90 before)
     CONFIGS[f"slow_q{q}"] = {"slow_quantile": q / 100}
-SLOW_QUANTILE = dl.SLOW_QUANTILE  # the product's
 # The span of the long running average and of the 'slow' quantile (the product's: 300 s).
 for secs in (120, 600):
     CONFIGS[f"long{secs}s"] = {"long_seconds": float(secs)}
-LONG_SECONDS = dl.LONG_SECONDS  # the product's
+# Preprocessing constants a config may change (config key -> data_loader name), with the product's
+# values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
+# beats and caches them under their own key.
+DATA_CONSTANTS = {"slow_quantile": "SLOW_QUANTILE", "long_seconds": "LONG_SECONDS", "template_beats": "TEMPLATE_BEATS"}
+PRODUCT_DATA = {key: getattr(dl, name) for key, name in DATA_CONSTANTS.items()}
 # The record's other lead (V1 in most records; V4 in 124, V5 in 114) as two more CNN channels: its
 # beat window and its template, computed as the first lead's.
 CONFIGS["lead2"] = {"lead2": True, "model_leads": 2}
@@ -101,6 +104,11 @@ def second_lead(data_dir, record: str, mode: str, peaks: np.ndarray) -> np.ndarr
     return dl.with_templates(dl.beat_windows(dl.bandpass(x, dl.FS, mode), peaks))
 
 
+def per_record(b, fn) -> np.ndarray:
+    """fn(record, its rows) for each record of b, in b's order, concatenated."""
+    return np.concatenate([fn(r, b.record == r) for r in dict.fromkeys(b.record)])
+
+
 def run_job(job: dict) -> dict:
     import torch
 
@@ -110,11 +118,8 @@ def run_job(job: dict) -> dict:
     torch.set_num_threads(job["threads"])
     mode, over = job["mode"], dict(CONFIGS[job["config"]])
     rr_names = over.pop("rr", {}).get(mode)
-    if "slow_quantile" in over or "long_seconds" in over:  # the product's features, other spans
-        rr_names = rr_names or dl.RR_FEATURES[mode]
-    dl.SLOW_QUANTILE = over.pop("slow_quantile", SLOW_QUANTILE)  # set on every job: workers run many
-    dl.LONG_SECONDS = over.pop("long_seconds", LONG_SECONDS)
-    template_beats = over.pop("template_beats", None)
+    for key, name in DATA_CONSTANTS.items():
+        setattr(dl, name, over.pop(key, PRODUCT_DATA[key]))
     drop_validation = over.pop("drop_validation", False)
     lead2 = over.pop("lead2", False)
     model_kw = {k[6:]: over.pop(k) for k in list(over) if k.startswith("model_")}
@@ -133,16 +138,11 @@ def run_job(job: dict) -> dict:
     sets = [b for b in (train, test, val) if b is not None]
     if rr_names:  # another feature set: recompute it from the R-peaks, record by record
         for b in sets:
-            b.rr = np.concatenate([dl.rr_features(b.sample[b.record == r], mode=mode, names=rr_names)
-                                   for r in dict.fromkeys(b.record)])
-    if template_beats:  # another template length: recompute the template channel record by record
-        for b in sets:
-            b.x = np.stack([b.x[:, 0], np.concatenate([dl.beat_templates(b.x[b.record == r, 0], template_beats)
-                                                       for r in dict.fromkeys(b.record)])], axis=1)
+            b.rr = per_record(b, lambda r, rows: dl.rr_features(b.sample[rows], mode=mode, names=rr_names))
     if lead2:
         for b in sets:
-            b.x = np.concatenate([b.x, np.concatenate([second_lead(job["data_dir"], r, mode, b.sample[b.record == r])
-                                                       for r in dict.fromkeys(b.record)])], axis=1)
+            other = per_record(b, lambda r, rows: second_lead(job["data_dir"], r, mode, b.sample[rows]))
+            b.x = np.concatenate([b.x, other], axis=1)
     if not model_kw.get("template", True):  # the beat alone: (beats, 1, WINDOW)
         for b in sets:
             b.x = b.x[:, :1]
