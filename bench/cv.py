@@ -9,6 +9,7 @@ folds of DS1 records and scores the fourth; confusions are pooled over the folds
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing
 import sys
@@ -158,7 +159,8 @@ def run_job(job: dict) -> dict:
         by_offset[str(off)] = confusion(test.y, shifted.argmax(1)).tolist()
     return {**{k: job[k] for k in ("config", "mode", "fold", "seed")}, "seconds": time.time() - t0,
             "validation_records": val_recs, "best_epoch": best_epoch,
-            "confusion": by_offset["0.0"], "s_offset_confusions": by_offset}
+            "confusion": by_offset["0.0"], "s_offset_confusions": by_offset,
+            "proba": np.exp(logp).astype(np.float32), "labels": test.y}  # kept out of the JSON
 
 
 def summarise(jobs: list[dict], confusion_of=lambda j: j["confusion"]) -> dict:
@@ -179,6 +181,30 @@ def summarise(jobs: list[dict], confusion_of=lambda j: j["confusion"]) -> dict:
             "macro_f1_nsv_std": float(np.std([m["macro_f1_nsv"] for m in ms])),
         }
     return summary
+
+
+def ensemble_jobs(done: list[dict]) -> list[dict]:
+    """Seed ensembles scored from the jobs' held-out probabilities, at no extra training.
+
+    For each mode/config and each ensemble size k from 2 to its seeds, every k-subset of the seeds
+    whose four folds are done is one pseudo-job per fold ("config x k seeds", its "seed" the subset):
+    the argmax of the members' mean class probabilities. summarise() then averages over the subsets.
+    """
+    by_key = {}
+    for j in done:
+        by_key.setdefault((j["mode"], j["config"]), {}).setdefault(j["seed"], {})[j["fold"]] = j
+    out = []
+    for (mode, config), by_seed in by_key.items():
+        seeds = sorted(s for s, folds in by_seed.items() if len(folds) == len(dl.DS1_FOLDS))
+        for k in range(2, len(seeds) + 1):
+            for members in itertools.combinations(seeds, k):
+                for fold in range(len(dl.DS1_FOLDS)):
+                    jobs = [by_seed[s][fold] for s in members]
+                    proba = np.mean([j["proba"] for j in jobs], axis=0)
+                    out.append({"mode": mode, "config": f"{config} x{k} seeds", "fold": fold,
+                                "seed": "+".join(map(str, members)),
+                                "confusion": confusion(jobs[0]["labels"], proba.argmax(1)).tolist()})
+    return out
 
 
 def offset_summary(jobs: list[dict]) -> dict:
@@ -214,9 +240,12 @@ def table(summary: dict) -> str:
 
 def write_results(args, done, jobs, configs, wall) -> dict:
     """Rewritten after every job, so an interrupted search keeps what it finished."""
+    ensembles = summarise(ensemble_jobs(done))
     summary, offsets = summarise(done), offset_summary(done)
+    kept = [{k: v for k, v in j.items() if k not in ("proba", "labels")} for j in done]
     write_json(Path(args.out).with_suffix(".json"), {
-        "summary": summary, "s_offsets": offsets, "jobs": sorted(done, key=lambda j: (j["mode"], j["config"], j["seed"], j["fold"])),
+        "summary": summary, "s_offsets": offsets, "ensembles": ensembles,
+        "jobs": sorted(kept, key=lambda j: (j["mode"], j["config"], j["seed"], j["fold"])),
         "complete": len(done) == len(jobs), "wall_seconds": wall, "folds": dl.DS1_FOLDS,
         "configs": {c: repr(CONFIGS[c]) for c in configs}, "epochs": jobs[0]["epochs"],
         "device": args.device, "select_checkpoint": args.select_checkpoint, "command": " ".join(sys.argv)})
@@ -231,6 +260,9 @@ def write_results(args, done, jobs, configs, wall) -> dict:
                + f"{len(done)}/{len(jobs)} jobs, wall time {wall / 60:.1f} min on {args.device}.\n\n"
                + table(summary) + "\n\nConfigs (changes from base):\n\n"
                + "\n".join(f"- `{c}`: {CONFIGS[c] or 'product defaults'}" for c in configs) + "\n"
+               + (f"\n## Seed ensembles\n\nThe same jobs, k seeds' models averaged (mean class probabilities, "
+                  f"then the argmax); 'seeds' counts the k-subsets of the seeds run, and the ± is over them:"
+                  f"\n\n{table(ensembles)}\n" if ensembles else "")
                + (f"\n## S decision offset\n\nThe same jobs, with an offset added to the S log-probability "
                   f"before the argmax (0 = the plain argmax above):\n\n{offset_table(offsets)}\n" if offsets else ""))
     return summary
