@@ -160,7 +160,7 @@ def run_job(job: dict) -> dict:
     return {**{k: job[k] for k in ("config", "mode", "fold", "seed")}, "seconds": time.time() - t0,
             "validation_records": val_recs, "best_epoch": best_epoch,
             "confusion": by_offset["0.0"], "s_offset_confusions": by_offset,
-            "proba": np.exp(logp).astype(np.float32), "labels": test.y}  # kept out of the JSON
+            "logp": logp.astype(np.float32), "labels": test.y}  # kept out of the JSON
 
 
 def summarise(jobs: list[dict], confusion_of=lambda j: j["confusion"]) -> dict:
@@ -188,7 +188,8 @@ def ensemble_jobs(done: list[dict]) -> list[dict]:
 
     For each mode/config and each ensemble size k from 2 to its seeds, every k-subset of the seeds
     whose four folds are done is one pseudo-job per fold ("config x k seeds", its "seed" the subset):
-    the argmax of the members' mean class probabilities. summarise() then averages over the subsets.
+    the argmax of the members' mean log-probabilities (the argmax of their mean logits, as
+    model.SeedEnsemble decides). summarise() then averages over the subsets.
     """
     by_key = {}
     for j in done:
@@ -200,10 +201,10 @@ def ensemble_jobs(done: list[dict]) -> list[dict]:
             for members in itertools.combinations(seeds, k):
                 for fold in range(len(dl.DS1_FOLDS)):
                     jobs = [by_seed[s][fold] for s in members]
-                    proba = np.mean([j["proba"] for j in jobs], axis=0)
+                    logp = np.mean([j["logp"] for j in jobs], axis=0)
                     out.append({"mode": mode, "config": f"{config} x{k} seeds", "fold": fold,
                                 "seed": "+".join(map(str, members)),
-                                "confusion": confusion(jobs[0]["labels"], proba.argmax(1)).tolist()})
+                                "confusion": confusion(jobs[0]["labels"], logp.argmax(1)).tolist()})
     return out
 
 
@@ -242,7 +243,7 @@ def write_results(args, done, jobs, configs, wall) -> dict:
     """Rewritten after every job, so an interrupted search keeps what it finished."""
     ensembles = summarise(ensemble_jobs(done))
     summary, offsets = summarise(done), offset_summary(done)
-    kept = [{k: v for k, v in j.items() if k not in ("proba", "labels")} for j in done]
+    kept = [{k: v for k, v in j.items() if k not in ("logp", "labels")} for j in done]
     write_json(Path(args.out).with_suffix(".json"), {
         "summary": summary, "s_offsets": offsets, "ensembles": ensembles,
         "jobs": sorted(kept, key=lambda j: (j["mode"], j["config"], j["seed"], j["fold"])),
@@ -260,7 +261,7 @@ def write_results(args, done, jobs, configs, wall) -> dict:
                + f"{len(done)}/{len(jobs)} jobs, wall time {wall / 60:.1f} min on {args.device}.\n\n"
                + table(summary) + "\n\nConfigs (changes from base):\n\n"
                + "\n".join(f"- `{c}`: {CONFIGS[c] or 'product defaults'}" for c in configs) + "\n"
-               + (f"\n## Seed ensembles\n\nThe same jobs, k seeds' models averaged (mean class probabilities, "
+               + (f"\n## Seed ensembles\n\nThe same jobs, k seeds' models averaged (mean log-probabilities, "
                   f"then the argmax); 'seeds' counts the k-subsets of the seeds run, and the ± is over them:"
                   f"\n\n{table(ensembles)}\n" if ensembles else "")
                + (f"\n## S decision offset\n\nThe same jobs, with an offset added to the S log-probability "
