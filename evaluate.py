@@ -121,24 +121,27 @@ def plot_history(history: list[dict], path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ep = [h["epoch"] for h in history]
     validated = "val_loss" in history[0]
     fig, axes = plt.subplots(1, 2 if validated else 1, figsize=(9 if validated else 4.5, 3.5), squeeze=False)
+    members = sorted({h.get("member", 0) for h in history})
     a = axes[0, 0]
-    a.plot(ep, [h["train_loss"] for h in history], label="train")
-    if validated:
-        a.plot(ep, [h["val_loss"] for h in history], label="validation patients")
+    for i in members:  # an ensemble's networks one by one, each with its own line
+        hs = [h for h in history if h.get("member", 0) == i]
+        ep, tag = [h["epoch"] for h in hs], (f", network {i + 1}" if len(members) > 1 else "")
+        a.plot(ep, [h["train_loss"] for h in hs], label="train" + tag)
+        if validated:
+            a.plot(ep, [h["val_loss"] for h in hs], label="validation patients" + tag)
+            b = axes[0, 1]
+            b.plot(ep, [h["val_macro_f1_nsv"] for h in hs], label="macro-F1 (N,S,V)" + tag, color="k")
+            for c in ("S", "V"):
+                b.plot(ep, [h["val_f1"][c] for h in hs], label=f"{c} F1" + tag, alpha=0.7)
     a.set_xlabel("epoch")
     a.set_ylabel("focal loss")
-    a.legend()
+    a.legend(fontsize="small")
     if validated:
-        b = axes[0, 1]
-        b.plot(ep, [h["val_macro_f1_nsv"] for h in history], label="macro-F1 (N,S,V)", color="k")
-        for c in ("S", "V"):
-            b.plot(ep, [h["val_f1"][c] for h in history], label=f"{c} F1", alpha=0.7)
-        b.set_xlabel("epoch")
-        b.set_ylabel("validation F1")
-        b.legend()
+        axes[0, 1].set_xlabel("epoch")
+        axes[0, 1].set_ylabel("validation F1")
+        axes[0, 1].legend(fontsize="small")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
@@ -159,7 +162,10 @@ def write_report(path, title: str, config: dict, results: dict, history: list, e
         lines += [extra, ""]
     cols = {"train_loss": "train loss", **({"val_loss": "val loss", "val_macro_f1_nsv": "val macro-F1 (N,S,V)"}
                                            if validated else {})}
-    lines += ["## Training", "", "| epoch | " + " | ".join(cols.values()) + " |", "|---" * (len(cols) + 1) + "|"]
-    lines += [f"| {h['epoch']} | " + " | ".join(f"{h[k]:.4f}" for k in cols) + " |" for h in history]
+    ensemble = any(h.get("member", 0) for h in history)  # one row per network and epoch
+    first = "| network (seed) | epoch | " if ensemble else "| epoch | "
+    lines += ["## Training", "", first + " | ".join(cols.values()) + " |", "|---" * (len(cols) + 1 + ensemble) + "|"]
+    lines += [(f"| {h['member'] + 1} ({h['seed']}) " if ensemble else "") + f"| {h['epoch']} | "
+              + " | ".join(f"{h[k]:.4f}" for k in cols) + " |" for h in history]
     lines += ["", "## Configuration", "", "```", *(f"{k}: {v}" for k, v in config.items()), "```", ""]
     write_text(path, "\n".join(lines))

@@ -20,6 +20,10 @@ import data_loader as dl
 from outputs import write_json
 
 
+# Networks per model, by mode (--ensemble).
+ENSEMBLE = {"diagnostic": 1, "realtime": 1}
+
+
 class ConfigError(Exception):
     """An inconsistent or impossible option; the message says which and what to use."""
 
@@ -55,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "which DS1 cross-validation favoured)")
     p.add_argument("--s-offset", type=float, default=d.s_offset,
                    help="added to the S logit (folded into the model): > 0 finds more S beats, with more false alarms")
+    p.add_argument("--ensemble", type=int, default=None, metavar="K",
+                   help="train K networks from seeds K*seed ... K*seed+K-1 and average their logits "
+                        f"(default: {', '.join(f'{k} in {m} mode' for m, k in ENSEMBLE.items())})")
     p.add_argument("--seed", type=int, default=d.seed, help="same seed, same result on CPU")
     p.add_argument("--device", default="cpu", help="cpu, or cuda when available")
     p.add_argument("--max-records", type=int, default=None,
@@ -79,6 +86,10 @@ def check_args(args) -> None:
         raise ConfigError(f"--ema must be in [0, 1), got {args.ema}")
     if not 0 <= args.balance <= 1:
         raise ConfigError(f"--balance must be between 0 and 1, got {args.balance}")
+    if args.ensemble is None:
+        args.ensemble = ENSEMBLE[args.mode]
+    if args.ensemble < 1:
+        raise ConfigError(f"--ensemble must be at least 1 network, got {args.ensemble}")
     if args.max_records is not None and args.max_records < 1:
         raise ConfigError(f"--max-records must be at least 1, got {args.max_records}")
     if args.alpha.lower() == "none":
@@ -122,9 +133,8 @@ def run(args) -> dict:
     import torch
 
     from evaluate import classification_report, confusion, metrics, plot_confusion, plot_history, write_report
-    from model import build_model
     from quantize import path_size, quantization_table, quantize_all
-    from train import TrainConfig, fit, seed_everything
+    from train import TrainConfig, fit_ensemble, member_seeds
 
     t0 = time.time()
     out = Path(args.out)
@@ -135,7 +145,8 @@ def run(args) -> dict:
     config = {**vars(args), "train_records": train_recs, "validation_records": val_recs,
               "test_records": test_recs, "window": [dl.WINDOW_BEFORE, dl.WINDOW_AFTER],
               "bandpass_hz": list(dl.BANDPASS_HZ), "filter_order": dl.FILTER_ORDER,
-              **dl.model_inputs(args.mode), "template_beats": dl.TEMPLATE_BEATS}
+              **dl.model_inputs(args.mode), "template_beats": dl.TEMPLATE_BEATS,
+              "member_seeds": member_seeds(args.seed, args.ensemble)}
     progress = not args.quiet
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
 
@@ -151,13 +162,12 @@ def run(args) -> dict:
     say(f"[{args.mode}] train {len(train)} beats {train.counts()}"
         + (f"; validation {len(val)} beats {val.counts()}" if val is not None else "") + f" ({pre_s:.1f} s)")
 
-    seed_everything(cfg.seed)  # the initial weights too: same seed, same model
-    model = build_model(args.mode)
     t_train = time.time()
-    model, history, best_epoch = fit(model, train, val, cfg, progress=progress)
+    model, history, best_epoch = fit_ensemble(args.mode, train, val, cfg, args.ensemble, progress=progress)
     train_s = time.time() - t_train
-    say(f"trained {cfg.epochs} epochs in {train_s:.0f} s; "
-        + (f"best validation epoch {best_epoch}" if val is not None else "kept the last averaged weights"))
+    say(f"trained {args.ensemble} x {cfg.epochs} epochs in {train_s:.0f} s; "
+        + (f"best validation epoch {', '.join(map(str, best_epoch))}" if val is not None
+           else "kept the last averaged weights"))
     models = quantize_all(model, train, out, args.mode, seed=args.seed)
 
     # Final evaluation: the first and only time DS2 is read.

@@ -46,6 +46,31 @@ class DualBranchNet(nn.Module):
         return self.head(torch.cat([self.cnn(x), self.rr(rr)], dim=1))
 
 
-def build_model(mode: str, **kwargs) -> DualBranchNet:
-    """The network for a mode: its RR input width follows the mode's feature list."""
-    return DualBranchNet(n_rr=len(RR_FEATURES[mode]), **kwargs)
+class SeedEnsemble(nn.Module):
+    """Networks trained alike from different seeds, deciding together: their mean logits.
+
+    The argmax of the mean logits is the argmax of the members' mean log-probabilities (each
+    member's log-softmax differs from its logits by a per-beat constant). One module, so the int8,
+    ONNX and TorchScript paths take it as they take one network.
+    """
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x, rr) for m in self.members]).mean(0)
+
+
+def build_model(mode: str, members: int = 1, **kwargs) -> nn.Module:
+    """The network for a mode (its RR input width follows the mode's feature list); members > 1:
+    a SeedEnsemble of that many."""
+    if members < 1:
+        raise ValueError(f"an ensemble needs at least 1 member, got {members}")
+    nets = [DualBranchNet(n_rr=len(RR_FEATURES[mode]), **kwargs) for _ in range(members)]
+    return nets[0] if members == 1 else SeedEnsemble(nets)
+
+
+def members_of(model: nn.Module) -> int:
+    """How many networks decide: 1, or a SeedEnsemble's member count (float or int8)."""
+    return len(model.members) if isinstance(model, SeedEnsemble) else 1

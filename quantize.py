@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from data_loader import CLASSES, RR_FEATURES, check_model_inputs, model_inputs
-from model import build_model
+from model import build_model, members_of
 from outputs import atomic_path
 
 
@@ -61,9 +61,11 @@ def quantize_static_onnx(float_onnx, path, calib_x, calib_rr, batch: int = 128) 
 
 
 def save_model(model: nn.Module, path, mode: str, kind: str, model_kwargs: dict | None = None) -> int:
-    """Save weights with what it takes to rebuild the network; return the file size in bytes."""
+    """Save weights with what it takes to rebuild the network (an ensemble's member count among
+    them); return the file size in bytes."""
+    model_kwargs = {**({"members": members_of(model)} if members_of(model) > 1 else {}), **(model_kwargs or {})}
     payload = {"format": "deep-ecg-model/1", "mode": mode, "kind": kind, **model_inputs(mode),
-               "model_kwargs": model_kwargs or {}, "state_dict": model.state_dict()}
+               "model_kwargs": model_kwargs, "state_dict": model.state_dict()}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path_size(path)

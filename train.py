@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -154,3 +154,28 @@ def fold_offset(model, offset: torch.Tensor) -> None:
     last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
     with torch.no_grad():
         last.bias += offset.to(last.bias.device)
+
+
+def member_seeds(seed: int, members: int) -> list[int]:
+    """The seeds of an ensemble's members: seed*members ... seed*members + members-1, so one
+    network is seed itself and the ensembles of different seeds share no member."""
+    return [seed * members + i for i in range(members)]
+
+
+def fit_ensemble(mode: str, train: Beats, val: Beats, cfg: TrainConfig, members: int = 1, progress: bool = True):
+    """Train `members` networks alike from member_seeds(cfg.seed, members), each keeping its own
+    weights as fit() does; return (model, history, best epochs).
+
+    One member: the network itself. More: a model.SeedEnsemble of them. The history holds every
+    member's epochs, each record naming its member and seed.
+    """
+    from model import SeedEnsemble, build_model
+
+    nets, history, best_epochs = [], [], []
+    for i, seed in enumerate(member_seeds(cfg.seed, members)):
+        seed_everything(seed)  # the initial weights too: same seed, same model
+        net, hist, best = fit(build_model(mode), train, val, replace(cfg, seed=seed), progress=progress)
+        nets.append(net)
+        history += [{"member": i, "seed": seed, **h} for h in hist]
+        best_epochs.append(best)
+    return (nets[0] if members == 1 else SeedEnsemble(nets)), history, best_epochs

@@ -111,7 +111,7 @@ def test_ds2_is_read_only_after_training(monkeypatch, tmp_path, fixture_dir):
     assert ("load", tuple(dl.VALIDATION[:2])) in events[:kinds.index("fit-start")]
     assert list(config["rr_features"]) == list(dl.RR_FEATURES["realtime"])
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["best_epoch"] == 1 and "val_macro_f1_nsv" in metrics["history"][0]
+    assert metrics["best_epoch"] == [1] and "val_macro_f1_nsv" in metrics["history"][0]
     n_test = sum(len(real_load(fixture_dir, [r], "realtime", progress=False)) for r in dl.DS2[:2])
     for name in ("float32", "dynamic-int8"):
         assert np.asarray(metrics[name]["confusion"]).sum() == n_test
