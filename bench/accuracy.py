@@ -77,9 +77,14 @@ def pm(d, scale=1.0, digits=3):
     return f"{d['mean'] * scale:.{digits}f} ± {d['std'] * scale:.{digits}f}"
 
 
+def networks(k: int) -> str:
+    return f", {k} networks each" if k > 1 else ""
+
+
 def report(summary: dict, errors: dict, args, wall: float, runs: int, train_wall: float, reused: int,
-           split: dict) -> str:
-    """results/accuracy.md; split is a run's config.json (its train and validation records)."""
+           split: dict, ensemble: dict) -> str:
+    """results/accuracy.md; split is a run's config.json (its train and validation records), ensemble
+    the networks per model by mode."""
     lines = ["# Accuracy on DS2 (inter-patient, PROTOCOL.md)", "",
              f"Command: `python bench/accuracy.py {' '.join(sys.argv[1:])}`", "",
              f"Mean ± std over {args.seeds} seeds. "
@@ -93,8 +98,12 @@ def report(summary: dict, errors: dict, args, wall: float, runs: int, train_wall
              f"summed); this command took {wall / 60:.1f} min"
              + (f", reusing {reused} finished runs (--resume)" if reused else "") + ".", ""]
     for mode, s in summary.items():
-        lines += [f"## {mode} mode", "",
-                  "| model | N Se | N +P | N F1 | S Se | S +P | S F1 | V Se | V +P | V F1 | F F1 | "
+        lines += [f"## {mode} mode", ""]
+        if ensemble[mode] > 1:
+            lines += [f"Each seed's model is an ensemble of {ensemble[mode]} networks (`--ensemble {ensemble[mode]}`: "
+                      f"seed s trains seeds {ensemble[mode]}s to {ensemble[mode]}s+{ensemble[mode] - 1}, their "
+                      "logits averaged); int8 quantizes the whole ensemble.", ""]
+        lines += ["| model | N Se | N +P | N F1 | S Se | S +P | S F1 | V Se | V +P | V F1 | F F1 | "
                   "macro-F1 (N,S,V) | accuracy | size (bytes) |", "|---" * 14 + "|"]
         for model in MODELS:
             m, p = s[model], s[model]["per_class"]
@@ -115,7 +124,7 @@ def report(summary: dict, errors: dict, args, wall: float, runs: int, train_wall
         lines.append(f"| {name} | | | {sf1} | | | {vf1} |")
     for mode, s in summary.items():
         p = s["float32"]["per_class"]
-        lines.append(f"| **Deep-ECG, {mode}** (mean of {args.seeds} seeds) | "
+        lines.append(f"| **Deep-ECG, {mode}** (mean of {args.seeds} seeds{networks(ensemble[mode])}) | "
                      + " | ".join(f"{100 * p[c][k]['mean']:.1f}" for c in "SV" for k in ("se", "ppv", "f1"))
                      + " |")
     lines += ["", "## Where the model fails: DS2 errors per record (diagnostic mode, float32, mean over seeds)",
@@ -127,9 +136,11 @@ def report(summary: dict, errors: dict, args, wall: float, runs: int, train_wall
     return "\n".join(lines) + "\n"
 
 
-def readme_table(summary: dict, args) -> str:
+def readme_table(summary: dict, args, ensemble: dict) -> str:
     """The README's results table, rewritten by this benchmark so that it cannot drift from it."""
-    lines = [f"DS2, mean ± std over {args.seeds} seeds (float32; int8 beside), from `results/accuracy.md`:", "",
+    nets = "; ".join(f"{m}: {k} networks per model" for m, k in ensemble.items() if k > 1)
+    lines = [f"DS2, mean ± std over {args.seeds} seeds (float32; int8 beside{'; ' + nets if nets else ''}), "
+             "from `results/accuracy.md`:", "",
              "| mode | model | S Se | S +P | S F1 | V Se | V +P | V F1 | N F1 | macro-F1 (N,S,V) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for mode, s in summary.items():
@@ -166,7 +177,7 @@ def main(argv=None) -> int:
     extra = [a for a in args.extra if a != "--"]
     modes = args.modes.split(",")
     t0 = time.time()
-    summary, runs_by_mode, run_seconds, reused = {}, {}, [], 0
+    summary, runs_by_mode, run_seconds, reused, ensemble = {}, {}, [], 0, {}
     for mode in modes:
         runs, dirs = [], []
         for seed in range(args.seeds):
@@ -186,18 +197,19 @@ def main(argv=None) -> int:
             dirs.append(out)
         summary[mode] = aggregate(runs)
         runs_by_mode[mode] = dirs
+        ensemble[mode] = json.loads((dirs[0] / "config.json").read_text()).get("ensemble", 1)
     errors = per_record_errors(runs_by_mode.get("diagnostic", next(iter(runs_by_mode.values()))))
     wall = time.time() - t0
     write_json(Path(args.out).with_suffix(".json"), {
         "summary": summary, "per_record_errors": errors, "seeds": args.seeds, "wall_seconds": wall,
-        "run_seconds": run_seconds, "reused_runs": reused,
+        "run_seconds": run_seconds, "reused_runs": reused, "ensemble": ensemble,
         "command": "python bench/accuracy.py " + " ".join(sys.argv[1:]),
         "runs": {m: [str(d) for d in ds] for m, ds in runs_by_mode.items()}})
     split = json.loads((next(iter(runs_by_mode.values()))[0] / "config.json").read_text())
-    text = report(summary, errors, args, wall, len(run_seconds), sum(run_seconds), reused, split)
+    text = report(summary, errors, args, wall, len(run_seconds), sum(run_seconds), reused, split, ensemble)
     write_text(Path(args.out).with_suffix(".md"), text)
     if args.update_readme:
-        update_readme(Path(__file__).resolve().parent.parent / "README.md", readme_table(summary, args))
+        update_readme(Path(__file__).resolve().parent.parent / "README.md", readme_table(summary, args, ensemble))
     print(text)
     print(f"wall time {wall / 60:.1f} min")
     return 0
