@@ -92,6 +92,9 @@ def check_args(args) -> None:
         args.ensemble = ENSEMBLE[args.mode]
     if args.ensemble < 1:
         raise ConfigError(f"--ensemble must be at least 1 network, got {args.ensemble}")
+    if not 0 <= args.seed * args.ensemble + args.ensemble - 1 < 2 ** 32:  # numpy's seed range, every member's
+        raise ConfigError(f"--seed must be between 0 and {2 ** 32 // args.ensemble - 1} "
+                          f"with {args.ensemble} network(s), got {args.seed}")
     if args.max_records is not None and args.max_records < 1:
         raise ConfigError(f"--max-records must be at least 1, got {args.max_records}")
     if args.alpha.lower() == "none":

@@ -104,6 +104,10 @@ BAD_OPTIONS = [
     (["--balance", "1.5"], "--balance"),
     (["--max-records", "0"], "--max-records"),
     (["--device", "tpu"], "--device"),
+    (["--ensemble", "0"], "--ensemble"),
+    (["--ensemble", "-2"], "--ensemble"),
+    (["--seed", "-1"], "--seed"),
+    (["--seed", str(2 ** 32)], "--seed"),
 ]
 
 

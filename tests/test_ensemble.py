@@ -112,10 +112,3 @@ def test_main_trains_and_reports_an_ensemble_that_predict_uses(tmp_path):
     pred = tmp_path / "pred"
     assert main.main(["predict", "--model", str(out), "--record", fixture_record("100"), "--out", str(pred)]) == 0
     assert any(pred.glob("*.csv"))
-
-
-@pytest.mark.parametrize("bad", ["0", "-2"])
-def test_an_ensemble_of_no_network_is_refused(tmp_path, capsys, bad):
-    assert main.main(smoke_args(tmp_path / "run", tmp_path / "cache", "--ensemble", bad)) == 2
-    assert "--ensemble must be at least 1" in capsys.readouterr().err
-    assert not (tmp_path / "run").exists()
