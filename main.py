@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "which DS1 cross-validation favoured)")
     p.add_argument("--s-offset", type=float, default=d.s_offset,
                    help="added to the S logit (folded into the model): > 0 finds more S beats, with more false alarms")
-    p.add_argument("--ensemble", type=int, default=None, metavar="K",
+    p.add_argument("--ensemble", type=int, default=argparse.SUPPRESS, metavar="K",  # default by mode
                    help="train K networks from seeds K*seed ... K*seed+K-1 and average their logits "
                         f"(default: {', '.join(f'{k} in {m} mode' for m, k in ENSEMBLE.items())})")
     p.add_argument("--seed", type=int, default=d.seed, help="same seed, same result on CPU")
@@ -88,7 +88,7 @@ def check_args(args) -> None:
         raise ConfigError(f"--ema must be in [0, 1), got {args.ema}")
     if not 0 <= args.balance <= 1:
         raise ConfigError(f"--balance must be between 0 and 1, got {args.balance}")
-    if args.ensemble is None:
+    if getattr(args, "ensemble", None) is None:
         args.ensemble = ENSEMBLE[args.mode]
     if args.ensemble < 1:
         raise ConfigError(f"--ensemble must be at least 1 network, got {args.ensemble}")
