@@ -128,13 +128,14 @@ def plot_history(history: list[dict], path) -> None:
     for i in members:  # an ensemble's networks one by one, each with its own line
         hs = [h for h in history if h.get("member", 0) == i]
         ep, tag = [h["epoch"] for h in hs], (f", network {i + 1}" if len(members) > 1 else "")
-        a.plot(ep, [h["train_loss"] for h in hs], label="train" + tag)
+        ls = ("-", "--", ":", "-.")[i % 4]  # a line style per network, a colour per curve
+        a.plot(ep, [h["train_loss"] for h in hs], ls, label="train" + tag, color="C0")
         if validated:
-            a.plot(ep, [h["val_loss"] for h in hs], label="validation patients" + tag)
+            a.plot(ep, [h["val_loss"] for h in hs], ls, label="validation patients" + tag, color="C1")
             b = axes[0, 1]
-            b.plot(ep, [h["val_macro_f1_nsv"] for h in hs], label="macro-F1 (N,S,V)" + tag, color="k")
-            for c in ("S", "V"):
-                b.plot(ep, [h["val_f1"][c] for h in hs], label=f"{c} F1" + tag, alpha=0.7)
+            b.plot(ep, [h["val_macro_f1_nsv"] for h in hs], ls, label="macro-F1 (N,S,V)" + tag, color="k")
+            for c, colour in (("S", "C2"), ("V", "C3")):
+                b.plot(ep, [h["val_f1"][c] for h in hs], ls, label=f"{c} F1" + tag, color=colour, alpha=0.7)
     a.set_xlabel("epoch")
     a.set_ylabel("focal loss")
     a.legend(fontsize="small")
