@@ -22,7 +22,7 @@ from outputs import write_json
 
 # Networks per model, by mode (--ensemble). Diagnostic: two seeds' networks, logits averaged (DS1
 # cross-validation round 13: macro-F1 0.782 against one network's 0.775; three scored 0.785 but miss
-# the edge model's 20,000 beats/s). Real-time: one network, for the stream's speed.
+# the edge model's 20,000 beats/s). Real-time: one network (two gained only +0.003 there, round 14).
 ENSEMBLE = {"diagnostic": 2, "realtime": 1}
 
 
