@@ -74,6 +74,10 @@ PRODUCT_DATA = {key: getattr(dl, name) for key, name in DATA_CONSTANTS.items()}
 # The record's other lead (V1 in most records; V4 in 124, V5 in 114) as two more CNN channels: its
 # beat window and its template, computed as the first lead's.
 CONFIGS["lead2"] = {"lead2": True, "model_leads": 2}
+# The rhythm's irregularity as one more RR input: the coefficient of variation of the last
+# LOCAL_BEATS intervals before the beat's own (past beats only, both modes). Atrial fibrillation and
+# sinus arrhythmia (N) are irregular throughout; a premature beat in a regular rhythm is not.
+CONFIGS["rr_irregularity"] = {"rr_irregularity": True}
 # Offsets added to the S log-probability before the argmax: a decision rule the product can fold
 # into the classifier's bias. Every job scores each one, so the search costs no extra training.
 S_OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
@@ -105,6 +109,18 @@ def second_lead(data_dir, record: str, mode: str, peaks: np.ndarray) -> np.ndarr
     return dl.with_templates(dl.beat_windows(dl.bandpass(x, dl.FS, mode), peaks))
 
 
+def rr_irregularity(r_peaks: np.ndarray) -> np.ndarray:
+    """(beats, 1): std / mean of the RR intervals before each beat's own, the last dl.LOCAL_BEATS
+    of them (0 while fewer than two are known)."""
+    t = np.asarray(r_peaks, dtype=np.float64) / dl.FS
+    prev = np.concatenate([[np.nan, np.nan], np.diff(t)])[:len(t)]  # the interval before the beat's own
+    start = np.maximum(np.arange(len(t)) - dl.LOCAL_BEATS + 1, 0)
+    mean, sq = dl._window_mean(prev, start), dl._window_mean(prev ** 2, start)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cv = np.sqrt(np.maximum(sq - mean ** 2, 0.0)) / mean
+    return np.where(np.isnan(cv), 0.0, cv).astype(np.float32)[:, None]
+
+
 def per_record(b, fn) -> np.ndarray:
     """fn(record, its rows) for each record of b, in b's order, concatenated."""
     return np.concatenate([fn(r, b.record == r) for r in dict.fromkeys(b.record)])
@@ -123,6 +139,7 @@ def run_job(job: dict) -> dict:
         setattr(dl, name, over.pop(key, PRODUCT_DATA[key]))
     drop_validation = over.pop("drop_validation", False)
     lead2 = over.pop("lead2", False)
+    irregularity = over.pop("rr_irregularity", False)
     model_kw = {k[6:]: over.pop(k) for k in list(over) if k.startswith("model_")}
     epochs = job["epochs"] * over.pop("epochs_factor", 1)
     cfg = replace(TrainConfig(), epochs=epochs, seed=job["seed"], device=job["device"], **over)
@@ -140,6 +157,9 @@ def run_job(job: dict) -> dict:
     if rr_names:  # another feature set: recompute it from the R-peaks, record by record
         for b in sets:
             b.rr = per_record(b, lambda r, rows: dl.rr_features(b.sample[rows], mode=mode, names=rr_names))
+    if irregularity:
+        for b in sets:
+            b.rr = np.concatenate([b.rr, per_record(b, lambda r, rows: rr_irregularity(b.sample[rows]))], axis=1)
     if lead2:
         for b in sets:
             other = per_record(b, lambda r, rows: second_lead(job["data_dir"], r, mode, b.sample[rows]))
@@ -184,7 +204,7 @@ def summarise(jobs: list[dict], confusion_of=lambda j: j["confusion"]) -> dict:
 
 
 def ensemble_jobs(done: list[dict]) -> list[dict]:
-    """Seed ensembles scored from the jobs' held-out probabilities, at no extra training.
+    """Seed ensembles scored from the jobs' held-out log-probabilities, at no extra training.
 
     For each mode/config and each ensemble size k from 2 to its seeds, every k-subset of the seeds
     whose four folds are done is one pseudo-job per fold ("config x k seeds", its "seed" the subset):
