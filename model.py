@@ -67,8 +67,12 @@ def build_model(mode: str, members: int = 1, **kwargs) -> nn.Module:
     a SeedEnsemble of that many."""
     if members < 1:
         raise ValueError(f"an ensemble needs at least 1 member, got {members}")
-    nets = [DualBranchNet(n_rr=len(RR_FEATURES[mode]), **kwargs) for _ in range(members)]
-    return nets[0] if members == 1 else SeedEnsemble(nets)
+    return ensemble_of([DualBranchNet(n_rr=len(RR_FEATURES[mode]), **kwargs) for _ in range(members)])
+
+
+def ensemble_of(nets: list[nn.Module]) -> nn.Module:
+    """The model that decides with these networks: one network itself, more a SeedEnsemble."""
+    return nets[0] if len(nets) == 1 else SeedEnsemble(nets)
 
 
 def members_of(model: nn.Module) -> int:

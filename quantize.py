@@ -63,7 +63,8 @@ def quantize_static_onnx(float_onnx, path, calib_x, calib_rr, batch: int = 128) 
 def save_model(model: nn.Module, path, mode: str, kind: str, model_kwargs: dict | None = None) -> int:
     """Save weights with what it takes to rebuild the network (an ensemble's member count among
     them); return the file size in bytes."""
-    model_kwargs = {**({"members": members_of(model)} if members_of(model) > 1 else {}), **(model_kwargs or {})}
+    members = members_of(model)
+    model_kwargs = {**({"members": members} if members > 1 else {}), **(model_kwargs or {})}
     payload = {"format": "deep-ecg-model/1", "mode": mode, "kind": kind, **model_inputs(mode),
                "model_kwargs": model_kwargs, "state_dict": model.state_dict()}
     with atomic_path(path) as tmp:

@@ -169,7 +169,7 @@ def fit_ensemble(mode: str, train: Beats, val: Beats, cfg: TrainConfig, members:
     One member: the network itself. More: a model.SeedEnsemble of them. The history holds every
     member's epochs, each record naming its member and seed.
     """
-    from model import SeedEnsemble, build_model
+    from model import build_model, ensemble_of
 
     nets, history, best_epochs = [], [], []
     for i, seed in enumerate(member_seeds(cfg.seed, members)):
@@ -178,4 +178,4 @@ def fit_ensemble(mode: str, train: Beats, val: Beats, cfg: TrainConfig, members:
         nets.append(net)
         history += [{"member": i, "seed": seed, **h} for h in hist]
         best_epochs.append(best)
-    return (nets[0] if members == 1 else SeedEnsemble(nets)), history, best_epochs
+    return ensemble_of(nets), history, best_epochs

@@ -177,7 +177,7 @@ def main(argv=None) -> int:
     extra = [a for a in args.extra if a != "--"]
     modes = args.modes.split(",")
     t0 = time.time()
-    summary, runs_by_mode, run_seconds, reused, ensemble = {}, {}, [], 0, {}
+    summary, runs_by_mode, run_seconds, reused, configs = {}, {}, [], 0, {}
     for mode in modes:
         runs, dirs = [], []
         for seed in range(args.seeds):
@@ -197,7 +197,8 @@ def main(argv=None) -> int:
             dirs.append(out)
         summary[mode] = aggregate(runs)
         runs_by_mode[mode] = dirs
-        ensemble[mode] = json.loads((dirs[0] / "config.json").read_text()).get("ensemble", 1)
+        configs[mode] = json.loads((dirs[0] / "config.json").read_text())
+    ensemble = {mode: config.get("ensemble", 1) for mode, config in configs.items()}
     errors = per_record_errors(runs_by_mode.get("diagnostic", next(iter(runs_by_mode.values()))))
     wall = time.time() - t0
     write_json(Path(args.out).with_suffix(".json"), {
@@ -205,7 +206,7 @@ def main(argv=None) -> int:
         "run_seconds": run_seconds, "reused_runs": reused, "ensemble": ensemble,
         "command": "python bench/accuracy.py " + " ".join(sys.argv[1:]),
         "runs": {m: [str(d) for d in ds] for m, ds in runs_by_mode.items()}})
-    split = json.loads((next(iter(runs_by_mode.values()))[0] / "config.json").read_text())
+    split = next(iter(configs.values()))
     text = report(summary, errors, args, wall, len(run_seconds), sum(run_seconds), reused, split, ensemble)
     write_text(Path(args.out).with_suffix(".md"), text)
     if args.update_readme:
