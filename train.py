@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data_loader import CLASSES, Beats
+from data_loader import CLASSES, RR_FEATURES, Beats
 from evaluate import confusion, metrics
 from losses import FocalLoss
 
@@ -32,6 +32,10 @@ class TrainConfig:
     # Added to the S logit (folded into the classifier's bias after training, and applied when
     # validating): a decision rule that trades S positive predictivity for sensitivity.
     s_offset: float = 0.0
+    # Heart-rate augmentation: each training beat's intervals in seconds (the RR inputs that are not
+    # ratios) scaled by one random factor, log-uniform in [1/(1+rr_rate), 1+rr_rate]; the ratios,
+    # unchanged by a change of rate, are left alone. Patients differ in rate more than DS1 shows. 0: off.
+    rr_rate: float = 0.0
 
 
 def seed_everything(seed: int) -> None:
@@ -56,6 +60,13 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     noise = 0.05 * r(n, 1, 1) * torch.randn(x.shape, generator=gen).to(dev)
     shift = int(torch.randint(-5, 6, (1,), generator=gen))
     return torch.roll(x, shift, dims=2) * gain + wander + noise
+
+
+def scale_rates(rr: torch.Tensor, seconds: torch.Tensor, rate: float, gen: torch.Generator) -> torch.Tensor:
+    """rr with its `seconds` columns (a boolean mask) scaled by one random factor per beat,
+    log-uniform in [1/(1+rate), 1+rate]: the same beats at another heart rate."""
+    factor = torch.exp((2 * torch.rand(len(rr), 1, generator=gen) - 1) * math.log1p(rate)).to(rr.device)
+    return torch.where(seconds, rr * factor, rr)
 
 
 def sample_weights(y: np.ndarray, balance: float) -> torch.Tensor:
@@ -84,10 +95,11 @@ def selection_score(m: dict) -> float:
     return m["macro_f1_nsv"]
 
 
-def fit(model, train: Beats, val: Beats, cfg: TrainConfig, progress: bool = True):
+def fit(model, train: Beats, val: Beats, cfg: TrainConfig, progress: bool = True, rr_names=None):
     """Train; return the model holding the best-on-validation weights and the history.
 
-    Without validation beats (val=None), the final (averaged) weights are kept.
+    Without validation beats (val=None), the final (averaged) weights are kept. rr_names names
+    train.rr's columns (needed with cfg.rr_rate: the ones without '/' are in seconds).
     """
     seed_everything(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -103,6 +115,10 @@ def fit(model, train: Beats, val: Beats, cfg: TrainConfig, progress: bool = True
     steps = max(1, len(train) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps)
     weights = sample_weights(train.y, cfg.balance)
+    if cfg.rr_rate:
+        if rr_names is None or len(rr_names) != rr.shape[1]:
+            raise ValueError(f"rr_rate needs the names of the {rr.shape[1]} RR columns, got {rr_names}")
+        seconds = torch.tensor(["/" not in name for name in rr_names], device=device)
     # The averaged weights are the ones validated (if any) and kept: steadier across patients than the last step.
     # Step n weighs max(1/(n+1), 1-ema): a running mean at first, so early epochs are not
     # dominated by the random initial weights, then an exponential average.
@@ -118,7 +134,8 @@ def fit(model, train: Beats, val: Beats, cfg: TrainConfig, progress: bool = True
         for s in bar:
             b = idx[s * cfg.batch_size:(s + 1) * cfg.batch_size]
             xb = augment(x[b], gen) if cfg.augment else x[b]
-            loss = loss_fn(model(xb, rr[b]), y[b])
+            rrb = scale_rates(rr[b], seconds, cfg.rr_rate, gen) if cfg.rr_rate else rr[b]
+            loss = loss_fn(model(xb, rrb), y[b])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -174,7 +191,8 @@ def fit_ensemble(mode: str, train: Beats, val: Beats, cfg: TrainConfig, members:
     nets, history, best_epochs = [], [], []
     for i, seed in enumerate(member_seeds(cfg.seed, members)):
         seed_everything(seed)  # the initial weights too: same seed, same model
-        net, hist, best = fit(build_model(mode), train, val, replace(cfg, seed=seed), progress=progress)
+        net, hist, best = fit(build_model(mode), train, val, replace(cfg, seed=seed), progress=progress,
+                              rr_names=RR_FEATURES[mode])
         nets.append(net)
         history += [{"member": i, "seed": seed, **h} for h in hist]
         best_epochs.append(best)

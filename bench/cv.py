@@ -78,6 +78,14 @@ CONFIGS["lead2"] = {"lead2": True, "model_leads": 2}
 # LOCAL_BEATS intervals before the beat's own (past beats only, both modes). Atrial fibrillation and
 # sinus arrhythmia (N) are irregular throughout; a premature beat in a regular rhythm is not.
 CONFIGS["rr_irregularity"] = {"rr_irregularity": True}
+# Ratios only: the RR inputs without the four absolute intervals (pre, post or prev, long, slow), so
+# the network sees a beat's timing only relative to its patient's own rhythm, never the heart rate.
+CONFIGS["rr_ratios_only"] = {"rr": {
+    mode: tuple(name for name in names if "/" in name) for mode, names in dl.RR_FEATURES.items()}}
+# Heart-rate augmentation (train.TrainConfig.rr_rate): each training beat's RR inputs in seconds
+# scaled by one random factor in [1/1.3, 1.3] (or [1/1.5, 1.5]), the ratios left alone; off in the product.
+for r in (30, 50):
+    CONFIGS[f"rr_rate{r}"] = {"rr_rate": r / 100}
 # Offsets added to the S log-probability before the argmax: a decision rule the product can fold
 # into the classifier's bias. Every job scores each one, so the search costs no extra training.
 S_OFFSETS = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
@@ -169,7 +177,8 @@ def run_job(job: dict) -> dict:
             b.x = b.x[:, :1]
     t0 = time.time()
     seed_everything(cfg.seed)  # the initial weights too, as main.py: same seed, same model
-    model, _, best_epoch = fit(DualBranchNet(n_rr=train.rr.shape[1], **model_kw), train, val, cfg, progress=False)
+    model, _, best_epoch = fit(DualBranchNet(n_rr=train.rr.shape[1], **model_kw), train, val, cfg, progress=False,
+                               rr_names=rr_names or dl.RR_FEATURES[mode])
     logp = np.log(np.maximum(predict_proba(model, test.x, test.rr), 1e-12))
     s_col = dl.CLASSES.index("S")
     by_offset = {}

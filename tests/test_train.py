@@ -80,3 +80,32 @@ def test_s_offset_is_folded_into_the_model(beats):
     s = dl.CLASSES.index("S")
     np.testing.assert_allclose(diff[:, s], 2.0, atol=1e-5)
     np.testing.assert_allclose(np.delete(diff, s, axis=1), 0.0, atol=1e-5)
+
+
+def test_heart_rate_augmentation_is_the_same_beats_at_another_rate(beats):
+    """rr_rate scales a beat's intervals in seconds by one factor, within bounds, so its ratios still
+    describe them; the ratio inputs are left as they are."""
+    from train import scale_rates
+
+    train, _ = beats
+    names = dl.RR_FEATURES["diagnostic"]
+    seconds = torch.tensor(["/" not in n for n in names])
+    rr = torch.from_numpy(train.rr)
+    out = scale_rates(rr, seconds, 0.3, torch.Generator().manual_seed(0))
+    factor = out[:, seconds] / rr[:, seconds]
+    assert torch.allclose(factor, factor[:, :1].expand_as(factor), rtol=1e-5)
+    assert factor.min() >= 1 / 1.3 - 1e-6 and factor.max() <= 1.3 + 1e-6 and factor.std() > 0.05
+    assert torch.equal(out[:, ~seconds], rr[:, ~seconds])
+    col = {n: i for i, n in enumerate(names)}
+    for ratio in ("pre/long", "post/slow", "post/pre"):
+        a, b = ratio.split("/")
+        torch.testing.assert_close(out[:, col[a]] / out[:, col[b]], rr[:, col[ratio]], rtol=1e-4, atol=1e-5)
+
+
+def test_heart_rate_augmentation_needs_the_rr_column_names(beats):
+    train, _ = beats
+    cfg = TrainConfig(epochs=1, batch_size=128, rr_rate=0.3)
+    with pytest.raises(ValueError, match="names of the 9 RR columns"):
+        fit(build_model("diagnostic"), train, None, cfg, progress=False)
+    model, _, _ = fit(build_model("diagnostic"), train, None, cfg, progress=False, rr_names=dl.RR_FEATURES["diagnostic"])
+    assert all(torch.isfinite(p).all() for p in model.parameters())
