@@ -24,6 +24,10 @@ from outputs import write_json
 # cross-validation round 13: macro-F1 0.782 against one network's 0.775; three scored 0.785 but miss
 # the edge model's 20,000 beats/s). Real-time: one network (two gained only +0.003 there, round 14).
 ENSEMBLE = {"diagnostic": 2, "realtime": 1}
+# Focal-loss focusing parameter, by mode (--gamma). Diagnostic: 2 (DS1 cross-validation round 18: one
+# network 0.784 +/- 0.004 macro-F1 over 4 seeds against 0.775 +/- 0.009 at 1). Real-time: 1, as before
+# (gamma 2 not yet compared in real-time mode).
+GAMMA = {"diagnostic": 2.0, "realtime": 1.0}
 
 
 class ConfigError(Exception):
@@ -47,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="beats per training step")
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of the one-cycle schedule")
-    p.add_argument("--gamma", type=float, default=d.gamma, help="focal loss focusing parameter (0 = CE)")
+    p.add_argument("--gamma", type=float, default=argparse.SUPPRESS,  # default by mode
+                   help="focal loss focusing parameter, 0 = cross-entropy "
+                        f"(default: {', '.join(f'{g:g} in {m} mode' for m, g in GAMMA.items())})")
     p.add_argument("--alpha", default=",".join(f"{a:g}" for a in d.alpha),
                    help="focal per-class weights for N,S,V,F,Q ('none': all 1)")
     p.add_argument("--balance", type=float, default=d.balance,
@@ -77,6 +83,8 @@ def check_args(args) -> None:
         raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if getattr(args, "gamma", None) is None:
+        args.gamma = GAMMA[args.mode]
     for name in ("lr", "gamma", "balance", "ema", "s_offset"):
         if not math.isfinite(getattr(args, name)):
             raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {getattr(args, name)}")

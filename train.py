@@ -20,7 +20,7 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 3e-3
     weight_decay: float = 1e-4
-    gamma: float = 1.0
+    gamma: float = 1.0  # main.py's default is by mode (main.GAMMA); bench/cv.py's base keeps this one
     # Per-class focal weights (CLASSES order). F and Q are weighted down: their few DS1 examples
     # (F mostly from one patient) cost many N beats when learned hard (DS1 cross-validation).
     alpha: tuple | None = (1.0, 1.0, 1.0, 0.2, 0.2)

@@ -306,6 +306,8 @@ def main(argv=None) -> int:
     p.add_argument("--configs", default=",".join(CONFIGS))
     p.add_argument("--modes", default="diagnostic,realtime")
     p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="seeds run: first-seed ... first-seed+seeds-1 (more seeds for a config run before)")
     p.add_argument("--epochs", type=int, default=None, help="default: the product's default")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=2, help="torch threads per worker")
@@ -334,7 +336,7 @@ def main(argv=None) -> int:
     jobs = [dict(config=c, mode=m, fold=f, seed=s, data_dir=args.data_dir, cache_dir=args.cache_dir,
                  epochs=args.epochs or TrainConfig().epochs, device=args.device, threads=args.threads,
                  select=args.select_checkpoint)
-            for m in modes for c in configs for s in range(args.seeds) for f in range(len(dl.DS1_FOLDS))]
+            for m in modes for c in configs for s in range(args.first_seed, args.first_seed + args.seeds) for f in range(len(dl.DS1_FOLDS))]
     done = []
     with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_exit_with_parent) as pool:

@@ -207,3 +207,23 @@ def test_data_dir_default_comes_from_the_environment(monkeypatch):
     assert main.build_parser().parse_args([]).data_dir == "/data/mitdb"
     monkeypatch.delenv("DEEP_ECG_DATA_DIR")
     assert main.build_parser().parse_args([]).data_dir == "data/mitdb"
+
+
+@pytest.mark.parametrize("mode", dl.MODES)
+def test_mode_defaults_and_explicit_values(mode):
+    """--gamma and --ensemble default by mode (main.GAMMA, main.ENSEMBLE, DS1 CV's choices); a value
+    given on the command line wins in either mode."""
+    args = main.build_parser().parse_args(["--mode", mode])
+    main.check_args(args)
+    assert (args.gamma, args.ensemble) == (main.GAMMA[mode], main.ENSEMBLE[mode])
+    args = main.build_parser().parse_args(["--mode", mode, "--gamma", "0.5", "--ensemble", "3"])
+    main.check_args(args)
+    assert (args.gamma, args.ensemble) == (0.5, 3)
+
+
+def test_diagnostic_mode_trains_with_gamma_2(tmp_path):
+    import json
+
+    assert main.main(smoke_args(tmp_path / "run", tmp_path / "cache")) == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["mode"] == "diagnostic" and config["gamma"] == 2.0
