@@ -161,6 +161,25 @@ def update_readme(path: Path, table: str) -> None:
         write_text(path, head + start + "\n" + table + "\n" + end + rest.split(end, 1)[1])
 
 
+# main.py options that say where a run reads, writes or computes, not what it computes.
+PLACES = {"data_dir", "cache_dir", "out", "overwrite", "quiet", "offline", "device"}
+
+
+def finished_alike(out: Path, argv: list[str]) -> bool:
+    """Whether out holds a finished run (metrics.json) of the main.py options argv, as main.py would
+    run them today: every option and model input its config.json recorded equal to today's (one it
+    did not record, from an older version, is not compared). --resume reuses only such runs, so a
+    changed default (e.g. main.GAMMA) trains again instead of reporting the old model."""
+    if not (out / "metrics.json").exists() or not (out / "config.json").exists():
+        return False
+    args = pipeline.build_parser().parse_args([*argv, "--overwrite"])  # out holds a run: that is the point
+    pipeline.check_args(args)
+    now = {k: v for k, v in vars(args).items() if k not in PLACES}
+    now.update(dl.model_inputs(args.mode), template_beats=dl.TEMPLATE_BEATS)
+    saved = json.loads((out / "config.json").read_text())
+    return all(json.loads(json.dumps(v)) == saved[k] for k, v in now.items() if k in saved)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default="data/mitdb")
@@ -170,7 +189,8 @@ def main(argv=None) -> int:
     p.add_argument("--modes", default="diagnostic,realtime")
     p.add_argument("--runs-dir", default="runs/accuracy")
     p.add_argument("--out", default="results/accuracy", help="writes OUT.md and OUT.json")
-    p.add_argument("--resume", action="store_true", help="reuse runs that already finished in --runs-dir")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse runs that already finished in --runs-dir with the options this command gives")
     p.add_argument("--update-readme", action="store_true", help="rewrite the README's results table")
     p.add_argument("extra", nargs=argparse.REMAINDER, help="after --: options passed on to main.py")
     args = p.parse_args(argv)
@@ -182,13 +202,13 @@ def main(argv=None) -> int:
         runs, dirs = [], []
         for seed in range(args.seeds):
             out = Path(args.runs_dir) / f"{mode}-seed{seed}"
-            if args.resume and (out / "metrics.json").exists():
+            argv = ["--mode", mode, "--seed", str(seed), "--data-dir", args.data_dir, "--cache-dir", args.cache_dir,
+                    "--out", str(out), "--overwrite", "--quiet", *(["--offline"] if args.offline else []), *extra]
+            if args.resume and finished_alike(out, argv):
                 reused += 1
             else:
                 t = time.time()
-                code = pipeline.main(["--mode", mode, "--seed", str(seed), "--data-dir", args.data_dir,
-                                      "--cache-dir", args.cache_dir, "--out", str(out), "--overwrite", "--quiet",
-                                      *(["--offline"] if args.offline else []), *extra])
+                code = pipeline.main(argv)
                 if code:
                     return code
                 print(f"{mode} seed {seed}: {time.time() - t:.0f} s", flush=True)

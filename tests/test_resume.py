@@ -1,0 +1,32 @@
+"""bench/accuracy.py --resume reuses a finished run only if it was run with today's options."""
+from __future__ import annotations
+
+import importlib.util
+
+from conftest import ROOT, smoke_args
+
+spec = importlib.util.spec_from_file_location("accuracy_bench", ROOT / "bench" / "accuracy.py")
+accuracy = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(accuracy)
+
+
+def test_resume_reuses_only_runs_with_the_same_options(tmp_path):
+    import main
+
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    argv = smoke_args(out, cache, "--seed", "2")
+    assert not accuracy.finished_alike(out, argv)  # nothing there yet
+    assert main.main(argv) == 0
+    assert accuracy.finished_alike(out, argv)
+    # where it reads and writes is not what it computes
+    assert accuracy.finished_alike(out, smoke_args(out, tmp_path / "elsewhere", "--seed", "2", "--device", "cpu"))
+    assert not accuracy.finished_alike(out, smoke_args(out, cache, "--seed", "3"))
+    assert not accuracy.finished_alike(out, smoke_args(out, cache, "--seed", "2", "--gamma", "0.5"))
+    # a changed default is a changed option: the run recorded the gamma it trained with
+    main.GAMMA, saved = {**main.GAMMA, "diagnostic": 0.25}, main.GAMMA
+    try:
+        assert not accuracy.finished_alike(out, argv)
+    finally:
+        main.GAMMA = saved
+    (out / "metrics.json").unlink()  # an interrupted run is never reused
+    assert not accuracy.finished_alike(out, argv)
