@@ -161,7 +161,7 @@ def update_readme(path: Path, table: str) -> None:
         write_text(path, head + start + "\n" + table + "\n" + end + rest.split(end, 1)[1])
 
 
-# main.py options that say where a run reads, writes or computes, not what it computes.
+# main.py options that change where a run reads, writes or computes, or what it prints; not its result.
 PLACES = {"data_dir", "cache_dir", "out", "overwrite", "quiet", "offline", "device"}
 
 
@@ -202,13 +202,13 @@ def main(argv=None) -> int:
         runs, dirs = [], []
         for seed in range(args.seeds):
             out = Path(args.runs_dir) / f"{mode}-seed{seed}"
-            argv = ["--mode", mode, "--seed", str(seed), "--data-dir", args.data_dir, "--cache-dir", args.cache_dir,
-                    "--out", str(out), "--overwrite", "--quiet", *(["--offline"] if args.offline else []), *extra]
-            if args.resume and finished_alike(out, argv):
+            run_argv = ["--mode", mode, "--seed", str(seed), "--data-dir", args.data_dir, "--cache-dir", args.cache_dir,
+                        "--out", str(out), "--overwrite", "--quiet", *(["--offline"] if args.offline else []), *extra]
+            if args.resume and finished_alike(out, run_argv):
                 reused += 1
             else:
                 t = time.time()
-                code = pipeline.main(argv)
+                code = pipeline.main(run_argv)
                 if code:
                     return code
                 print(f"{mode} seed {seed}: {time.time() - t:.0f} s", flush=True)

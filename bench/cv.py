@@ -336,7 +336,8 @@ def main(argv=None) -> int:
     jobs = [dict(config=c, mode=m, fold=f, seed=s, data_dir=args.data_dir, cache_dir=args.cache_dir,
                  epochs=args.epochs or TrainConfig().epochs, device=args.device, threads=args.threads,
                  select=args.select_checkpoint)
-            for m in modes for c in configs for s in range(args.first_seed, args.first_seed + args.seeds) for f in range(len(dl.DS1_FOLDS))]
+            for m in modes for c in configs for s in range(args.first_seed, args.first_seed + args.seeds)
+            for f in range(len(dl.DS1_FOLDS))]
     done = []
     with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_exit_with_parent) as pool:

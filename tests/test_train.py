@@ -107,5 +107,6 @@ def test_heart_rate_augmentation_needs_the_rr_column_names(beats):
     cfg = TrainConfig(epochs=1, batch_size=128, rr_rate=0.3)
     with pytest.raises(ValueError, match="names of the 9 RR columns"):
         fit(build_model("diagnostic"), train, None, cfg, progress=False)
-    model, _, _ = fit(build_model("diagnostic"), train, None, cfg, progress=False, rr_names=dl.RR_FEATURES["diagnostic"])
+    model, _, _ = fit(build_model("diagnostic"), train, None, cfg, progress=False,
+                      rr_names=dl.RR_FEATURES["diagnostic"])
     assert all(torch.isfinite(p).all() for p in model.parameters())
