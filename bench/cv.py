@@ -324,6 +324,10 @@ def main(argv=None) -> int:
     if unknown:
         print(f"error: unknown config {', '.join(unknown)}; choose from {', '.join(CONFIGS)}", file=sys.stderr)
         return 2
+    if args.seeds < 1 or args.first_seed < 0:
+        print(f"error: --seeds must be at least 1 and --first-seed at least 0, got {args.seeds} and "
+              f"{args.first_seed}", file=sys.stderr)
+        return 2
     modes = args.modes.split(",")
     t0 = time.time()
     try:
