@@ -256,6 +256,11 @@ def _window_quantile(values: np.ndarray, start: np.ndarray, q: float, first: int
     return out
 
 
+def is_ratio(name: str) -> bool:
+    """An RR feature name 'a/b' is a ratio (unchanged by the heart rate); any other is in seconds."""
+    return "/" in name
+
+
 def rr_features(r_peaks: np.ndarray, fs: float = FS, mode: str = "diagnostic", names=None,
                 from_beat: int = 0) -> np.ndarray:
     """RR-interval features in seconds and ratios, shape (beats, len(names or RR_FEATURES[mode])).

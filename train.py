@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data_loader import CLASSES, RR_FEATURES, Beats
+from data_loader import CLASSES, RR_FEATURES, Beats, is_ratio
 from evaluate import confusion, metrics
 from losses import FocalLoss
 
@@ -99,7 +99,7 @@ def fit(model, train: Beats, val: Beats, cfg: TrainConfig, progress: bool = True
     """Train; return the model holding the best-on-validation weights and the history.
 
     Without validation beats (val=None), the final (averaged) weights are kept. rr_names names
-    train.rr's columns (needed with cfg.rr_rate: the ones without '/' are in seconds).
+    train.rr's columns (needed with cfg.rr_rate: those not data_loader.is_ratio are in seconds).
     """
     seed_everything(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -118,7 +118,7 @@ def fit(model, train: Beats, val: Beats, cfg: TrainConfig, progress: bool = True
     if cfg.rr_rate:
         if rr_names is None or len(rr_names) != rr.shape[1]:
             raise ValueError(f"rr_rate needs the names of the {rr.shape[1]} RR columns, got {rr_names}")
-        seconds = torch.tensor(["/" not in name for name in rr_names], device=device)
+        seconds = torch.tensor([not is_ratio(name) for name in rr_names], device=device)
     # The averaged weights are the ones validated (if any) and kept: steadier across patients than the last step.
     # Step n weighs max(1/(n+1), 1-ema): a running mean at first, so early epochs are not
     # dominated by the random initial weights, then an exponential average.

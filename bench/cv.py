@@ -81,7 +81,7 @@ CONFIGS["rr_irregularity"] = {"rr_irregularity": True}
 # Ratios only: the RR inputs without the four absolute intervals (pre, post or prev, long, slow), so
 # the network sees a beat's timing only relative to its patient's own rhythm, never the heart rate.
 CONFIGS["rr_ratios_only"] = {"rr": {
-    mode: tuple(name for name in names if "/" in name) for mode, names in dl.RR_FEATURES.items()}}
+    mode: tuple(filter(dl.is_ratio, names)) for mode, names in dl.RR_FEATURES.items()}}
 # Heart-rate augmentation (train.TrainConfig.rr_rate): each training beat's RR inputs in seconds
 # scaled by one random factor in [1/1.3, 1.3] (or [1/1.5, 1.5]), the ratios left alone; off in the product.
 for r in (30, 50):

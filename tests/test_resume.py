@@ -10,7 +10,7 @@ accuracy = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(accuracy)
 
 
-def test_resume_reuses_only_runs_with_the_same_options(tmp_path):
+def test_resume_reuses_only_runs_with_the_same_options(tmp_path, monkeypatch):
     import main
 
     out, cache = tmp_path / "run", tmp_path / "cache"
@@ -23,10 +23,9 @@ def test_resume_reuses_only_runs_with_the_same_options(tmp_path):
     assert not accuracy.finished_alike(out, smoke_args(out, cache, "--seed", "3"))
     assert not accuracy.finished_alike(out, smoke_args(out, cache, "--seed", "2", "--gamma", "0.5"))
     # a changed default is a changed option: the run recorded the gamma it trained with
-    main.GAMMA, saved = {**main.GAMMA, "diagnostic": 0.25}, main.GAMMA
-    try:
+    with monkeypatch.context() as m:
+        m.setitem(main.GAMMA, "diagnostic", 0.25)
         assert not accuracy.finished_alike(out, argv)
-    finally:
-        main.GAMMA = saved
+    assert accuracy.finished_alike(out, argv)
     (out / "metrics.json").unlink()  # an interrupted run is never reused
     assert not accuracy.finished_alike(out, argv)
