@@ -63,6 +63,9 @@ LOCAL_BEATS = 10  # RR intervals in the local average
 LONG_SECONDS = 300.0  # s, span of the long running average
 SLOW_QUANTILE = 0.95  # 'slow': this quantile of the RR intervals of the last LONG_SECONDS
 TEMPLATE_BEATS = 32  # the patient's template beat: median of the last TEMPLATE_BEATS beat windows
+# ... of beats that came on time: pre-RR at least this fraction of 'slow' (0: every beat). A patient
+# whose beats are mostly premature (record 232) keeps a sinus template this way.
+TEMPLATE_ON_TIME = 0.0
 WINDOW_CHANNELS = ("beat", "template")  # the CNN's input: each beat window and its patient's template
 RR_FEATURES = {
     # Diagnostic mode may use the next beat (post-RR): one beat of latency.
@@ -206,32 +209,48 @@ def beat_windows(x: np.ndarray, r_peaks: np.ndarray) -> np.ndarray:
     return (w / (w.std(axis=1, keepdims=True) + 1e-6)).astype(np.float32)
 
 
-def beat_templates(windows: np.ndarray, beats: int | None = None, from_beat: int = 0) -> np.ndarray:
-    """The patient's own template for each beat: the sample-wise median of the windows of the
-    previous `beats` (default TEMPLATE_BEATS) beats: past beats only, in both modes; the first beat
-    is its own template. Rows before from_beat are left out (a stream asks for its newest beat
-    only). Shape (len(windows) - from_beat, WINDOW)."""
+def beat_templates(windows: np.ndarray, beats: int | None = None, from_beat: int = 0,
+                   on_time=None) -> np.ndarray:
+    """The patient's own template for each beat: the sample-wise median of the windows of the last
+    `beats` (default TEMPLATE_BEATS) earlier beats that came on time (on_time, a boolean per beat:
+    see `on_time`; default every beat). Past beats only, in both modes; a beat with no such
+    earlier beat (the first) is its own template. Rows before from_beat are left out (a stream asks
+    for its newest beat only). Shape (len(windows) - from_beat, WINDOW)."""
     beats = beats or TEMPLATE_BEATS
     w = np.asarray(windows, dtype=np.float32)
     n = len(w)
-    out = np.empty((max(n - from_beat, 0), w.shape[1]), np.float32)
-    head = range(from_beat, min(beats, n))  # fewer than `beats` past beats
-    for i in head:
-        out[i - from_beat] = np.median(w[:i], axis=0) if i else w[0]
-    first = max(beats, from_beat)
-    if first < n:
-        past = np.lib.stride_tricks.sliding_window_view(w, beats, axis=0)  # past[j] = w[j:j+beats].T
-        for s in range(first, n, 512):  # in chunks: the view's median copies it
-            e = min(s + 512, n)
-            out[s - from_beat:e - from_beat] = np.median(past[s - beats:e - beats], axis=2)
+    ok = np.arange(n) if on_time is None else np.flatnonzero(np.asarray(on_time, bool)[:n])
+    # k[i]: how many on-time beats precede beat i; the template is the median of the last `beats` of them.
+    k = np.searchsorted(ok, np.arange(from_beat, n), side="left")
+    out = np.empty((len(k), w.shape[1]), np.float32)
+    pool = w[ok]
+    for kk in np.unique(k[k < beats]):  # fewer than `beats` on-time beats so far
+        rows = k == kk
+        out[rows] = np.median(pool[:kk], axis=0) if kk else w[from_beat:][rows]
+    full = np.flatnonzero(k >= beats)
+    if len(full):
+        needed = np.unique(k[full])  # each set of `beats` on-time beats once
+        past = np.lib.stride_tricks.sliding_window_view(pool, beats, axis=0)  # past[j] = pool[j:j+beats].T
+        medians = np.empty((len(needed), w.shape[1]), np.float32)
+        for s in range(0, len(needed), 512):  # in chunks: the view's median copies it
+            medians[s:s + 512] = np.median(past[needed[s:s + 512] - beats], axis=2)
+        out[full] = medians[np.searchsorted(needed, k[full])]
     return out
 
 
-def with_templates(windows: np.ndarray) -> np.ndarray:
+def on_time(r_peaks: np.ndarray, fs: float = FS, from_beat: int = 0) -> np.ndarray:
+    """Which beats may enter their patient's template: pre-RR >= TEMPLATE_ON_TIME x 'slow' (past
+    beats only, as every template)."""
+    return rr_features(r_peaks, fs, "realtime", names=("pre/slow",), from_beat=from_beat)[:, 0] >= TEMPLATE_ON_TIME
+
+
+def with_templates(windows: np.ndarray, r_peaks=None, fs: float = FS) -> np.ndarray:
     """Beat windows (beats, WINDOW) of one recording -> the CNN input (beats, 2, WINDOW):
-    each window and its template (beat_templates)."""
+    each window and its template (beat_templates, over the beats `on_time` finds at r_peaks;
+    over every beat without them)."""
     w = np.asarray(windows, dtype=np.float32).reshape(-1, WINDOW)
-    return np.stack([w, beat_templates(w)], axis=1)
+    mask = None if r_peaks is None else on_time(r_peaks, fs)
+    return np.stack([w, beat_templates(w, on_time=mask)], axis=1)
 
 
 def _window_mean(values: np.ndarray, start: np.ndarray) -> np.ndarray:
@@ -350,7 +369,7 @@ def preprocess_record(path, mode: str) -> dict[str, np.ndarray]:
         raise DataError(f"record {path} is sampled at {fs} Hz; MIT-BIH training expects {FS} Hz.")
     peaks, labels = read_beats(path)
     xf = bandpass(x, fs, mode)
-    return {"x": with_templates(beat_windows(xf, peaks)), "rr": rr_features(peaks, fs, mode),
+    return {"x": with_templates(beat_windows(xf, peaks), peaks, fs), "rr": rr_features(peaks, fs, mode),
             "y": labels, "sample": peaks}
 
 
@@ -359,7 +378,8 @@ def cache_key(record: str, digest: str, mode: str) -> str:
                 lead=LEAD, band=BANDPASS_HZ, order=FILTER_ORDER, before=WINDOW_BEFORE,
                 after=WINDOW_AFTER, rr=RR_FEATURES[mode], local=LOCAL_BEATS,
                 long=LONG_SECONDS, slow_quantile=SLOW_QUANTILE, default_rr=DEFAULT_RR,
-                channels=WINDOW_CHANNELS, template_beats=TEMPLATE_BEATS)
+                channels=WINDOW_CHANNELS, template_beats=TEMPLATE_BEATS,
+                template_on_time=TEMPLATE_ON_TIME)
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -69,8 +69,15 @@ for secs in (120, 600):
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.
-DATA_CONSTANTS = {"slow_quantile": "SLOW_QUANTILE", "long_seconds": "LONG_SECONDS", "template_beats": "TEMPLATE_BEATS"}
+DATA_CONSTANTS = {"slow_quantile": "SLOW_QUANTILE", "long_seconds": "LONG_SECONDS", "template_beats": "TEMPLATE_BEATS",
+                  "template_on_time": "TEMPLATE_ON_TIME"}
 PRODUCT_DATA = {key: getattr(dl, name) for key, name in DATA_CONSTANTS.items()}
+# The template from on-time beats only (pre-RR >= 0.7 or 0.8 x 'slow'; the product's: every beat):
+# where most beats are premature, the last 32 beats' median is a premature beat. With focal gamma 2
+# as the product's diagnostic mode trains (real-time mode keeps gamma 1: "ontime*").
+for r in (70, 80):
+    CONFIGS[f"ontime{r}"] = {"template_on_time": r / 100}
+    CONFIGS[f"gamma2_ontime{r}"] = {"template_on_time": r / 100, "gamma": 2.0}
 # The record's other lead (V1 in most records; V4 in 124, V5 in 114) as two more CNN channels: its
 # beat window and its template, computed as the first lead's.
 CONFIGS["lead2"] = {"lead2": True, "model_leads": 2}
@@ -114,7 +121,7 @@ def second_lead(data_dir, record: str, mode: str, peaks: np.ndarray) -> np.ndarr
     path = str(Path(data_dir) / record)
     other = [name for name in wfdb.rdheader(path).sig_name if name != dl.LEAD][0]
     x, _ = dl.read_record(path, other)
-    return dl.with_templates(dl.beat_windows(dl.bandpass(x, dl.FS, mode), peaks))
+    return dl.with_templates(dl.beat_windows(dl.bandpass(x, dl.FS, mode), peaks), peaks)
 
 
 def rr_irregularity(r_peaks: np.ndarray) -> np.ndarray:

@@ -152,4 +152,55 @@ def test_an_ectopic_beat_stands_out_against_its_template():
 
 def test_preprocessed_beats_carry_their_templates(fixture_dir):
     beats = dl.load_beats(fixture_dir, ["100"], "realtime", progress=False)
-    np.testing.assert_array_equal(beats.x[:, 1], dl.beat_templates(beats.x[:, 0]))
+    np.testing.assert_array_equal(beats.x[:, 1], dl.beat_templates(beats.x[:, 0], on_time=dl.on_time(beats.sample)))
+
+
+def test_the_template_is_made_of_on_time_beats_only():
+    rng = np.random.default_rng(5)
+    w = rng.normal(size=(80, W)).astype(np.float32)
+    mask = rng.random(80) < 0.4
+    mask[0] = True
+    t = dl.beat_templates(w, on_time=mask)
+    ok = np.flatnonzero(mask)
+    np.testing.assert_array_equal(t[0], w[0])  # nothing before it: its own template
+    for i in (1, 10, 50, 79):
+        np.testing.assert_array_equal(t[i], np.median(w[ok[ok < i][-dl.TEMPLATE_BEATS:]], axis=0))
+    np.testing.assert_array_equal(dl.beat_templates(w, on_time=mask, from_beat=33), t[33:])
+    np.testing.assert_array_equal(dl.beat_templates(w, on_time=np.ones(80, bool)), dl.beat_templates(w))
+
+
+def _pauses_and_premature_runs():
+    """A slow sinus beat after each 1.8 s pause, then four premature beats 0.7 s apart, 20 times."""
+    rr = np.tile([1.8, 0.7, 0.7, 0.7, 0.7], 20)
+    peaks = np.round(np.concatenate([[1.0], 1.0 + np.cumsum(rr)]) * dl.FS).astype(np.int64)
+    sinus = np.r_[False, rr > 1]
+    sinus[0] = True
+    return peaks, sinus
+
+
+def test_on_time_beats_are_those_not_early_against_the_slow_rhythm(monkeypatch):
+    monkeypatch.setattr(dl, "TEMPLATE_ON_TIME", 0.8)
+    peaks, sinus = _pauses_and_premature_runs()
+    m = dl.on_time(peaks)
+    np.testing.assert_array_equal(m, sinus)  # 0.7 / 1.8 = 0.39: early; a beat after a pause: on time
+    np.testing.assert_array_equal(dl.on_time(peaks[:37]), m[:37])  # past beats only
+    np.testing.assert_array_equal(dl.on_time(peaks, from_beat=60), m[60:])
+    monkeypatch.setattr(dl, "TEMPLATE_ON_TIME", 0.0)
+    assert dl.on_time(peaks).all()
+
+
+def test_premature_beats_stand_out_where_they_are_most_beats(monkeypatch):
+    """A patient whose beats are mostly premature, with their own P wave: against the median of
+    every recent beat the premature beats look normal and the sinus beats odd; against the
+    on-time beats' template, the other way round."""
+    peaks, sinus = _pauses_and_premature_runs()
+    t = np.arange(W)
+    qrs = np.exp(-0.5 * ((t - WB) / 6.0) ** 2)
+    p_sinus, p_early = (0.3 * np.exp(-0.5 * ((t - WB + d) / 10.0) ** 2) for d in (70, 40))
+    w = np.array([_zscore(qrs + (p_sinus if s else p_early)) for s in sinus], np.float32)
+    diff = lambda x: np.abs(x[:, 0] - x[:, 1]).mean(axis=1)  # noqa: E731
+    later = np.arange(len(w)) >= 20
+    for on, odd, usual in ((0.0, sinus, ~sinus), (0.8, ~sinus, sinus)):
+        monkeypatch.setattr(dl, "TEMPLATE_ON_TIME", on)
+        d = diff(dl.with_templates(w, peaks))
+        assert d[odd & later].min() > 5 * d[usual & later].max(), on
