@@ -329,7 +329,9 @@ class StaleModelError(ValueError):
 
 def model_inputs(mode: str) -> dict:
     """What a model of this version is fed: saved with every model and checked when one is loaded."""
-    return {"rr_features": list(RR_FEATURES[mode]), "window_channels": list(WINDOW_CHANNELS)}
+    return {"rr_features": list(RR_FEATURES[mode]), "window_channels": list(WINDOW_CHANNELS),
+            "template": [f"median of the last {TEMPLATE_BEATS} beats",
+                         f"on time: pre-RR >= {TEMPLATE_ON_TIME:g} x slow"]}
 
 
 def check_model_inputs(path, mode: str, saved: dict) -> None:

@@ -167,17 +167,19 @@ PLACES = {"data_dir", "cache_dir", "out", "overwrite", "quiet", "offline", "devi
 
 def finished_alike(out: Path, argv: list[str]) -> bool:
     """Whether out holds a finished run (metrics.json) of the main.py options argv, as main.py would
-    run them today: every option and model input its config.json recorded equal to today's (one it
-    did not record, from an older version, is not compared). --resume reuses only such runs, so a
-    changed default (e.g. main.GAMMA) trains again instead of reporting the old model."""
+    run them today: every option its config.json recorded equal to today's (one it did not record,
+    from an older version, is not compared) and every model input (data_loader.model_inputs) recorded
+    and equal. --resume reuses only such runs, so a changed default (e.g. main.GAMMA) or input (the
+    template) trains again instead of reporting the old model."""
     if not (out / "metrics.json").exists() or not (out / "config.json").exists():
         return False
     args = pipeline.build_parser().parse_args([*argv, "--overwrite"])  # out holds a run: that is the point
     pipeline.check_args(args)
     now = {k: v for k, v in vars(args).items() if k not in PLACES}
-    now.update(dl.model_inputs(args.mode), template_beats=dl.TEMPLATE_BEATS)
+    inputs = dl.model_inputs(args.mode)
+    now.update(inputs)
     saved = json.loads((out / "config.json").read_text())
-    return all(json.loads(json.dumps(v)) == saved[k] for k, v in now.items() if k in saved)
+    return all(json.loads(json.dumps(v)) == saved.get(k) for k, v in now.items() if k in saved or k in inputs)
 
 
 def main(argv=None) -> int:

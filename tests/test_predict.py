@@ -164,9 +164,10 @@ def write_csv(tmp_path, values, name="bad.csv"):
     return tmp_path / name
 
 
-def stale_copy(run, to, name, rr=True):
-    """A copy of a run as an earlier version wrote it: models trained without the template channel
-    and (rr=True, two versions back) on the old six RR features."""
+def stale_copy(run, to, name, rr=True, channels=True):
+    """A copy of a run as an earlier version wrote it: models whose template was made of every beat,
+    trained (channels=True, a version further back) without the template channel and (rr=True,
+    further back still) on the old six RR features."""
     import json
     import shutil
 
@@ -176,7 +177,9 @@ def stale_copy(run, to, name, rr=True):
     payload = torch.load(to / "model_float32.pt", weights_only=False)
     config = json.loads((to / "config.json").read_text())
     for meta in (payload, config):
-        del meta["window_channels"]
+        del meta["template"]
+        if channels:
+            del meta["window_channels"]
         if rr:
             meta["rr_features"] = ["pre", "post", "long", "pre/long", "post/long", "post/pre"]
     torch.save(payload, to / "model_float32.pt")
@@ -204,6 +207,8 @@ def stale_copy(run, to, name, rr=True):
     ("no_template", "trained on the window channels of an earlier version; this version computes beat, "
                     "template. Retrain it with `python main.py --mode diagnostic`"),
     ("no_template_onnx", "trained on the window channels of an earlier version"),
+    ("template_of_every_beat", "trained on the template of an earlier version; this version computes median "
+                               "of the last 32 beats, on time: pre-RR >= "),
 ])
 def test_bad_input_exits_2_with_a_clear_message_and_no_output(diagnostic_run, tmp_path, capsys, case, message):
     x, _ = dl.read_record(fixture_record("100"))
@@ -227,6 +232,8 @@ def test_bad_input_exits_2_with_a_clear_message_and_no_output(diagnostic_run, tm
         "stale_onnx": lambda: ["--model", stale_copy(diagnostic_run, tmp_path / "old", "model_int8_static.onnx"), *rec],
         "no_template": lambda: ["--model", stale_copy(diagnostic_run, tmp_path / "old", "model_float32.pt", rr=False), *rec],
         "no_template_onnx": lambda: ["--model", stale_copy(diagnostic_run, tmp_path / "old", "model_int8_static.onnx", rr=False), *rec],
+        "template_of_every_beat": lambda: ["--model", stale_copy(diagnostic_run, tmp_path / "old", "model_float32.pt",
+                                                                 rr=False, channels=False), *rec],
     }[case]()
     code, _, err = run_predict(capsys, *args, "--out", tmp_path / "out")
     assert code == 2
