@@ -85,6 +85,10 @@ CONFIGS["lead2"] = {"lead2": True, "model_leads": 2}
 # LOCAL_BEATS intervals before the beat's own (past beats only, both modes). Atrial fibrillation and
 # sinus arrhythmia (N) are irregular throughout; a premature beat in a regular rhythm is not.
 CONFIGS["rr_irregularity"] = {"rr_irregularity": True}
+# Both templates (round 21): the product's (the last 32 beats) and the on-time beats' one (pre-RR >=
+# 0.8 x 'slow'), the second as a second "lead" of the same MLII beat: the CNN sees the beat, its
+# difference from each template (and the beat twice).
+CONFIGS["gamma2_two_templates"] = {"on_time_template": 0.8, "model_leads": 2, "gamma": 2.0}
 # Ratios only: the RR inputs without the four absolute intervals (pre, post or prev, long, slow), so
 # the network sees a beat's timing only relative to its patient's own rhythm, never the heart rate.
 CONFIGS["rr_ratios_only"] = {"rr": {
@@ -155,6 +159,7 @@ def run_job(job: dict) -> dict:
     drop_validation = over.pop("drop_validation", False)
     lead2 = over.pop("lead2", False)
     irregularity = over.pop("rr_irregularity", False)
+    on_time_template = over.pop("on_time_template", None)
     model_kw = {k[6:]: over.pop(k) for k in list(over) if k.startswith("model_")}
     epochs = job["epochs"] * over.pop("epochs_factor", 1)
     cfg = replace(TrainConfig(), epochs=epochs, seed=job["seed"], device=job["device"], **over)
@@ -175,6 +180,14 @@ def run_job(job: dict) -> dict:
     if irregularity:
         for b in sets:
             b.rr = np.concatenate([b.rr, per_record(b, lambda r, rows: rr_irregularity(b.sample[rows]))], axis=1)
+    if on_time_template is not None:
+        def with_on_time_template(r, rows):
+            w = b.x[rows, 0]
+            slow = dl.rr_features(b.sample[rows], mode="realtime", names=("pre/slow",))[:, 0]
+            return np.stack([w, dl.beat_templates(w, on_time=slow >= on_time_template)], axis=1)
+
+        for b in sets:
+            b.x = np.concatenate([b.x, per_record(b, with_on_time_template)], axis=1)
     if lead2:
         for b in sets:
             other = per_record(b, lambda r, rows: second_lead(job["data_dir"], r, mode, b.sample[rows]))
