@@ -240,7 +240,9 @@ def beat_templates(windows: np.ndarray, beats: int | None = None, from_beat: int
 
 def on_time(r_peaks: np.ndarray, fs: float = FS, from_beat: int = 0) -> np.ndarray:
     """Which beats may enter their patient's template: pre-RR >= TEMPLATE_ON_TIME x 'slow' (past
-    beats only, as every template)."""
+    beats only, as every template). Every beat while TEMPLATE_ON_TIME is 0."""
+    if TEMPLATE_ON_TIME <= 0:
+        return np.ones(max(len(r_peaks) - from_beat, 0), bool)
     return rr_features(r_peaks, fs, "realtime", names=("pre/slow",), from_beat=from_beat)[:, 0] >= TEMPLATE_ON_TIME
 
 
