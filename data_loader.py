@@ -63,8 +63,8 @@ LOCAL_BEATS = 10  # RR intervals in the local average
 LONG_SECONDS = 300.0  # s, span of the long running average
 SLOW_QUANTILE = 0.95  # 'slow': this quantile of the RR intervals of the last LONG_SECONDS
 TEMPLATE_BEATS = 32  # the patient's template beat: median of the last TEMPLATE_BEATS beat windows
-# ... of beats that came on time: pre-RR at least this fraction of 'slow' (0: every beat). A patient
-# whose beats are mostly premature (record 232) keeps a sinus template this way.
+# ... of the beats that came on time: pre-RR at least this fraction of 'slow'. 0: every beat (the
+# product's; 0.7 and 0.8 lost on DS1 cross-validation, results/cv.md round 20).
 TEMPLATE_ON_TIME = 0.0
 WINDOW_CHANNELS = ("beat", "template")  # the CNN's input: each beat window and its patient's template
 RR_FEATURES = {
@@ -331,15 +331,20 @@ class StaleModelError(ValueError):
 
 def model_inputs(mode: str) -> dict:
     """What a model of this version is fed: saved with every model and checked when one is loaded."""
-    return {"rr_features": list(RR_FEATURES[mode]), "window_channels": list(WINDOW_CHANNELS),
-            "template": [f"median of the last {TEMPLATE_BEATS} beats",
-                         f"on time: pre-RR >= {TEMPLATE_ON_TIME:g} x slow"]}
+    rule = f"median of the last {TEMPLATE_BEATS} beats"
+    if TEMPLATE_ON_TIME > 0:
+        rule += f" with pre-RR >= {TEMPLATE_ON_TIME:g} x slow"
+    return {"rr_features": list(RR_FEATURES[mode]), "window_channels": list(WINDOW_CHANNELS), "template": [rule]}
+
+
+# Model inputs that earlier versions did not record, as every such version computed them.
+UNRECORDED_INPUTS = {"template": ["median of the last 32 beats"]}
 
 
 def check_model_inputs(path, mode: str, saved: dict) -> None:
     """Raise StaleModelError unless `saved` (a model's metadata) names the inputs this version computes."""
     for key, now in model_inputs(mode).items():
-        was = saved.get(key)
+        was = saved.get(key, UNRECORDED_INPUTS.get(key))
         if was is None or list(was) != now:
             raise StaleModelError(
                 f"{path} was trained on the {key.replace('_', ' ')} "

@@ -168,9 +168,9 @@ PLACES = {"data_dir", "cache_dir", "out", "overwrite", "quiet", "offline", "devi
 def finished_alike(out: Path, argv: list[str]) -> bool:
     """Whether out holds a finished run (metrics.json) of the main.py options argv, as main.py would
     run them today: every option its config.json recorded equal to today's (one it did not record,
-    from an older version, is not compared) and every model input (data_loader.model_inputs) recorded
-    and equal. --resume reuses only such runs, so a changed default (e.g. main.GAMMA) or input (the
-    template) trains again instead of reporting the old model."""
+    from an older version, is not compared) and every model input (data_loader.model_inputs) equal,
+    recorded or as older versions computed it. --resume reuses only such runs, so a changed default
+    (e.g. main.GAMMA) or input (the template) trains again instead of reporting the old model."""
     if not (out / "metrics.json").exists() or not (out / "config.json").exists():
         return False
     args = pipeline.build_parser().parse_args([*argv, "--overwrite"])  # out holds a run: that is the point
@@ -179,6 +179,7 @@ def finished_alike(out: Path, argv: list[str]) -> bool:
     inputs = dl.model_inputs(args.mode)
     now.update(inputs)
     saved = json.loads((out / "config.json").read_text())
+    saved = {**{k: v for k, v in dl.UNRECORDED_INPUTS.items() if k in inputs}, **saved}
     return all(json.loads(json.dumps(v)) == saved.get(k) for k, v in now.items() if k in saved or k in inputs)
 
 

@@ -164,10 +164,10 @@ def write_csv(tmp_path, values, name="bad.csv"):
     return tmp_path / name
 
 
-def stale_copy(run, to, name, rr=True, channels=True):
-    """A copy of a run as an earlier version wrote it: models whose template was made of every beat,
-    trained (channels=True, a version further back) without the template channel and (rr=True,
-    further back still) on the old six RR features."""
+def stale_copy(run, to, name, rr=True, channels=True, template=None):
+    """A copy of a run as an earlier version wrote it: models that did not record their template's
+    rule, trained (channels=True) without the template channel and (rr=True, a version further back)
+    on the old six RR features; or (template) a model whose template was made by another rule."""
     import json
     import shutil
 
@@ -177,7 +177,10 @@ def stale_copy(run, to, name, rr=True, channels=True):
     payload = torch.load(to / "model_float32.pt", weights_only=False)
     config = json.loads((to / "config.json").read_text())
     for meta in (payload, config):
-        del meta["template"]
+        if template:
+            meta["template"] = [template]
+        else:
+            del meta["template"]
         if channels:
             del meta["window_channels"]
         if rr:
@@ -207,8 +210,8 @@ def stale_copy(run, to, name, rr=True, channels=True):
     ("no_template", "trained on the window channels of an earlier version; this version computes beat, "
                     "template. Retrain it with `python main.py --mode diagnostic`"),
     ("no_template_onnx", "trained on the window channels of an earlier version"),
-    ("template_of_every_beat", "trained on the template of an earlier version; this version computes median "
-                               "of the last 32 beats, on time: pre-RR >= "),
+    ("other_template", "trained on the template median of the last 16 beats; this version computes median "
+                       "of the last 32 beats. Retrain it with `python main.py --mode diagnostic`"),
 ])
 def test_bad_input_exits_2_with_a_clear_message_and_no_output(diagnostic_run, tmp_path, capsys, case, message):
     x, _ = dl.read_record(fixture_record("100"))
@@ -232,8 +235,8 @@ def test_bad_input_exits_2_with_a_clear_message_and_no_output(diagnostic_run, tm
         "stale_onnx": lambda: ["--model", stale_copy(diagnostic_run, tmp_path / "old", "model_int8_static.onnx"), *rec],
         "no_template": lambda: ["--model", stale_copy(diagnostic_run, tmp_path / "old", "model_float32.pt", rr=False), *rec],
         "no_template_onnx": lambda: ["--model", stale_copy(diagnostic_run, tmp_path / "old", "model_int8_static.onnx", rr=False), *rec],
-        "template_of_every_beat": lambda: ["--model", stale_copy(diagnostic_run, tmp_path / "old", "model_float32.pt",
-                                                                 rr=False, channels=False), *rec],
+        "other_template": lambda: ["--model", stale_copy(diagnostic_run, tmp_path / "old", "model_float32.pt", rr=False,
+                                                         channels=False, template="median of the last 16 beats"), *rec],
     }[case]()
     code, _, err = run_predict(capsys, *args, "--out", tmp_path / "out")
     assert code == 2
@@ -255,3 +258,13 @@ def test_resampling_a_gap_does_not_ring_into_its_neighbours():
     assert len(edges) == 2 and abs(edges[0] - 2000 * 360 / fs) <= 2
     near = np.r_[edges[0] - 30:edges[0], edges[1] + 2:edges[1] + 30]
     assert np.max(np.abs(y[near] - ref[near])) < 0.02
+
+
+@pytest.mark.parametrize("kind", ["float32", "static-int8"])
+def test_a_model_that_did_not_record_its_template_rule_still_loads(diagnostic_run, tmp_path, kind):
+    """Versions before the rule was recorded all made the template alike: their models are not stale."""
+    stale_copy(diagnostic_run, tmp_path / "old", "model_float32.pt", rr=False, channels=False)
+    x, _ = dl.read_record(fixture_record("100"))
+    old = predict.classify(x, predict.load_classifier(tmp_path / "old", kind))
+    now = predict.classify(x, predict.load_classifier(diagnostic_run, kind))
+    assert np.array_equal(old["class"], now["class"]) and len(now["class"]) > 100
