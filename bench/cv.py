@@ -66,6 +66,10 @@ for q in (75, 90, 95, 98):  # quantiles for 'slow' (the product's: 95 since roun
 # The span of the long running average and of the 'slow' quantile (the product's: 300 s).
 for secs in (120, 600):
     CONFIGS[f"long{secs}s"] = {"long_seconds": float(secs)}
+# Less capacity to learn DS1 patients' own morphology (round 22; extra CNN inputs lost in rounds 11
+# and 21): a narrower CNN, or heavier dropout in the head; with diagnostic mode's focal gamma 2.
+CONFIGS["gamma2_narrow_cnn"] = {"model_channels": (8, 16, 24), "gamma": 2.0}
+CONFIGS["gamma2_dropout50"] = {"model_dropout": 0.5, "gamma": 2.0}
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.
