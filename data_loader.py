@@ -238,12 +238,13 @@ def beat_templates(windows: np.ndarray, beats: int | None = None, from_beat: int
     return out
 
 
-def on_time(r_peaks: np.ndarray, fs: float = FS, from_beat: int = 0) -> np.ndarray:
-    """Which beats may enter their patient's template: pre-RR >= TEMPLATE_ON_TIME x 'slow' (past
-    beats only, as every template). Every beat while TEMPLATE_ON_TIME is 0."""
-    if TEMPLATE_ON_TIME <= 0:
+def on_time(r_peaks: np.ndarray, fs: float = FS, from_beat: int = 0, threshold: float | None = None) -> np.ndarray:
+    """Which beats may enter their patient's template: pre-RR >= threshold (default TEMPLATE_ON_TIME)
+    x 'slow' (past beats only, as every template). Every beat while the threshold is 0."""
+    threshold = TEMPLATE_ON_TIME if threshold is None else threshold
+    if threshold <= 0:
         return np.ones(max(len(r_peaks) - from_beat, 0), bool)
-    return rr_features(r_peaks, fs, "realtime", names=("pre/slow",), from_beat=from_beat)[:, 0] >= TEMPLATE_ON_TIME
+    return rr_features(r_peaks, fs, "realtime", names=("pre/slow",), from_beat=from_beat)[:, 0] >= threshold
 
 
 def with_templates(windows: np.ndarray, r_peaks=None, fs: float = FS) -> np.ndarray:

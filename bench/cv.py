@@ -187,8 +187,8 @@ def run_job(job: dict) -> dict:
     if on_time_template is not None:
         def with_on_time_template(r, rows):
             w = b.x[rows, 0]
-            slow = dl.rr_features(b.sample[rows], mode="realtime", names=("pre/slow",))[:, 0]
-            return np.stack([w, dl.beat_templates(w, on_time=slow >= on_time_template)], axis=1)
+            return np.stack([w, dl.beat_templates(w, on_time=dl.on_time(b.sample[rows], threshold=on_time_template))],
+                            axis=1)
 
         for b in sets:
             b.x = np.concatenate([b.x, per_record(b, with_on_time_template)], axis=1)
