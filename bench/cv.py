@@ -70,6 +70,10 @@ for secs in (120, 600):
 # and 21): a narrower CNN, or heavier dropout in the head; with diagnostic mode's focal gamma 2.
 CONFIGS["gamma2_narrow_cnn"] = {"model_channels": (8, 16, 24), "gamma": 2.0}
 CONFIGS["gamma2_dropout50"] = {"model_dropout": 0.5, "gamma": 2.0}
+# The loss once more after round 18 moved gamma from 1 to 2 (round 23): gamma 3, and S weighted x2 in
+# the focal alpha (the "focal alpha" lever; F and Q stay at 0.2).
+CONFIGS["gamma3"] = {"gamma": 3.0}
+CONFIGS["gamma2_alpha_S2"] = {"alpha": [1.0, 2.0, 1.0, 0.2, 0.2], "gamma": 2.0}
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.
