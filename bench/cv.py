@@ -74,6 +74,10 @@ CONFIGS["gamma2_dropout50"] = {"model_dropout": 0.5, "gamma": 2.0}
 # the focal alpha (the issue's "focal alpha" lever; F and Q stay at 0.2).
 CONFIGS["gamma3"] = {"gamma": 3.0}
 CONFIGS["gamma2_alpha_S2"] = {"alpha": [1.0, 2.0, 1.0, 0.2, 0.2], "gamma": 2.0}
+# Round 24, under gamma 2: class-balanced sampling between the product's 0.5 and round 18's losing
+# 1.0 (0.75), and a slower moving average of the weights (decay 0.999 against 0.998).
+CONFIGS["gamma2_balance75"] = {"balance": 0.75, "gamma": 2.0}
+CONFIGS["gamma2_ema999"] = {"ema": 0.999, "gamma": 2.0}
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.
