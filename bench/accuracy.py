@@ -175,12 +175,13 @@ def finished_alike(out: Path, argv: list[str]) -> bool:
         return False
     args = pipeline.build_parser().parse_args([*argv, "--overwrite"])  # out holds a run: that is the point
     pipeline.check_args(args)
-    now = {k: v for k, v in vars(args).items() if k not in PLACES}
-    inputs = dl.model_inputs(args.mode)
-    now.update(inputs)
     saved = json.loads((out / "config.json").read_text())
-    saved = {**{k: v for k, v in dl.UNRECORDED_INPUTS.items() if k in inputs}, **saved}
-    return all(json.loads(json.dumps(v)) == saved.get(k) for k, v in now.items() if k in saved or k in inputs)
+    try:
+        dl.check_model_inputs(out, args.mode, saved)  # the rule predict.py loads models by
+    except dl.StaleModelError:
+        return False
+    now = {k: v for k, v in vars(args).items() if k not in PLACES}
+    return all(json.loads(json.dumps(v)) == saved[k] for k, v in now.items() if k in saved)
 
 
 def main(argv=None) -> int:
