@@ -218,6 +218,11 @@ def run_job(job: dict) -> dict:
         shifted = logp.copy()
         shifted[:, s_col] += off
         by_offset[str(off)] = confusion(test.y, shifted.argmax(1)).tolist()
+    if job.get("save_predictions"):  # the held-out beats' log-probabilities, for rules scored afterwards
+        out = Path(job["save_predictions"]) / f"{mode}-{job['config']}-seed{job['seed']}-fold{job['fold']}.npz"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(out, logp=logp.astype(np.float32), labels=test.y, record=test.record,
+                            sample=test.sample)
     return {**{k: job[k] for k in ("config", "mode", "fold", "seed")}, "seconds": time.time() - t0,
             "validation_records": val_recs, "best_epoch": best_epoch,
             "confusion": by_offset["0.0"], "s_offset_confusions": by_offset,
@@ -348,6 +353,9 @@ def main(argv=None) -> int:
                    help="choose each job's checkpoint on the product's validation records (220, 223, 124) "
                         "outside its held-out fold, as main.py does; they leave its training set")
     p.add_argument("--out", default="results/cv")
+    p.add_argument("--save-predictions", metavar="DIR", default=None,
+                   help="also write each job's held-out log-probabilities, labels, records and R-peaks to "
+                        "DIR/<mode>-<config>-seed<s>-fold<f>.npz (for decision rules scored afterwards)")
     args = p.parse_args(argv)
     from train import TrainConfig
 
@@ -371,7 +379,7 @@ def main(argv=None) -> int:
         return 2
     jobs = [dict(config=c, mode=m, fold=f, seed=s, data_dir=args.data_dir, cache_dir=args.cache_dir,
                  epochs=args.epochs or TrainConfig().epochs, device=args.device, threads=args.threads,
-                 select=args.select_checkpoint)
+                 select=args.select_checkpoint, save_predictions=args.save_predictions)
             for m in modes for c in configs for s in range(args.first_seed, args.first_seed + args.seeds)
             for f in range(len(dl.DS1_FOLDS))]
     done = []
