@@ -97,6 +97,11 @@ CONFIGS["lead2"] = {"lead2": True, "model_leads": 2}
 # LOCAL_BEATS intervals before the beat's own (past beats only, both modes). Atrial fibrillation and
 # sinus arrhythmia (N) are irregular throughout; a premature beat in a regular rhythm is not.
 CONFIGS["rr_irregularity"] = {"rr_irregularity": True}
+# The beat's size against its patient's recent beats, as one more input of the dense branch (round 26):
+# log(std of the band-passed window / median std of the last TEMPLATE_BEATS windows), past beats only
+# in both modes. Each window is z-scored, so neither the CNN nor the template sees how large a beat is;
+# a V beat is often larger than its patient's others, an artefact far larger or smaller.
+CONFIGS["gamma2_amplitude"] = {"amplitude": True, "gamma": 2.0}
 # Both templates (round 21): the product's (the last 32 beats) and the on-time beats' one (pre-RR >=
 # 0.8 x 'slow'), the second as a second "lead" of the same MLII beat: the CNN sees the beat, its
 # difference from each template (and the beat twice).
@@ -140,6 +145,15 @@ def second_lead(data_dir, record: str, mode: str, peaks: np.ndarray) -> np.ndarr
     return dl.with_templates(dl.beat_windows(dl.bandpass(x, dl.FS, mode), peaks), peaks)
 
 
+def relative_amplitude(data_dir, record: str, mode: str, peaks: np.ndarray) -> np.ndarray:
+    """(beats, 1): log of each beat window's std (band-passed MLII, before the z-score) over the
+    median std of the last dl.TEMPLATE_BEATS windows (dl.beat_templates' rule; the first beat: 0)."""
+    x, _ = dl.read_record(str(Path(data_dir) / record))
+    padded = np.pad(dl.bandpass(x, dl.FS, mode), (dl.WINDOW_BEFORE, dl.WINDOW_AFTER), mode="edge")
+    std = padded[peaks[:, None] + np.arange(dl.WINDOW)[None, :]].std(axis=1)[:, None].astype(np.float32)
+    return np.log((std + 1e-6) / (dl.beat_templates(std) + 1e-6)).astype(np.float32)
+
+
 def rr_irregularity(r_peaks: np.ndarray) -> np.ndarray:
     """(beats, 1): std / mean of the RR intervals before each beat's own, the last dl.LOCAL_BEATS
     of them (0 while fewer than two are known)."""
@@ -171,6 +185,7 @@ def run_job(job: dict) -> dict:
     drop_validation = over.pop("drop_validation", False)
     lead2 = over.pop("lead2", False)
     irregularity = over.pop("rr_irregularity", False)
+    amplitude = over.pop("amplitude", False)
     on_time_template = over.pop("on_time_template", None)
     model_kw = {k[6:]: over.pop(k) for k in list(over) if k.startswith("model_")}
     epochs = job["epochs"] * over.pop("epochs_factor", 1)
@@ -192,6 +207,11 @@ def run_job(job: dict) -> dict:
     if irregularity:
         for b in sets:
             b.rr = np.concatenate([b.rr, per_record(b, lambda r, rows: rr_irregularity(b.sample[rows]))], axis=1)
+    if amplitude:
+        for b in sets:
+            b.rr = np.concatenate(
+                [b.rr, per_record(b, lambda r, rows: relative_amplitude(job["data_dir"], r, mode, b.sample[rows]))],
+                axis=1)
     if on_time_template is not None:
         def with_on_time_template(r, rows):
             w = b.x[rows, 0]
