@@ -36,6 +36,10 @@ class TrainConfig:
     # ratios) scaled by one random factor, log-uniform in [1/(1+rr_rate), 1+rr_rate]; the ratios,
     # unchanged by a change of rate, are left alone. Patients differ in rate more than DS1 shows. 0: off.
     rr_rate: float = 0.0
+    # Template swap: each training beat's template is, with this probability, the beat itself: the
+    # template of a patient whose recent beats are mostly like this one (a run of premature beats,
+    # bigeminy), where only the RR inputs and the beat's own shape can tell its class. 0: off.
+    template_self: float = 0.0
 
 
 def seed_everything(seed: int) -> None:
@@ -60,6 +64,15 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     noise = 0.05 * r(n, 1, 1) * torch.randn(x.shape, generator=gen).to(dev)
     shift = int(torch.randint(-5, 6, (1,), generator=gen))
     return torch.roll(x, shift, dims=2) * gain + wander + noise
+
+
+def swap_templates(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    """x (batch, 2 per lead, WINDOW) with each beat's template channels, with probability p per beat,
+    replaced by the beat's own channels."""
+    swap = (torch.rand(len(x), generator=gen) < p).to(x.device)
+    out = x.clone()
+    out[swap, 1::2] = x[swap, 0::2]
+    return out
 
 
 def scale_rates(rr: torch.Tensor, seconds: torch.Tensor, rate: float, gen: torch.Generator) -> torch.Tensor:
@@ -133,7 +146,8 @@ def fit(model, train: Beats, val: Beats, cfg: TrainConfig, progress: bool = True
         bar = tqdm(range(steps), desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False)
         for s in bar:
             b = idx[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-            xb = augment(x[b], gen) if cfg.augment else x[b]
+            xb = swap_templates(x[b], cfg.template_self, gen) if cfg.template_self else x[b]
+            xb = augment(xb, gen) if cfg.augment else xb
             rrb = scale_rates(rr[b], seconds, cfg.rr_rate, gen) if cfg.rr_rate else rr[b]
             loss = loss_fn(model(xb, rrb), y[b])
             opt.zero_grad(set_to_none=True)

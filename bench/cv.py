@@ -78,6 +78,10 @@ CONFIGS["gamma2_alpha_S2"] = {"alpha": [1.0, 2.0, 1.0, 0.2, 0.2], "gamma": 2.0}
 # 1.0 (0.75), and a slower moving average of the weights (decay 0.999 against 0.998).
 CONFIGS["gamma2_balance75"] = {"balance": 0.75, "gamma": 2.0}
 CONFIGS["gamma2_ema999"] = {"ema": 0.999, "gamma": 2.0}
+# Round 27, under gamma 2: template swap (train.TrainConfig.template_self), each training beat's
+# template replaced by the beat itself with probability 0.25 or 0.5.
+for p in (25, 50):
+    CONFIGS[f"gamma2_selftemplate{p}"] = {"template_self": p / 100, "gamma": 2.0}
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.
