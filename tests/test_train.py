@@ -110,3 +110,24 @@ def test_heart_rate_augmentation_needs_the_rr_column_names(beats):
     model, _, _ = fit(build_model("diagnostic"), train, None, cfg, progress=False,
                       rr_names=dl.RR_FEATURES["diagnostic"])
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_template_swap_gives_some_beats_their_own_template(beats):
+    """template_self replaces a beat's template by the beat itself, for about that share of the beats,
+    and leaves the beats and the other templates as they were (the input is not changed in place)."""
+    from train import swap_templates
+
+    train, _ = beats
+    x = torch.from_numpy(train.x)
+    before = x.clone()
+    out = swap_templates(x, 0.25, torch.Generator().manual_seed(0))
+    assert torch.equal(x, before)
+    swapped = (out[:, 1] == out[:, 0]).all(dim=1) & ~(x[:, 1] == x[:, 0]).all(dim=1)
+    assert 0.2 < swapped.float().mean() < 0.3
+    assert torch.equal(out[:, 0], x[:, 0])
+    assert torch.equal(out[~swapped, 1], x[~swapped, 1])
+    assert torch.equal(swap_templates(x, 0.0, torch.Generator().manual_seed(0)), x)
+    # a four-channel input (two leads): each lead's template becomes that lead's own beat
+    two = torch.cat([x, x.flip(0)], dim=1)
+    both = swap_templates(two, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(both[:, 1], two[:, 0]) and torch.equal(both[:, 3], two[:, 2])
