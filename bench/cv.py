@@ -82,6 +82,9 @@ CONFIGS["gamma2_ema999"] = {"ema": 0.999, "gamma": 2.0}
 # template replaced by the beat itself with probability 0.25 or 0.5.
 for p in (25, 50):
     CONFIGS[f"gamma2_selftemplate{p}"] = {"template_self": p / 100, "gamma": 2.0}
+# Round 28: 24 epochs under gamma 2 (the one-cycle schedule stretched over twice the steps); rounds 4
+# and 5 found +0.015 and +0.010 for it on earlier designs, within the spread between seeds.
+CONFIGS["gamma2_epochs_x2"] = {"epochs_factor": 2, "gamma": 2.0}
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.
