@@ -85,6 +85,10 @@ for p in (25, 50):
 # Round 28: 24 epochs under gamma 2 (the one-cycle schedule stretched over twice the steps); rounds 4
 # and 5 found +0.015 and +0.010 for it on earlier designs, within the spread between seeds.
 CONFIGS["gamma2_epochs_x2"] = {"epochs_factor": 2, "gamma": 2.0}
+# Round 29: diagnostic mode's RR inputs plus the interval before the previous beat's and the ratio to
+# it ('prev', 'pre/prev', which real-time mode has and diagnostic mode never had), under gamma 2.
+CONFIGS["gamma2_rr_plus_prev"] = {"rr": {"diagnostic": dl.RR_FEATURES["diagnostic"] + ("prev", "pre/prev")},
+                                  "gamma": 2.0}
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.
