@@ -32,8 +32,8 @@ def flanks(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def noise_hf(windows: np.ndarray) -> np.ndarray:
     """Mean squared second difference outside the QRS: jagged muscle and electrode noise."""
-    d2 = [np.diff(f, 2, axis=1) for f in flanks(windows)]
-    return np.concatenate(d2, axis=1).__pow__(2).mean(axis=1)
+    d2 = np.concatenate([np.diff(f, 2, axis=1) for f in flanks(windows)], axis=1)
+    return (d2 ** 2).mean(axis=1)
 
 
 def noise_flankmax(windows: np.ndarray) -> np.ndarray:
