@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data_loader import CLASSES, RR_FEATURES, Beats, is_ratio
+from data_loader import CLASSES, RR_FEATURES, WINDOW_BEFORE, Beats, is_ratio
 from evaluate import confusion, metrics
 from losses import FocalLoss
 
@@ -40,6 +40,10 @@ class TrainConfig:
     # template of a patient whose recent beats are mostly like this one (a run of premature beats,
     # bigeminy), where only the RR inputs and the beat's own shape can tell its class. 0: off.
     template_self: float = 0.0
+    # Time warp: each training beat and its template stretched in time about the R-peak by one random
+    # factor, log-uniform in [1/(1+time_warp), 1+time_warp]: patients differ in QRS width and in where
+    # the T wave falls (the QT interval follows the heart rate). 0: off.
+    time_warp: float = 0.0
 
 
 def seed_everything(seed: int) -> None:
@@ -73,6 +77,20 @@ def swap_templates(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Ten
     out = x.clone()
     out[swap, 1::2] = x[swap, 0::2]
     return out
+
+
+def warp_times(x: torch.Tensor, warp: float, gen: torch.Generator) -> torch.Tensor:
+    """x (batch, channels, WINDOW) with each beat's channels stretched about the R-peak (sample
+    WINDOW_BEFORE) by one factor, log-uniform in [1/(1+warp), 1+warp]; linear interpolation, the
+    window's edge values beyond its ends."""
+    n, _, w = x.shape
+    factor = torch.exp((2 * torch.rand(n, 1, generator=gen) - 1) * math.log1p(warp)).to(x.device)
+    t = torch.arange(w, device=x.device, dtype=x.dtype)[None, :]
+    pos = (WINDOW_BEFORE + (t - WINDOW_BEFORE) / factor).clamp(0, w - 1)  # where each output sample reads
+    lo = pos.floor().long().clamp(max=w - 2)
+    frac = (pos - lo)[:, None, :]
+    idx = lo[:, None, :].expand(-1, x.shape[1], -1)
+    return x.gather(2, idx) * (1 - frac) + x.gather(2, idx + 1) * frac
 
 
 def scale_rates(rr: torch.Tensor, seconds: torch.Tensor, rate: float, gen: torch.Generator) -> torch.Tensor:
@@ -147,6 +165,7 @@ def fit(model, train: Beats, val: Beats, cfg: TrainConfig, progress: bool = True
         for s in bar:
             b = idx[s * cfg.batch_size:(s + 1) * cfg.batch_size]
             xb = swap_templates(x[b], cfg.template_self, gen) if cfg.template_self else x[b]
+            xb = warp_times(xb, cfg.time_warp, gen) if cfg.time_warp else xb
             xb = augment(xb, gen) if cfg.augment else xb
             rrb = scale_rates(rr[b], seconds, cfg.rr_rate, gen) if cfg.rr_rate else rr[b]
             loss = loss_fn(model(xb, rrb), y[b])

@@ -89,6 +89,11 @@ CONFIGS["gamma2_epochs_x2"] = {"epochs_factor": 2, "gamma": 2.0}
 # it ('prev', 'pre/prev', which real-time mode has and diagnostic mode never had), under gamma 2.
 CONFIGS["gamma2_rr_plus_prev"] = {"rr": {"diagnostic": dl.RR_FEATURES["diagnostic"] + ("prev", "pre/prev")},
                                   "gamma": 2.0}
+# Round 30, under gamma 2: what augmentation contributes (none at all), and one more kind of it, time
+# warp (train.TrainConfig.time_warp): each training beat and its template stretched about the R-peak
+# by a factor in [1/1.15, 1.15].
+CONFIGS["gamma2_no_augment"] = {"augment": False, "gamma": 2.0}
+CONFIGS["gamma2_timewarp15"] = {"time_warp": 0.15, "gamma": 2.0}
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.
