@@ -131,3 +131,25 @@ def test_template_swap_gives_some_beats_their_own_template(beats):
     two = torch.cat([x, x.flip(0)], dim=1)
     both = swap_templates(two, 1.0, torch.Generator().manual_seed(0))
     assert torch.equal(both[:, 1], two[:, 0]) and torch.equal(both[:, 3], two[:, 2])
+
+
+def test_time_warp_stretches_each_beat_about_its_r_peak(beats):
+    """time_warp moves a wave 20 samples after the R-peak to between 20/(1+w) and 20(1+w) samples
+    after it, the R-peak staying put, beat and template alike; a warp of 0 changes nothing."""
+    from train import warp_times
+
+    n = 400
+    x = torch.zeros(n, 2, dl.WINDOW)
+    r = dl.WINDOW_BEFORE
+    x[:, :, r] = 1.0
+    x[:, :, r + 15:r + 26] = 2 - 0.4 * (torch.arange(11) - 5).abs()  # a triangle, its peak at r + 20
+    out = warp_times(x, 0.2, torch.Generator().manual_seed(0))
+    assert torch.equal(out[:, 0], out[:, 1])
+    assert torch.allclose(out[:, 0, r], torch.ones(n))
+    wave = out[:, 0, r + 5:] * torch.arange(r + 5, dl.WINDOW)  # the wave's centre of mass, R-peak left out
+    centre = wave.sum(1) / out[:, 0, r + 5:].sum(1) - r
+    assert centre.min() >= 20 / 1.2 - 0.5 and centre.max() <= 20 * 1.2 + 0.5
+    assert centre.std() > 1.0  # each beat its own factor
+    train, _ = beats
+    real = torch.from_numpy(train.x[:64])
+    torch.testing.assert_close(warp_times(real, 1e-9, torch.Generator().manual_seed(0)), real, atol=1e-4, rtol=0)
