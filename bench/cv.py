@@ -94,6 +94,11 @@ CONFIGS["gamma2_rr_plus_prev"] = {"rr": {"diagnostic": dl.RR_FEATURES["diagnosti
 # by a factor in [1/1.15, 1.15].
 CONFIGS["gamma2_no_augment"] = {"augment": False, "gamma": 2.0}
 CONFIGS["gamma2_timewarp15"] = {"time_warp": 0.15, "gamma": 2.0}
+# Round 31, ablations of today's diagnostic model (gamma 2): without the template channel, without the
+# 'slow' RR inputs, without the moving average of the weights.
+CONFIGS["gamma2_no_template"] = {"model_template": False, "gamma": 2.0}
+CONFIGS["gamma2_rr_without_slow"] = {"rr": {"diagnostic": CONFIGS["rr_without_slow"]["rr"]["diagnostic"]}, "gamma": 2.0}
+CONFIGS["gamma2_no_ema"] = {"ema": 0.0, "gamma": 2.0}
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.
