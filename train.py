@@ -70,6 +70,11 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.roll(x, shift, dims=2) * gain + wander + noise
 
 
+def log_uniform(n: int, spread: float, gen: torch.Generator) -> torch.Tensor:
+    """(n, 1) random factors, log-uniform in [1/(1+spread), 1+spread]."""
+    return torch.exp((2 * torch.rand(n, 1, generator=gen) - 1) * math.log1p(spread))
+
+
 def swap_templates(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
     """x (batch, 2 per lead, WINDOW) with each beat's template channels, with probability p per beat,
     replaced by the beat's own channels."""
@@ -84,7 +89,7 @@ def warp_times(x: torch.Tensor, warp: float, gen: torch.Generator) -> torch.Tens
     WINDOW_BEFORE) by one factor, log-uniform in [1/(1+warp), 1+warp]; linear interpolation, the
     window's edge values beyond its ends."""
     n, _, w = x.shape
-    factor = torch.exp((2 * torch.rand(n, 1, generator=gen) - 1) * math.log1p(warp)).to(x.device)
+    factor = log_uniform(n, warp, gen).to(x.device)
     t = torch.arange(w, device=x.device, dtype=x.dtype)[None, :]
     pos = (WINDOW_BEFORE + (t - WINDOW_BEFORE) / factor).clamp(0, w - 1)  # where each output sample reads
     lo = pos.floor().long().clamp(max=w - 2)
@@ -96,7 +101,7 @@ def warp_times(x: torch.Tensor, warp: float, gen: torch.Generator) -> torch.Tens
 def scale_rates(rr: torch.Tensor, seconds: torch.Tensor, rate: float, gen: torch.Generator) -> torch.Tensor:
     """rr with its `seconds` columns (a boolean mask) scaled by one random factor per beat,
     log-uniform in [1/(1+rate), 1+rate]: the same beats at another heart rate."""
-    factor = torch.exp((2 * torch.rand(len(rr), 1, generator=gen) - 1) * math.log1p(rate)).to(rr.device)
+    factor = log_uniform(len(rr), rate, gen).to(rr.device)
     return torch.where(seconds, rr * factor, rr)
 
 
