@@ -197,14 +197,18 @@ def bandpass(x: np.ndarray, fs: float = FS, mode: str = "diagnostic") -> np.ndar
     raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
 
 
-def beat_windows(x: np.ndarray, r_peaks: np.ndarray) -> np.ndarray:
-    """Windows of WINDOW samples around each R-peak, z-scored per beat, shape (beats, WINDOW).
+def cut_windows(x: np.ndarray, r_peaks: np.ndarray) -> np.ndarray:
+    """Windows of WINDOW samples around each R-peak, as they are in x, shape (beats, WINDOW).
 
     Beats near the record's edges are padded with the edge value.
     """
     padded = np.pad(x, (WINDOW_BEFORE, WINDOW_AFTER), mode="edge")
-    idx = r_peaks[:, None] + np.arange(WINDOW)[None, :]  # offset by the padding
-    w = padded[idx]
+    return padded[r_peaks[:, None] + np.arange(WINDOW)[None, :]]  # offset by the padding
+
+
+def beat_windows(x: np.ndarray, r_peaks: np.ndarray) -> np.ndarray:
+    """cut_windows, z-scored per beat, shape (beats, WINDOW)."""
+    w = cut_windows(x, r_peaks)
     w = w - w.mean(axis=1, keepdims=True)
     return (w / (w.std(axis=1, keepdims=True) + 1e-6)).astype(np.float32)
 

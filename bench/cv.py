@@ -170,8 +170,7 @@ def relative_amplitude(data_dir, record: str, mode: str, peaks: np.ndarray) -> n
     """(beats, 1): log of each beat window's std (band-passed MLII, before the z-score) over the
     median std of the last dl.TEMPLATE_BEATS windows (dl.beat_templates' rule; the first beat: 0)."""
     x, _ = dl.read_record(str(Path(data_dir) / record))
-    padded = np.pad(dl.bandpass(x, dl.FS, mode), (dl.WINDOW_BEFORE, dl.WINDOW_AFTER), mode="edge")
-    std = padded[peaks[:, None] + np.arange(dl.WINDOW)[None, :]].std(axis=1)[:, None].astype(np.float32)
+    std = dl.cut_windows(dl.bandpass(x, dl.FS, mode), peaks).std(axis=1)[:, None].astype(np.float32)
     return np.log((std + 1e-6) / (dl.beat_templates(std) + 1e-6)).astype(np.float32)
 
 
