@@ -99,6 +99,11 @@ CONFIGS["gamma2_timewarp15"] = {"time_warp": 0.15, "gamma": 2.0}
 CONFIGS["gamma2_no_template"] = {"model_template": False, "gamma": 2.0}
 CONFIGS["gamma2_rr_without_slow"] = {"rr": {"diagnostic": CONFIGS["rr_without_slow"]["rr"]["diagnostic"]}, "gamma": 2.0}
 CONFIGS["gamma2_no_ema"] = {"ema": 0.0, "gamma": 2.0}
+# Round 33, under gamma 2: class-balanced sampling on the other side of the product's 0.5 (0.25; round
+# 24's 0.75 found more S beats with more false alarms), and weight decay x10 (1e-3: less room to learn
+# DS1 patients' own morphology, as round 22 tried with less capacity).
+CONFIGS["gamma2_balance25"] = {"balance": 0.25, "gamma": 2.0}
+CONFIGS["gamma2_wd1e-3"] = {"weight_decay": 1e-3, "gamma": 2.0}
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.
