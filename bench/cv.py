@@ -196,6 +196,22 @@ def per_record(b, fn) -> np.ndarray:
     return np.concatenate([fn(r, b.record == r) for r in dict.fromkeys(b.record)])
 
 
+def predictions_path(directory, mode: str, config: str, seed, fold) -> Path:
+    """Where --save-predictions keeps one job's held-out log-probabilities."""
+    return Path(directory) / f"{mode}-{config}-seed{seed}-fold{fold}.npz"
+
+
+def read_predictions(directory, mode: str, config: str) -> dict:
+    """{seed: [one dict per held-out fold, in fold order: logp, labels, record, sample]} of the jobs
+    --save-predictions kept for mode and config; empty if there are none."""
+    runs = {}
+    for f in sorted(Path(directory).glob(predictions_path("", mode, config, "*", "*").name)):
+        seed = int(f.stem.split("-seed")[1].split("-")[0])
+        with np.load(f) as z:
+            runs.setdefault(seed, []).append({k: z[k] for k in z.files})
+    return runs
+
+
 def run_job(job: dict) -> dict:
     import torch
 
@@ -264,7 +280,7 @@ def run_job(job: dict) -> dict:
         shifted[:, s_col] += off
         by_offset[str(off)] = confusion(test.y, shifted.argmax(1)).tolist()
     if job.get("save_predictions"):  # the held-out beats' log-probabilities, for rules scored afterwards
-        out = Path(job["save_predictions"]) / f"{mode}-{job['config']}-seed{job['seed']}-fold{job['fold']}.npz"
+        out = predictions_path(job["save_predictions"], mode, job["config"], job["seed"], job["fold"])
         out.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(out, logp=logp.astype(np.float32), labels=test.y, record=test.record,
                             sample=test.sample)

@@ -18,6 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import data_loader as dl  # noqa: E402
+from cv import read_predictions  # noqa: E402
 from evaluate import confusion, metrics  # noqa: E402
 from outputs import write_json, write_text  # noqa: E402
 
@@ -59,8 +60,8 @@ def main(argv=None) -> int:
     scores, thresholds = {}, {}
     for run in args.runs.split(","):
         mode, config = run.split("/")
-        files = sorted(Path(args.predictions).glob(f"{mode}-{config}-seed*-fold*.npz"))
-        if not files:
+        runs = read_predictions(args.predictions, mode, config)
+        if not runs:
             print(f"error: no predictions for {run} in {args.predictions}; run bench/cv.py with "
                   f"--save-predictions first", file=sys.stderr)
             return 2
@@ -70,10 +71,8 @@ def main(argv=None) -> int:
         for name, m in measures.items():  # the same thresholds for both modes: the first mode's beats
             thresholds.setdefault(name, {str(pc): float(np.percentile(m, pc)) for pc in PERCENTILES})
         by_seed = {}
-        for f in files:
-            z = np.load(f)
+        for seed, z in ((seed, z) for seed, folds in runs.items() for z in folds):
             rows = np.array([where[(r, s)] for r, s in zip(z["record"], z["sample"])])
-            seed = f.name.split("-seed")[1].split("-")[0]
             pred = z["logp"].argmax(1)
             cms = by_seed.setdefault(seed, {})
             cms["none"] = cms.get("none", 0) + confusion(z["labels"], pred)
