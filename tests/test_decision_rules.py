@@ -27,8 +27,10 @@ def fold(n=300, seed=0, records=("201", "203")):
     rng = np.random.default_rng(seed)
     logits = rng.normal(size=(n, 5))
     logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    per_record = n // len(records)
     return {"logp": logp.astype(np.float32), "labels": rng.integers(0, 5, n),
-            "record": np.repeat(np.array(records), n // len(records)), "sample": np.tile(np.arange(n // len(records)) * 300, len(records))}
+            "record": np.repeat(np.array(records), per_record),
+            "sample": np.tile(np.arange(per_record) * 300, len(records))}
 
 
 def test_patient_priors_decide_each_beat_from_past_beats_only(rules):
