@@ -196,6 +196,9 @@ def per_record(b, fn) -> np.ndarray:
     return np.concatenate([fn(r, b.record == r) for r in dict.fromkeys(b.record)])
 
 
+SUMMARY = Path(__file__).resolve().parent.parent / "results" / "cv.md"  # written by hand, round by round
+
+
 def predictions_path(directory, mode: str, config: str, seed, fold) -> Path:
     """Where --save-predictions keeps one job's held-out log-probabilities."""
     return Path(directory) / f"{mode}-{config}-seed{seed}-fold{fold}.npz"
@@ -401,7 +404,7 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default="data/mitdb")
     p.add_argument("--offline", action="store_true")
     p.add_argument("--cache-dir", default="cache")
-    p.add_argument("--configs", default=",".join(CONFIGS))
+    p.add_argument("--configs", default="base", help=f"comma-separated, from: {', '.join(CONFIGS)}")
     p.add_argument("--modes", default="diagnostic,realtime")
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--first-seed", type=int, default=0,
@@ -413,7 +416,8 @@ def main(argv=None) -> int:
     p.add_argument("--select-checkpoint", action="store_true",
                    help="choose each job's checkpoint on the product's validation records (220, 223, 124) "
                         "outside its held-out fold, as main.py does; they leave its training set")
-    p.add_argument("--out", default="results/cv")
+    p.add_argument("--out", default="results/cv_run",
+                   help="writes OUT.md and OUT.json (not results/cv: results/cv.md is the rounds' written record)")
     p.add_argument("--save-predictions", metavar="DIR", default=None,
                    help="also write each job's held-out log-probabilities, labels, records and R-peaks to "
                         "DIR/<mode>-<config>-seed<s>-fold<f>.npz (for decision rules scored afterwards)")
@@ -428,6 +432,10 @@ def main(argv=None) -> int:
     if args.seeds < 1 or args.first_seed < 0:
         print(f"error: --seeds must be at least 1 and --first-seed at least 0, got {args.seeds} and "
               f"{args.first_seed}", file=sys.stderr)
+        return 2
+    if Path(args.out).with_suffix(".md").resolve() == SUMMARY.resolve():
+        print(f"error: --out {args.out} would overwrite {SUMMARY}, the written record of every round; "
+              f"name this run, e.g. --out results/cv_round34", file=sys.stderr)
         return 2
     modes = args.modes.split(",")
     t0 = time.time()

@@ -7,8 +7,8 @@ Both act on the log-probabilities that `bench/cv.py --save-predictions` kept, so
   best pair on all four held-out folds: a ceiling, not a result) and nested: each fold decided by the
   pair that is best on the other three, as a product would tune it on DS1 and meet a new patient.
 - patient priors: each beat's probabilities reweighted by its patient's class mix, estimated from the
-  mean probabilities of that patient's last K beats (past beats only, so both modes could use it)
-  against the mix over the other three folds' beats, to the power beta. A patient with many S-like
+  mean probabilities of that patient's last K beats, itself included (no later beat, so both modes
+  could use it), against the mix over the other three folds' beats, to the power beta. A patient with many S-like
   beats (DS2's record 232) would have S raised; one with none, S lowered.
 
     python bench/decision_rules.py --predictions cache/cv_predictions --runs diagnostic/gamma2,realtime/base \\

@@ -1,4 +1,4 @@
-"""bench/decision_rules.py (DS1 CV round 32): the patient-prior rule uses past beats only, and the
+"""bench/decision_rules.py (DS1 CV round 32): the patient-prior rule uses no later beat, and the
 predictions bench/cv.py keeps are read back as written."""
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def fold(n=300, seed=0, records=("201", "203")):
             "sample": np.tile(np.arange(per_record) * 300, len(records))}
 
 
-def test_patient_priors_decide_each_beat_from_past_beats_only(rules):
+def test_patient_priors_decide_each_beat_without_later_beats(rules):
     z = fold()
     ref = np.full(5, 0.2)
     before = rules.patient_priors(z, ref, beats=64, power=1.0)
