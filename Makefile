@@ -8,8 +8,15 @@ ARGS ?=
 .PHONY: run test bench-cv bench-accuracy bench-end-to-end bench-streaming clean-cache
 
 $(VENV)/.installed: requirements.txt
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(None if v >= (3, 11) else \
+		"error: Deep-ECG needs Python 3.11 or newer, $(PYTHON) is %d.%d; name one: make $(MAKECMDGOALS) PYTHON=python3.11 " \
+		"(Debian and Ubuntu also need the python3.11-venv package)" % v)'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	# torch's CPU build first (PyPI's Linux wheel is the multi-GB CUDA build); where its index cannot
+	# be reached, requirements.txt's pin takes torch from the usual index.
+	$(PY) -m pip install --quiet --no-deps torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+		|| echo "note: torch's CPU index not reached; torch comes from the usual index"
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
