@@ -104,6 +104,10 @@ CONFIGS["gamma2_no_ema"] = {"ema": 0.0, "gamma": 2.0}
 # DS1 patients' own morphology, as round 22 tried with less capacity).
 CONFIGS["gamma2_balance25"] = {"balance": 0.25, "gamma": 2.0}
 CONFIGS["gamma2_wd1e-3"] = {"weight_decay": 1e-3, "gamma": 2.0}
+# Round 34, under gamma 2: the optimiser's two settings never searched, the peak learning rate of the
+# one-cycle schedule (1e-3 against 3e-3) and the batch (128 against 256: twice the steps, more noise).
+CONFIGS["gamma2_lr1e-3"] = {"lr": 1e-3, "gamma": 2.0}
+CONFIGS["gamma2_batch128"] = {"batch_size": 128, "gamma": 2.0}
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.
