@@ -219,6 +219,19 @@ def read_predictions(directory, mode: str, config: str) -> dict:
     return runs
 
 
+def read_runs(directory, runs: str) -> dict:
+    """{"mode/config": read_predictions(directory, mode, config)} for each comma-separated mode/config
+    of runs; ValueError, naming the fix, for one with no predictions kept."""
+    out = {}
+    for run in runs.split(","):
+        mode, _, config = run.partition("/")
+        out[run] = read_predictions(directory, mode, config)
+        if not out[run]:
+            raise ValueError(f"no predictions for {run} in {directory}; run bench/cv.py with "
+                             f"--configs {config} --modes {mode} --save-predictions {directory} first")
+    return out
+
+
 def run_job(job: dict) -> dict:
     import torch
 

@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import data_loader as dl  # noqa: E402
-from cv import read_predictions  # noqa: E402
+from cv import read_runs  # noqa: E402
 from evaluate import confusion, metrics  # noqa: E402
 from outputs import write_json, write_text  # noqa: E402
 
@@ -78,13 +78,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     scores, chosen = {}, {}
-    for run in args.runs.split(","):
-        mode, config = run.split("/")
-        runs = read_predictions(args.predictions, mode, config)
-        if not runs:
-            print(f"error: no predictions for {run} in {args.predictions}; run bench/cv.py with "
-                  f"--save-predictions first", file=sys.stderr)
-            return 2
+    try:
+        predicted = read_runs(args.predictions, args.runs)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for run, runs in predicted.items():
         for seed, folds in sorted(runs.items()):
             key = f"{run}/seed{seed}"
             others = [[z for j, z in enumerate(folds) if j != k] for k in range(len(folds))]

@@ -18,7 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import data_loader as dl  # noqa: E402
-from cv import read_predictions  # noqa: E402
+from cv import read_runs  # noqa: E402
 from evaluate import confusion, metrics  # noqa: E402
 from outputs import write_json, write_text  # noqa: E402
 
@@ -58,13 +58,13 @@ def main(argv=None) -> int:
 
     q = dl.CLASSES.index("Q")
     scores, thresholds = {}, {}
-    for run in args.runs.split(","):
-        mode, config = run.split("/")
-        runs = read_predictions(args.predictions, mode, config)
-        if not runs:
-            print(f"error: no predictions for {run} in {args.predictions}; run bench/cv.py with "
-                  f"--save-predictions first", file=sys.stderr)
-            return 2
+    try:
+        predicted = read_runs(args.predictions, args.runs)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for run, runs in predicted.items():
+        mode = run.split("/")[0]
         b = dl.load_beats(args.data_dir, dl.DS1, mode, args.cache_dir, offline=args.offline, progress=False)
         where = {(r, s): i for i, (r, s) in enumerate(zip(b.record, b.sample))}
         measures = {name: fn(b.x[:, 0]) for name, fn in MEASURES.items()}

@@ -69,3 +69,7 @@ def test_predictions_are_read_back_by_seed_in_fold_order(rules, tmp_path):
     assert sorted(runs) == [0, 1] and all(len(folds) == 4 for folds in runs.values())
     assert np.array_equal(runs[1][2]["logp"], fold(n=10, seed=12)["logp"])
     assert cv.read_predictions(tmp_path, "realtime", "gamma2") == {}
+    assert sorted(cv.read_runs(tmp_path, "diagnostic/gamma2,diagnostic/gamma2_amplitude")) == [
+        "diagnostic/gamma2", "diagnostic/gamma2_amplitude"]
+    with pytest.raises(ValueError, match="--configs gamma2 --modes realtime --save-predictions"):
+        cv.read_runs(tmp_path, "diagnostic/gamma2,realtime/gamma2")
