@@ -24,7 +24,7 @@ LEAD = "MLII"
 MODES = ("diagnostic", "realtime")
 CACHE_VERSION = 2  # 2: windows carry the template channel
 
-# AAMI EC57 classes and the MIT-BIH beat labels they gather (PROTOCOL.md).
+# AAMI EC57 classes and the MIT-BIH beat labels they gather (the evaluation protocol's table).
 CLASSES = ("N", "S", "V", "F", "Q")
 AAMI_MAP = {
     **dict.fromkeys("NLRej", "N"),

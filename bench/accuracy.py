@@ -23,7 +23,8 @@ import main as pipeline  # noqa: E402
 from evaluate import f1_score as f1  # noqa: E402
 from outputs import write_json, write_text  # noqa: E402
 
-# Published DS1 -> DS2 results (PROTOCOL.md): S Se, S +P, V Se, V +P in %, or F1 where only F1 is given.
+# Published DS1 -> DS2 results (the evaluation protocol's table): S Se, S +P, V Se, V +P in %, or F1
+# where only F1 is given.
 PUBLISHED = [
     ("de Chazal 2004, linear discriminants", 76, 38, 77, 82),
     ("Llamedo & Martinez 2011", 77, 39, 81, 87),
@@ -85,7 +86,8 @@ def report(summary: dict, errors: dict, args, wall: float, runs: int, train_wall
            split: dict, ensemble: dict) -> str:
     """results/accuracy.md; split is a run's config.json (its train and validation records), ensemble
     the networks per model by mode."""
-    lines = ["# Accuracy on DS2 (inter-patient, PROTOCOL.md)", "",
+    lines = ["# Accuracy on DS2 (inter-patient: trained on DS1, tested on DS2, de Chazal et al. 2004; "
+             "AAMI EC57 classes)", "",
              f"Command: `python bench/accuracy.py {' '.join(sys.argv[1:])}`", "",
              f"Mean ± std over {args.seeds} seeds. "
              + (f"Trained on {len(split['train_records'])} DS1 records, checkpoint chosen on held-out DS1 "

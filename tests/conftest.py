@@ -17,8 +17,8 @@ FIXTURE_RECORDS = ("101", "106", "220", "223", "100", "103", "114", "118", "124"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# AAMI EC57 classes of the MIT-BIH beat labels, copied from docs/PROTOCOL.md (the reference
-# the project must follow), so the tests do not trust data_loader's own table.
+# AAMI EC57 classes of the MIT-BIH beat labels, copied from the project's evaluation protocol (the
+# reference every figure must follow), so the tests do not trust data_loader's own table.
 PROTOCOL_AAMI = {
     "N": "NLRej",
     "S": "AaJS",
