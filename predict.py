@@ -26,6 +26,7 @@ import numpy as np
 import data_loader as dl
 
 MIN_SECONDS = 5.0  # shorter recordings hold too few beats for RR features
+FS_RANGE = (100.0, 20000.0)  # Hz: below, a QRS is a sample or two; above, most likely not Hz at all
 MIN_BEATS = 3
 LOW_CONFIDENCE = 0.6  # beats whose top probability is below this are counted as uncertain
 ANNOTATION_EXT = "aami"
@@ -95,9 +96,10 @@ def load_classifier(path, kind: str = "float32", threads: int | None = None) -> 
         model, meta = load_model(path)
     except dl.StaleModelError as exc:
         raise InputError(str(exc)) from None
-    except Exception as exc:
-        raise InputError(f"{path} is not a Deep-ECG model ({exc}); pass model_float32.pt, "
-                         f"model_int8.pt or model_int8_static.onnx from a run directory") from None
+    except Exception:
+        what = "a TorchScript export (for other programs)" if path.name.endswith(".jit.pt") else "not a Deep-ECG model"
+        raise InputError(f"{path} is {what}; pass a run directory, or its model_float32.pt, model_int8.pt, "
+                         f"model_float32.onnx or model_int8_static.onnx") from None
     if threads:
         torch.set_num_threads(threads)
 
@@ -186,18 +188,37 @@ def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
         raise InputError(f"--fs is required with --csv: the sampling rate of {path.name} in Hz")
     if not (np.isfinite(fs) and fs > 0):
         raise InputError(f"--fs must be a positive sampling rate in Hz, got {fs}")
+    check_rate(fs, path.name, "--fs")
+    with open(path, encoding="utf-8", errors="replace") as f:
+        header = f.readline()
+    # ';' or tab between columns (where ',' may be the decimal mark, as in much of Europe), else ','
+    sep = next((c for c in (";", "\t") if c in header and "," not in header), ",")
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, sep=sep, dtype=str, skipinitialspace=True)
     except Exception as exc:
         raise InputError(f"cannot read {path} as CSV: {exc}") from None
     if frame.shape[1] == 0 or len(frame) == 0:
         raise InputError(f"{path} holds no data")
-    numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
+    def numbers(cells):
+        cells = cells.str.strip()
+        if sep != ",":
+            cells = cells.str.replace(",", ".", regex=False)
+        return pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64)
+
+    values_of = {c: numbers(frame[c]) for c in frame.columns}
+    # Numeric: at least 99% of its non-empty cells are numbers (a few text cells, e.g. "lead-off", become
+    # gaps, as empty cells do).
+    filled = {c: frame[c].notna().to_numpy() for c in frame.columns}
+    numeric = [c for c, v in values_of.items()
+               if filled[c].any() and np.isfinite(v[filled[c]]).mean() >= 0.99]
     if column is None:
-        if not numeric:
-            raise InputError(f"{path} has no numeric column; columns: {', '.join(map(str, frame.columns))}")
-        col = numeric[0]
-        if len(numeric) > 1:
+        # a column that only ever rises is a time or sample index, not a lead
+        leads = [c for c in numeric if not (np.diff(values_of[c][np.isfinite(values_of[c])]) > 0).all()]
+        if not leads:
+            raise InputError(f"{path} has no numeric column that could be an ECG lead; columns: "
+                             f"{', '.join(map(str, frame.columns))} (choose one with --column)")
+        col = leads[0]
+        if len(leads) > 1:
             warn(f"{path.name} has several numeric columns; using {col!r} (choose one with --column)")
     elif column in frame.columns:
         col = column
@@ -206,7 +227,7 @@ def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
     else:
         raise InputError(f"{path.name} has no column {column!r}; columns are "
                          f"{', '.join(map(str, frame.columns))} (or give a 0-based index)")
-    values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=np.float64)
+    values = values_of[col]
     if np.isnan(values).all():
         raise InputError(f"column {col!r} of {path.name} holds no numbers")
     return Recording(values, float(fs), path.stem, str(col))
@@ -240,9 +261,18 @@ def _fill(x: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(out), 0.0, out)
 
 
+def check_rate(fs: float, name: str, source: str) -> None:
+    """InputError unless fs (Hz) lies in FS_RANGE."""
+    low, high = FS_RANGE
+    if not low <= fs <= high:
+        raise InputError(f"{name}: a sampling rate of {fs:g} Hz ({source}) is outside {low:g}-{high:g} Hz; "
+                         f"it is samples per second (e.g. 250 or 360), not the time between samples")
+
+
 def prepare(rec: Recording) -> tuple[np.ndarray, np.ndarray]:
     """(signal at 360 Hz with gaps filled, gap mask), after checking it can be classified."""
     x = rec.x
+    check_rate(rec.fs, rec.name, "the file's header")
     if not np.isfinite(x[~np.isnan(x)]).all():
         raise InputError(f"{rec.name}: the signal holds infinite values; clean them or mark them NaN")
     if len(x) / rec.fs < MIN_SECONDS:
@@ -397,8 +427,10 @@ def run(args) -> dict:
         raise InputError(f"{rec.name}: only {len(beats['sample'])} beats detected in "
                          f"{len(x) / dl.FS:.1f} s; is lead {rec.lead!r} an ECG?")
     seconds = time.time() - t0  # read, resample, filter, detect, classify
-    out = Path(args.out or Path("predictions") / rec.name)
-    out.mkdir(parents=True, exist_ok=True)
+    if not args.no_plot and args.plot_start >= len(x) / dl.FS:
+        raise InputError(f"--plot-start {args.plot_start:g} s is past the end of the recording "
+                         f"({len(x) / dl.FS:.1f} s)")
+    out = output_folder(args.out or Path("predictions") / rec.name)
     from outputs import atomic_path
 
     frame = beats_frame(beats, rec.fs)
@@ -414,8 +446,19 @@ def run(args) -> dict:
     return {"beats": beats, "frame": frame, "out": out, "seconds": seconds}
 
 
+def output_folder(path) -> Path:
+    """path, created if missing; InputError naming the fix where it cannot be."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "a file of that name exists" if path.is_file() else exc.strerror
+        raise InputError(f"cannot make the output folder {path}: {why}; choose another --out") from None
+    return path
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="main.py predict", description=__doc__.split("\n")[0],
+    p = argparse.ArgumentParser(prog="main.py predict", description=__doc__.split("\n")[0], allow_abbrev=False,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", required=True, help="run directory from `python main.py`, or a model file")
     p.add_argument("--kind", choices=list(MODEL_FILES), default="float32",
@@ -441,6 +484,8 @@ def main(argv=None) -> int:
     try:
         if not (args.plot_seconds > 0):
             raise InputError(f"--plot-seconds must be positive, got {args.plot_seconds}")
+        if not 0 <= args.low_confidence <= 1:
+            raise InputError(f"--low-confidence is a probability, between 0 and 1; got {args.low_confidence:g}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             run(args)

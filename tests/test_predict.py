@@ -201,8 +201,12 @@ def stale_copy(run, to, name, rr=True, channels=True, template=None):
     ("unknown_column", "has no column 'II'; columns are ECG"),
     ("short", "at least 5 s"),
     ("flat", "flat line (lead off?)"),
-    ("all_nan", "holds no numbers"),
+    ("all_nan", "has no numeric column that could be an ECG lead; columns: ECG"),
     ("two_inputs", "give one input"),
+    ("fs_as_interval", "is outside 100-20000 Hz; it is samples per second"),
+    ("plot_past_end", "--plot-start 500 s is past the end of the recording (60.0 s)"),
+    ("low_confidence", "--low-confidence is a probability, between 0 and 1; got 5"),
+    ("jit_model", "is a TorchScript export (for other programs); pass a run directory"),
     ("missing_model", "not found: pass a run directory"),
     ("not_a_model", "is not a Deep-ECG model"),
     ("stale_model", "Retrain it with `python main.py --mode diagnostic`"),
@@ -229,6 +233,11 @@ def test_bad_input_exits_2_with_a_clear_message_and_no_output(diagnostic_run, tm
         "flat": lambda: ["--model", model, "--csv", write_csv(tmp_path, np.full(360 * 60, 0.25)), "--fs", 360],
         "all_nan": lambda: ["--model", model, "--csv", write_csv(tmp_path, np.full(360 * 60, np.nan)), "--fs", 360],
         "two_inputs": lambda: ["--model", model, *rec, "--csv", write_csv(tmp_path, x), "--fs", 360],
+        "fs_as_interval": lambda: ["--model", model, "--csv", write_csv(tmp_path, x), "--fs", 1 / 360],
+        "plot_past_end": lambda: ["--model", model, "--csv", write_csv(tmp_path, x[:360 * 60]), "--fs", 360,
+                                  "--plot-start", 500],
+        "low_confidence": lambda: ["--model", model, *rec, "--low-confidence", 5],
+        "jit_model": lambda: ["--model", diagnostic_run / "model_float32.jit.pt", *rec],
         "missing_model": lambda: ["--model", tmp_path / "no_run", *rec],
         "not_a_model": lambda: ["--model", write_csv(tmp_path, x, "model.pt"), *rec],
         "stale_model": lambda: ["--model", stale_copy(diagnostic_run, tmp_path / "old", "model_float32.pt"), *rec],
@@ -268,3 +277,36 @@ def test_a_model_that_did_not_record_its_template_rule_still_loads(diagnostic_ru
     old = predict.classify(x, predict.load_classifier(tmp_path / "old", kind))
     now = predict.classify(x, predict.load_classifier(diagnostic_run, kind))
     assert np.array_equal(old["class"], now["class"]) and len(now["class"]) > 100
+
+
+def test_an_output_folder_that_cannot_be_made_is_an_error_not_a_traceback(diagnostic_run, tmp_path, capsys):
+    (tmp_path / "taken").write_text("a file, not a folder")
+    code, _, err = run_predict(capsys, "--model", diagnostic_run, "--record", fixture_record("100"),
+                               "--out", tmp_path / "taken", "--no-plot")
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("error: cannot make the output folder") and "a file of that name exists; choose another --out" in err
+
+
+def test_csv_dialects_a_time_column_and_a_text_cell_read_as_the_plain_csv(diagnostic_run, tmp_path, capsys):
+    """A semicolon CSV with decimal commas, a leading time column and a 'lead-off' text cell in the lead
+    give the beats of the plain one-column CSV (the text cell is a gap)."""
+    x, _ = dl.read_record(fixture_record("100"))
+    x = np.round(x[:360 * 60], 3)
+    write_csv(tmp_path, x, "plain.csv")
+    (tmp_path / "semi.csv").write_text("ECG;V5\n" + "".join(f"{v:.3f};0,5\n".replace(".", ",") for v in x))
+    pd.DataFrame({"time": np.arange(len(x)) / 360, "ECG": x}).to_csv(tmp_path / "time.csv", index=False)
+    cells = [f"{v:.3f}" for v in x]
+    cells[1000] = "lead-off"
+    (tmp_path / "text.csv").write_text("ECG\n" + "\n".join(cells) + "\n")
+    frames = {}
+    for name in ("plain", "semi", "time", "text"):
+        code, _, err = run_predict(capsys, "--model", diagnostic_run, "--csv", tmp_path / f"{name}.csv", "--fs", 360,
+                                   "--out", tmp_path / name, "--no-plot")
+        assert code == 0, err
+        frames[name] = pd.read_csv(tmp_path / name / f"{name}_beats.csv")
+    for name in ("semi", "time"):
+        assert frames[name].equals(frames["plain"]), name
+    text, plain = frames["text"], frames["plain"]
+    assert text["sample"].equals(plain["sample"])
+    near = (text["sample"] - 1000).abs() < 360
+    assert (text.loc[near, "class"] == "Q").any() and text.loc[~near, "class"].equals(plain.loc[~near, "class"])
