@@ -110,13 +110,32 @@ def _expected_sums(data_dir: Path) -> dict[str, str]:
     return out
 
 
+BYTES_PER_SAMPLE = {"212": 1.5, "16": 2, "61": 2, "80": 1, "8": 1, "310": 4 / 3, "311": 4 / 3}  # WFDB formats
+
+
+def signals_complete(data_dir: Path, record: str) -> bool:
+    """Whether the record's header reads and its .dat holds every sample the header promises: the
+    check for a folder without SHA256SUMS.txt (a file cut short by a failed copy)."""
+    import wfdb
+
+    try:
+        header = wfdb.rdheader(str(Path(data_dir) / record))
+    except Exception:
+        return False
+    formats = set(header.fmt or [])
+    if len(formats) != 1 or not header.sig_len or next(iter(formats)) not in BYTES_PER_SAMPLE:
+        return True  # a layout this check does not know: left to SHA256SUMS.txt
+    need = header.sig_len * header.n_sig * BYTES_PER_SAMPLE[formats.pop()]
+    return (Path(data_dir) / f"{record}.dat").stat().st_size >= int(need)
+
+
 def check_records(data_dir: Path, records) -> tuple[list[str], dict[str, str]]:
-    """Return (records missing or failing SHA256SUMS.txt, digest of each good record)."""
+    """Return (records missing, cut short or failing SHA256SUMS.txt, digest of each good record)."""
     expected = _expected_sums(data_dir)
     bad, digests = [], {}
     for rec in records:
         files = record_files(data_dir, rec)
-        if not all(f.is_file() for f in files):
+        if not all(f.is_file() for f in files) or not signals_complete(data_dir, rec):
             bad.append(rec)
             continue
         sums = [_sha256(f) for f in files]
@@ -151,7 +170,8 @@ def ensure_records(data_dir, records, offline: bool = False) -> dict[str, str]:
     if bad:
         raise DataError(
             f"MIT-BIH records missing or corrupt in {data_dir}: {' '.join(bad)}. "
-            f"Each record needs {', '.join(RECORD_EXTENSIONS)} files matching SHA256SUMS.txt. "
+            f"Each record needs {', '.join(RECORD_EXTENSIONS)} files, complete and matching SHA256SUMS.txt "
+            f"where the folder has one. "
             f"Run without --offline to download them, or copy the database from "
             f"https://physionet.org/content/mitdb/1.0.0/ into that folder."
         )

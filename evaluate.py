@@ -1,4 +1,4 @@
-"""Inter-patient evaluation (PROTOCOL.md): per-class Se, +P, FPR, F1, confusion matrix, report."""
+"""Inter-patient evaluation (DS1 -> DS2, AAMI EC57 classes): per-class Se, +P, FPR, F1, confusion matrix, report."""
 from __future__ import annotations
 
 import numpy as np
@@ -152,7 +152,8 @@ def plot_history(history: list[dict], path) -> None:
 def write_report(path, title: str, config: dict, results: dict, history: list, extra: str = "") -> None:
     """Human-readable report: metrics of every model, confusion matrix, sklearn report."""
     validated = bool(history) and "val_loss" in history[0]
-    lines = [f"# {title}", "", "Inter-patient evaluation on DS2 (PROTOCOL.md): trained on DS1, "
+    lines = [f"# {title}", "", "Inter-patient evaluation on DS2 (de Chazal et al. 2004; AAMI EC57 classes): "
+             "trained on DS1, "
              + ("checkpoint chosen on held-out DS1 patients." if validated
                 else "last averaged weights kept (no checkpoint choice)."), "",
              "## Metrics on DS2", "", metrics_table({k: v["metrics"] for k, v in results.items()}), ""]

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     from train import TrainConfig
 
     d = TrainConfig()
-    p = argparse.ArgumentParser(prog="main.py", description=__doc__.split("\n")[0],
+    p = argparse.ArgumentParser(prog="main.py", description=__doc__.split("\n")[0], allow_abbrev=False,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--mode", choices=dl.MODES, default="diagnostic",
                    help="diagnostic may use the next beat (post-RR); realtime is strictly causal")
@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, or cuda when available")
     p.add_argument("--max-records", type=int, default=None,
                    help="smoke runs: use only the first N records of the train, validation and test lists")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars or step-by-step lines (the results still print)")
     return p
 
 
@@ -132,6 +133,13 @@ def check_args(args) -> None:
     out = Path(args.out)
     if (out / "config.json").exists() and not args.overwrite:
         raise ConfigError(f"{out} already holds a run; choose another --out or pass --overwrite")
+    args.made_out = not out.exists()  # main() takes it away again if the run fails before writing to it
+    for folder, option in ((out, "--out"), (Path(args.cache_dir), "--cache-dir")):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            why = "a file of that name exists" if folder.is_file() else exc.strerror
+            raise ConfigError(f"cannot make the folder {folder} ({option}): {why}; choose another {option}") from None
 
 
 def split_records(max_records: int | None, validate: bool = False):
@@ -211,8 +219,8 @@ def run(args) -> dict:
     write_json(out / "metrics.json", summary)
     write_report(out / "report.md", f"Deep-ECG run: {args.mode} mode, seed {args.seed}",
                  {k: config[k] for k in sorted(config)}, results, history, extra=quant_table)
-    say("\n" + quant_table.split("\n", 2)[2])
-    say(f"\nDS2 float32: S F1 {f['per_class']['S']['f1']:.3f}  V F1 {f['per_class']['V']['f1']:.3f}  "
+    print("\n" + quant_table.split("\n", 2)[2], flush=True)
+    print(f"\nDS2 float32: S F1 {f['per_class']['S']['f1']:.3f}  V F1 {f['per_class']['V']['f1']:.3f}  "
         f"macro-F1(N,S,V) {f['macro_f1_nsv']:.3f}; outputs in {out} ({time.time() - t0:.0f} s)")
     return summary
 
@@ -243,6 +251,9 @@ def main(argv=None) -> int:
         run(args)
     except (ConfigError, dl.DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        out = Path(args.out) if args.out else None
+        if getattr(args, "made_out", False) and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # made by this run, still empty: leave nothing behind
         return 2
     return 0
 

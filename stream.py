@@ -12,6 +12,7 @@ Its output equals the batch real-time pipeline's (`predict.classify`) whatever t
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections import deque
@@ -180,7 +181,7 @@ def run_stream(x: np.ndarray, clf, chunk: int, on_beat=None, speed: float = 0.0)
 def build_parser() -> argparse.ArgumentParser:
     from predict import MODEL_FILES
 
-    p = argparse.ArgumentParser(prog="main.py stream", description=__doc__.split("\n")[0],
+    p = argparse.ArgumentParser(prog="main.py stream", description=__doc__.split("\n")[0], allow_abbrev=False,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", required=True, help="directory of a `python main.py --mode realtime` run, "
                                                   "or one of its model files")
@@ -214,7 +215,8 @@ def main(argv=None) -> int:
         return 2
     print(f"streaming {rec.name} ({rec.lead}, {len(x) / dl.FS / 60:.1f} min) at "
           f"{'full speed' if args.speed == 0 else f'{args.speed:g}x real time'} in chunks of {args.chunk} "
-          f"samples; {clf.kind} model; stated latency <= {1000 * stated_latency_s():.0f} ms", flush=True)
+          f"samples; {clf.kind} model; stated latency <= {1000 * stated_latency_s():.0f} ms after the R-peak, "
+          f"plus up to {1000 * (args.chunk - 1) / dl.FS:.0f} ms of waiting for the chunk to fill", flush=True)
 
     def show(b: Beat) -> None:
         if not args.quiet:
@@ -225,22 +227,24 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     try:
         beats = run_stream(x, clf, args.chunk, show, args.speed)
+        wall = time.perf_counter() - t0
+        # Beats decided only when the record ended (the flush) have no live latency.
+        lat = np.array([b.latency_s for b in beats if b.decided_at < len(x)]) * 1000
+        result = {"sample": np.array([b.sample for b in beats], dtype=np.int64),
+                  "class": np.array([b.label for b in beats], dtype=np.int64),
+                  "proba": np.array([b.proba for b in beats]).reshape(-1, len(dl.CLASSES))}
+        print(summary(result, len(x) / dl.FS))
+        if len(lat):
+            print(f"  latency R-peak -> label: mean {lat.mean():.0f} ms, max {lat.max():.0f} ms "
+                  f"(chunks of {args.chunk} samples add up to {1000 * (args.chunk - 1) / dl.FS:.0f} ms)")
+        print(f"  {len(x) / dl.FS:.0f} s of signal in {wall:.1f} s ({len(x) / dl.FS / wall:.0f}x real time)",
+              flush=True)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    wall = time.perf_counter() - t0
-    # Beats decided only when the record ended (the flush) have no live latency.
-    lat = np.array([b.latency_s for b in beats if b.decided_at < len(x)]) * 1000
-    result = {"sample": np.array([b.sample for b in beats], dtype=np.int64),
-              "class": np.array([b.label for b in beats], dtype=np.int64),
-              "proba": np.array([b.proba for b in beats]).reshape(-1, len(dl.CLASSES))}
-    print(summary(result, len(x) / dl.FS))
-    if len(lat):
-        print(f"  latency R-peak -> label: mean {lat.mean():.0f} ms, max {lat.max():.0f} ms "
-              f"(chunks of {args.chunk} samples add up to {1000 * (args.chunk - 1) / dl.FS:.0f} ms)")
-    print(f"  {len(x) / dl.FS:.0f} s of signal in {wall:.1f} s ({len(x) / dl.FS / wall:.0f}x real time)")
+    except BrokenPipeError:  # the reader stopped (`| head`): stop too, without a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

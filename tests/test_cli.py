@@ -67,6 +67,29 @@ def _corrupt(path, at=5000):
     path.write_bytes(bytes(data))
 
 
+def test_a_record_cut_short_is_reported_without_sha256sums(tmp_path, capsys):
+    data = copy_records(tmp_path / "data", SMOKE_RECORDS, sums=False)
+    dat = data / "100.dat"
+    dat.write_bytes(dat.read_bytes()[:-3])  # a copy that stopped three bytes early
+    rc = main.main(smoke_args(tmp_path / "run", tmp_path / "cache", data_dir=data))
+    assert rc == 2
+    msg = _one_error_line(capsys.readouterr().err)
+    assert _records_named(msg, data) == {"100"} and "complete" in msg
+    assert not (tmp_path / "run").exists(), "no run folder is left behind"
+
+
+@pytest.mark.parametrize("where", ["--out", "--cache-dir"])
+def test_an_output_folder_that_cannot_be_made_is_one_error_line(tmp_path, capsys, where):
+    (tmp_path / "file").write_text("not a folder")
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    args = smoke_args(tmp_path / "file" if where == "--out" else run,
+                      tmp_path / "file" / "cache" if where == "--cache-dir" else cache)
+    assert main.main(args) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert where in line and "choose another" in line
+    assert not run.exists()
+
+
 def test_corrupt_file_is_reported_via_sha256sums(tmp_path, capsys):
     data = copy_records(tmp_path / "data", FIXTURE_RECORDS)
     _corrupt(data / "103.dat")
@@ -141,7 +164,8 @@ def test_nan_option_is_rejected(tmp_path, capsys, opts, name):
     assert rc == 2 and name in _one_error_line(err)
 
 
-@pytest.mark.parametrize("opts,name", [(["--mode", "fast"], "--mode"), (["--epochs", "two"], "--epochs")])
+@pytest.mark.parametrize("opts,name", [(["--mode", "fast"], "--mode"), (["--epochs", "two"], "--epochs"),
+                                       (["--mod", "realtime"], "--mod")])  # no abbreviations
 def test_unparseable_option_exits_2(capsys, opts, name):
     with pytest.raises(SystemExit) as exc:
         main.main(opts)

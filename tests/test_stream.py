@@ -1,6 +1,9 @@
 """Streaming real-time classification equals the batch real-time pipeline, whatever the chunk size."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from scipy import signal
@@ -9,7 +12,7 @@ import data_loader as dl
 import main
 import predict
 import stream
-from conftest import fixture_record
+from conftest import ROOT, fixture_record
 from detect import QRSDetector, SosFilter, detect_r_peaks
 
 
@@ -148,3 +151,14 @@ def test_replay_speed_paces_the_stream(realtime_run):
     t = time.monotonic()
     stream.run_stream(x[:360 * 3], clf, 36, speed=6.0)  # 3 s of signal at 6x: about 0.5 s
     assert time.monotonic() - t >= 0.45
+
+
+def test_a_reader_that_stops_early_ends_the_stream_quietly(realtime_run):
+    """`main.py stream ... | head`: once the reader has gone, the stream stops, exit 0, no traceback."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "stream", "--model", str(realtime_run),
+                             "--record", fixture_record("100"), "--speed", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    assert proc.stdout.readline().startswith(b"streaming ")
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in err, err
