@@ -133,7 +133,6 @@ def check_args(args) -> None:
     out = Path(args.out)
     if (out / "config.json").exists() and not args.overwrite:
         raise ConfigError(f"{out} already holds a run; choose another --out or pass --overwrite")
-    args.made_out = not out.exists()  # main() takes it away again if the run fails before writing to it
     for folder, option in ((out, "--out"), (Path(args.cache_dir), "--cache-dir")):
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -246,13 +245,14 @@ def main(argv=None) -> int:
 
         return importlib.import_module(argv[0]).main(argv[1:])
     args = build_parser().parse_args(argv)
+    made_out = args.out is None or not Path(args.out).exists()  # taken away again if the run fails before using it
     try:
         check_args(args)
         run(args)
     except (ConfigError, dl.DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         out = Path(args.out) if args.out else None
-        if getattr(args, "made_out", False) and out.is_dir() and not any(out.iterdir()):
+        if made_out and out is not None and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # made by this run, still empty: leave nothing behind
         return 2
     return 0
