@@ -133,12 +133,13 @@ def check_args(args) -> None:
     out = Path(args.out)
     if (out / "config.json").exists() and not args.overwrite:
         raise ConfigError(f"{out} already holds a run; choose another --out or pass --overwrite")
-    for folder, option in ((out, "--out"), (Path(args.cache_dir), "--cache-dir")):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            why = "a file of that name exists" if folder.is_file() else exc.strerror
-            raise ConfigError(f"cannot make the folder {folder} ({option}): {why}; choose another {option}") from None
+    from outputs import FolderError, make_folder
+
+    try:
+        make_folder(out, "--out")
+        make_folder(args.cache_dir, "--cache-dir")
+    except FolderError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def split_records(max_records: int | None, validate: bool = False):

@@ -1,4 +1,4 @@
-"""Atomic writes: every artifact appears whole under its final name or not at all."""
+"""Output folders and atomic writes: every artifact appears whole under its final name or not at all."""
 from __future__ import annotations
 
 import json
@@ -6,6 +6,22 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+
+class FolderError(ValueError):
+    """An output folder that cannot be made; the message names it and the fix."""
+
+
+def make_folder(path, option: str) -> Path:
+    """path, made (with its parents) if missing; FolderError, naming another `option` as the fix, where
+    it cannot be."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "a file of that name exists" if path.is_file() else exc.strerror
+        raise FolderError(f"cannot make the folder {path} ({option}): {why}; choose another {option}") from None
+    return path
 
 
 @contextmanager

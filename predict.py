@@ -430,8 +430,12 @@ def run(args) -> dict:
     if not args.no_plot and args.plot_start >= len(x) / dl.FS:
         raise InputError(f"--plot-start {args.plot_start:g} s is past the end of the recording "
                          f"({len(x) / dl.FS:.1f} s)")
-    out = output_folder(args.out or Path("predictions") / rec.name)
-    from outputs import atomic_path
+    from outputs import FolderError, atomic_path, make_folder
+
+    try:
+        out = make_folder(args.out or Path("predictions") / rec.name, "--out")
+    except FolderError as exc:
+        raise InputError(str(exc)) from None
 
     frame = beats_frame(beats, rec.fs)
     with atomic_path(out / f"{rec.name}_beats.csv") as tmp:
@@ -444,17 +448,6 @@ def run(args) -> dict:
     print(f"{rec.name}: {clf.mode} model {clf.path} ({clf.kind})\n{text}\n"
           f"classified in {seconds:.2f} s; outputs in {out} ({frame.shape[0]} rows, annotations {ann.name})")
     return {"beats": beats, "frame": frame, "out": out, "seconds": seconds}
-
-
-def output_folder(path) -> Path:
-    """path, created if missing; InputError naming the fix where it cannot be."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        why = "a file of that name exists" if path.is_file() else exc.strerror
-        raise InputError(f"cannot make the output folder {path}: {why}; choose another --out") from None
-    return path
 
 
 def build_parser() -> argparse.ArgumentParser:
