@@ -284,7 +284,8 @@ def test_an_output_folder_that_cannot_be_made_is_an_error_not_a_traceback(diagno
     code, _, err = run_predict(capsys, "--model", diagnostic_run, "--record", fixture_record("100"),
                                "--out", tmp_path / "taken", "--no-plot")
     assert code == 2 and "Traceback" not in err
-    assert err.startswith("error: cannot make the folder") and "(--out): a file of that name exists; choose another --out" in err
+    assert err.startswith("error: cannot make the folder")
+    assert "(--out): a file of that name exists; choose another --out" in err
 
 
 def test_csv_dialects_a_time_column_and_a_text_cell_read_as_the_plain_csv(diagnostic_run, tmp_path, capsys):
