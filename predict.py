@@ -194,16 +194,18 @@ def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
     # ';' or tab between columns (where ',' may be the decimal mark, as in much of Europe), else ','
     sep = next((c for c in (";", "\t") if c in header and "," not in header), ",")
     try:
-        frame = pd.read_csv(path, sep=sep, dtype=str, skipinitialspace=True)
+        frame = pd.read_csv(path, sep=sep, decimal="." if sep == "," else ",", skipinitialspace=True)
     except Exception as exc:
         raise InputError(f"cannot read {path} as CSV: {exc}") from None
     if frame.shape[1] == 0 or len(frame) == 0:
         raise InputError(f"{path} holds no data")
-    def numbers(cells):
-        cells = cells.str.strip()
+    def numbers(cells):  # a column pandas did not read as numbers: a few text cells, or mixed decimal marks
+        if pd.api.types.is_numeric_dtype(cells):
+            return cells.to_numpy(dtype=np.float64)
+        cells = cells.astype("string").str.strip()
         if sep != ",":
             cells = cells.str.replace(",", ".", regex=False)
-        return pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64)
+        return pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
     values_of = {c: numbers(frame[c]) for c in frame.columns}
     # Numeric: at least 99% of its non-empty cells are numbers (a few text cells, e.g. "lead-off", become
