@@ -190,9 +190,12 @@ def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
         raise InputError(f"--fs must be a positive sampling rate in Hz, got {fs}")
     check_rate(fs, path.name, "--fs")
     with open(path, encoding="utf-8", errors="replace") as f:
-        header = f.readline()
-    # ';' or tab between columns (where ',' may be the decimal mark, as in much of Europe), else ','
+        header, first_row = f.readline(), f.readline()
+    # ';' or tab between columns (where ',' may be the decimal mark, as in much of Europe), else ','; one
+    # column whose numbers hold a ',' has decimal commas (read as ';'-separated: one column)
     sep = next((c for c in (";", "\t") if c in header and "," not in header), ",")
+    if not any(c in header for c in ",;\t") and "," in first_row:
+        sep = ";"
     try:
         frame = pd.read_csv(path, sep=sep, decimal="." if sep == "," else ",", skipinitialspace=True)
     except Exception as exc:

@@ -289,23 +289,24 @@ def test_an_output_folder_that_cannot_be_made_is_an_error_not_a_traceback(diagno
 
 
 def test_csv_dialects_a_time_column_and_a_text_cell_read_as_the_plain_csv(diagnostic_run, tmp_path, capsys):
-    """A semicolon CSV with decimal commas, a leading time column and a 'lead-off' text cell in the lead
-    give the beats of the plain one-column CSV (the text cell is a gap)."""
+    """A semicolon CSV with decimal commas, a one-column CSV with decimal commas, a leading time column
+    and a 'lead-off' text cell in the lead give the beats of the plain one-column CSV (the text cell is a gap)."""
     x, _ = dl.read_record(fixture_record("100"))
     x = np.round(x[:360 * 60], 3)
     write_csv(tmp_path, x, "plain.csv")
     (tmp_path / "semi.csv").write_text("ECG;V5\n" + "".join(f"{v:.3f};0,5\n".replace(".", ",") for v in x))
+    (tmp_path / "comma.csv").write_text("ECG\n" + "".join(f"{v:.3f}\n".replace(".", ",") for v in x))
     pd.DataFrame({"time": np.arange(len(x)) / 360, "ECG": x}).to_csv(tmp_path / "time.csv", index=False)
     cells = [f"{v:.3f}" for v in x]
     cells[1000] = "lead-off"
     (tmp_path / "text.csv").write_text("ECG\n" + "\n".join(cells) + "\n")
     frames = {}
-    for name in ("plain", "semi", "time", "text"):
+    for name in ("plain", "semi", "comma", "time", "text"):
         code, _, err = run_predict(capsys, "--model", diagnostic_run, "--csv", tmp_path / f"{name}.csv", "--fs", 360,
                                    "--out", tmp_path / name, "--no-plot")
         assert code == 0, err
         frames[name] = pd.read_csv(tmp_path / name / f"{name}_beats.csv")
-    for name in ("semi", "time"):
+    for name in ("semi", "comma", "time"):
         assert frames[name].equals(frames["plain"]), name
     text, plain = frames["text"], frames["plain"]
     assert text["sample"].equals(plain["sample"])
