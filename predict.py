@@ -202,6 +202,7 @@ def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
         raise InputError(f"cannot read {path} as CSV: {exc}") from None
     if frame.shape[1] == 0 or len(frame) == 0:
         raise InputError(f"{path} holds no data")
+
     def numbers(cells):  # a column pandas did not read as numbers: a few text cells, or mixed decimal marks
         if pd.api.types.is_numeric_dtype(cells):
             return cells.to_numpy(dtype=np.float64)
