@@ -108,6 +108,10 @@ CONFIGS["gamma2_wd1e-3"] = {"weight_decay": 1e-3, "gamma": 2.0}
 # one-cycle schedule (1e-3 against 3e-3) and the batch (128 against 256: twice the steps, more noise).
 CONFIGS["gamma2_lr1e-3"] = {"lr": 1e-3, "gamma": 2.0}
 CONFIGS["gamma2_batch128"] = {"batch_size": 128, "gamma": 2.0}
+# Round 35, under gamma 2: dropout 0.1 (round 22's 0.5 lost to the product's 0.3), and the template as the
+# median of the last 64 beats (round 6 chose 32 over 16 and 64 on a design since changed).
+CONFIGS["gamma2_dropout10"] = {"model_dropout": 0.1, "gamma": 2.0}
+CONFIGS["gamma2_template64"] = {"template_beats": 64, "gamma": 2.0}
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.
