@@ -208,7 +208,7 @@ SUMMARY = Path(__file__).resolve().parent.parent / "results" / "cv.md"  # writte
 
 
 def predictions_path(directory, mode: str, config: str, seed, fold) -> Path:
-    """Where --save-predictions keeps one job's held-out log-probabilities."""
+    """Where --save-predictions keeps one job's held-out log-probabilities (.npz; --save-models: its network, .pt)."""
     return Path(directory) / f"{mode}-{config}-seed{seed}-fold{fold}.npz"
 
 
@@ -303,6 +303,12 @@ def run_job(job: dict) -> dict:
         shifted = logp.copy()
         shifted[:, s_col] += off
         by_offset[str(off)] = confusion(test.y, shifted.argmax(1)).tolist()
+    if job.get("save_models"):  # the network itself, for rules that act inside it (bench/bn_adapt.py)
+        import torch
+
+        out = predictions_path(job["save_models"], mode, job["config"], job["seed"], job["fold"]).with_suffix(".pt")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"state_dict": model.state_dict(), "n_rr": train.rr.shape[1], "model_kw": model_kw}, out)
     if job.get("save_predictions"):  # the held-out beats' log-probabilities, for rules scored afterwards
         out = predictions_path(job["save_predictions"], mode, job["config"], job["seed"], job["fold"])
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -442,6 +448,9 @@ def main(argv=None) -> int:
     p.add_argument("--save-predictions", metavar="DIR", default=None,
                    help="also write each job's held-out log-probabilities, labels, records and R-peaks to "
                         "DIR/<mode>-<config>-seed<s>-fold<f>.npz (for decision rules scored afterwards)")
+    p.add_argument("--save-models", metavar="DIR", default=None,
+                   help="also write each job's trained network to DIR/<mode>-<config>-seed<s>-fold<f>.pt "
+                        "(for rules that act inside it, e.g. bench/bn_adapt.py)")
     args = p.parse_args(argv)
     from train import TrainConfig
 
@@ -469,7 +478,8 @@ def main(argv=None) -> int:
         return 2
     jobs = [dict(config=c, mode=m, fold=f, seed=s, data_dir=args.data_dir, cache_dir=args.cache_dir,
                  epochs=args.epochs or TrainConfig().epochs, device=args.device, threads=args.threads,
-                 select=args.select_checkpoint, save_predictions=args.save_predictions)
+                 select=args.select_checkpoint, save_predictions=args.save_predictions,
+                 save_models=args.save_models)
             for m in modes for c in configs for s in range(args.first_seed, args.first_seed + args.seeds)
             for f in range(len(dl.DS1_FOLDS))]
     done = []
