@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ensemble", type=int, default=argparse.SUPPRESS, metavar="K",  # default by mode
                    help="train K networks from seeds K*seed ... K*seed+K-1 and average their logits "
                         + by_mode(ENSEMBLE))
-    p.add_argument("--seed", type=int, default=d.seed, help="same seed, same result on CPU")
+    p.add_argument("--seed", type=int, default=d.seed, help="same seed, same result on the same CPU model")
     p.add_argument("--device", default="cpu", help="cpu, or cuda when available")
     p.add_argument("--max-records", type=int, default=None,
                    help="smoke runs: use only the first N records of the train, validation and test lists")
