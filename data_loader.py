@@ -22,7 +22,7 @@ BANDPASS_HZ = (0.5, 50.0)
 FILTER_ORDER = 3  # Butterworth order per edge; sosfiltfilt squares the magnitude
 LEAD = "MLII"
 MODES = ("diagnostic", "realtime")
-CACHE_VERSION = 2  # 2: windows carry the template channel
+CACHE_VERSION = 3  # 2: windows carry the template channel; 3: the causal band-pass starts at the first sample
 
 # AAMI EC57 classes and the MIT-BIH beat labels they gather (the evaluation protocol's table).
 CLASSES = ("N", "S", "V", "F", "Q")
@@ -216,7 +216,10 @@ def bandpass(x: np.ndarray, fs: float = FS, mode: str = "diagnostic") -> np.ndar
     if mode == "diagnostic":
         return signal.sosfiltfilt(sos, x)
     if mode == "realtime":
-        return signal.sosfilt(sos, x)
+        # Started as if the first sample had always been (causal: x[0] is seen first): a DC offset,
+        # as raw ADC counts carry, then starts no transient. detect.QRSDetector starts the same way.
+        level = x[0] if len(x) and np.isfinite(x[0]) else 0.0
+        return signal.sosfilt(sos, x, zi=signal.sosfilt_zi(sos) * level)[0]
     raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
 
 

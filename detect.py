@@ -44,6 +44,10 @@ class SosFilter:
         self.sos = np.ascontiguousarray(sos, dtype=np.float64)
         self.zi = np.zeros((1, self.sos.shape[0], 2))
 
+    def settle(self, level: float) -> None:
+        """State of a filter that has seen `level` forever: a constant input then gives no transient."""
+        self.zi[0] = signal.sosfilt_zi(self.sos) * level
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         y = np.array(x, dtype=np.float64, ndmin=2, order="C", copy=True)
         if _sosfilt is None:
@@ -94,6 +98,13 @@ class QRSDetector:
         x = np.asarray(chunk, dtype=np.float64).reshape(-1)
         if len(x) == 0:
             return []
+        if self._n == 0 and np.isfinite(x[0]):
+            # A DC offset (ADC counts, a DC-coupled front end) would enter as a step at the first
+            # sample: a transient larger than any QRS, learned as the signal level, after which no
+            # beat reaches the threshold. Start both bands as if the first sample had always been
+            # (as data_loader.bandpass does in real-time mode).
+            self._qrs.settle(x[0])
+            self._ecg.settle(x[0])
         q = self._qrs(x)
         e = self.filtered = self._ecg(x)
         qq = np.concatenate([self._q_tail, q])

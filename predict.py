@@ -397,6 +397,10 @@ def write_annotations(out_dir: Path, name: str, beats: dict, fs_out: float) -> P
     return final
 
 
+def too_few_beats(rec, n: int, duration_s: float) -> str:
+    return f"{rec.name}: only {n} beats detected in {duration_s:.1f} s; is lead {rec.lead!r} an ECG?"
+
+
 def summary(beats: dict, duration_s: float, low: float = LOW_CONFIDENCE) -> str:
     counts = {c: int((beats["class"] == i).sum()) for i, c in enumerate(dl.CLASSES)}
     n = len(beats["class"])
@@ -405,8 +409,9 @@ def summary(beats: dict, duration_s: float, low: float = LOW_CONFIDENCE) -> str:
     ok = ~np.isnan(beats["proba"]).any(1) if n else np.zeros(0, bool)
     conf = beats["proba"][ok].max(1) if ok.any() else np.zeros(0)
     unclassifiable = int(np.isnan(beats["proba"]).any(1).sum()) if n else 0
-    lines = [f"{n} beats in {duration_s / 60:.1f} min; heart rate {hr:.0f} bpm (median RR), "
-             f"{n / duration_s * 60:.0f} bpm (mean)",
+    rate = (f"heart rate {hr:.0f} bpm (median RR), {n / duration_s * 60:.0f} bpm (mean)" if len(rr)
+            else "no heart rate (fewer than 2 beats)")
+    lines = [f"{n} beats in {duration_s / 60:.1f} min; {rate}",
              "  " + "  ".join(f"{c} {counts[c]} ({100 * counts[c] / max(n, 1):.1f}%)" for c in dl.CLASSES),
              f"  {int((conf < low).sum())} beats with confidence below {low:g}"
              + (f"; {unclassifiable} unclassifiable (gaps)" if unclassifiable else "")]
@@ -427,8 +432,7 @@ def run(args) -> dict:
     x, gaps = prepare(rec)
     beats = classify(x, clf, gaps)
     if len(beats["sample"]) < MIN_BEATS:
-        raise InputError(f"{rec.name}: only {len(beats['sample'])} beats detected in "
-                         f"{len(x) / dl.FS:.1f} s; is lead {rec.lead!r} an ECG?")
+        raise InputError(too_few_beats(rec, len(beats["sample"]), len(x) / dl.FS))
     seconds = time.time() - t0  # read, resample, filter, detect, classify
     if not args.no_plot and args.plot_start >= len(x) / dl.FS:
         raise InputError(f"--plot-start {args.plot_start:g} s is past the end of the recording "

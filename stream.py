@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from predict import load_classifier, prepare, read_wfdb, summary
+    from predict import MIN_BEATS, load_classifier, prepare, read_wfdb, summary, too_few_beats
 
     args = build_parser().parse_args(argv)
     try:
@@ -239,6 +239,9 @@ def main(argv=None) -> int:
                   f"(chunks of {args.chunk} samples add up to {1000 * (args.chunk - 1) / dl.FS:.0f} ms)")
         print(f"  {len(x) / dl.FS:.0f} s of signal in {wall:.1f} s ({len(x) / dl.FS / wall:.0f}x real time)",
               flush=True)
+        if len(beats) < MIN_BEATS:  # as predict: no rhythm to report is a failed run, not a result
+            print(f"error: {too_few_beats(rec, len(beats), len(x) / dl.FS)}", file=sys.stderr)
+            return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

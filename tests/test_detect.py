@@ -21,6 +21,14 @@ def test_detector_finds_the_reference_beats(record):
     assert np.median(np.abs(ref[ri] - peaks[di])) <= (0.05 if record == "118" else 0.01) * fs
 
 
+@pytest.mark.parametrize("offset", [20.0, 1024 / 200, 32768 / 200])  # mV; ADC counts (gain 200) + 1024, + 32768
+def test_a_dc_offset_does_not_change_the_beats_found(offset):
+    # Raw ADC counts and DC-coupled front ends carry one: it used to enter the detector as a step
+    # larger than any QRS, and then no beat reached the threshold (0 beats in record 100).
+    x, fs = dl.read_record(fixture_record("100"))
+    np.testing.assert_array_equal(detect_r_peaks(x + offset, fs), detect_r_peaks(x, fs))
+
+
 def test_detector_returns_nothing_for_a_flat_or_too_short_signal():
     assert len(detect_r_peaks(np.zeros(100), 360)) == 0
     assert detect_r_peaks(np.zeros(100), 360).dtype == np.int64

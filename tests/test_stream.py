@@ -162,3 +162,18 @@ def test_a_reader_that_stops_early_ends_the_stream_quietly(realtime_run):
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0 and "Traceback" not in err, err
+
+
+def test_a_stream_without_beats_fails_as_predict_does(realtime_run, tmp_path, capsys):
+    """A lead with no ECG on it (here: slow baseline wander alone) is an error, exit 2, not 'heart rate nan'."""
+    import wfdb
+
+    t = np.arange(360 * 20) / 360
+    wfdb.wrsamp("hum", fs=360, units=["mV"], sig_name=["MLII"], p_signal=np.sin(2 * np.pi * 0.3 * t)[:, None],
+                fmt=["16"], write_dir=str(tmp_path))
+    code = main.main(["stream", "--model", str(realtime_run), "--record", str(tmp_path / "hum"), "--speed", "0",
+                      "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "beats detected in 20.0 s; is lead 'MLII' an ECG?" in captured.err
+    assert "nan" not in captured.out
