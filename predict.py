@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -78,13 +79,23 @@ def load_classifier(path, kind: str = "float32", threads: int | None = None) -> 
         if not config.is_file():
             raise InputError(f"{path}: an ONNX model needs the config.json of its run beside it "
                              f"(to know its mode); keep the run directory together")
-        run_config = json.loads(config.read_text())
-        mode = run_config["mode"]
+        try:
+            run_config = json.loads(config.read_text())
+            mode = run_config["mode"]
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            raise InputError(f"{config} is not a run's config.json (cut short or edited?): it should name the "
+                             f"model's mode; copy it again from the run directory") from None
+        if mode not in dl.MODES:
+            raise InputError(f"{config} names the mode {mode!r}; a run's mode is one of {', '.join(dl.MODES)}")
         try:
             dl.check_model_inputs(path, mode, run_config)
         except dl.StaleModelError as exc:
             raise InputError(str(exc)) from None
-        onnx = OnnxModel(path, threads=threads)
+        try:
+            onnx = OnnxModel(path, threads=threads)
+        except Exception as exc:
+            raise InputError(f"{path} is not a readable ONNX model (cut short in a copy?): "
+                             f"{str(exc).splitlines()[0][:200]}; copy it again from the run directory") from None
         return Classifier(mode, "static-int8" if "int8" in path.name else "float32-onnx", path,
                           onnx.predict_proba)
     import torch
@@ -159,23 +170,58 @@ def read_wfdb(path, lead: str | None = None) -> Recording:
     return Recording(rec.p_signal[:, 0].astype(np.float64), float(rec.fs), path.name, lead)
 
 
-def read_edf(path, lead: str | None = None) -> Recording:
-    """An EDF/EDF+ file, read by wfdb (no other dependency)."""
-    from wfdb.io.convert.edf import read_edf as wfdb_read_edf
+EDF_ANNOTATIONS = "EDF Annotations"  # EDF+'s signal of events and time-keeping, not a lead
 
+
+def read_edf(path, lead: str | None = None) -> Recording:
+    """One signal of an EDF/EDF+ file, at its own rate and in physical units (EDF+'s annotations
+    signal skipped). Read here, not by wfdb, which resamples every signal to one rate."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"EDF file {path} not found")
+    data = path.read_bytes()
+
+    def field(lo: int, width: int, count: int = 1) -> list[str]:
+        return [data[lo + k * width:lo + (k + 1) * width].decode("latin-1").strip() for k in range(count)]
+
     try:
-        rec = wfdb_read_edf(str(path))
-    except Exception as exc:
-        raise InputError(f"cannot read {path} as EDF: {exc}") from None
-    names = list(rec.sig_name or [])
+        if field(0, 8)[0] != "0":  # EDF's version field; BDF (24-bit) and other files differ
+            raise ValueError
+        header_bytes, n_records, duration = int(field(184, 8)[0]), int(field(236, 8)[0]), float(field(244, 8)[0])
+        ns = int(field(252, 4)[0])
+        at = 256
+        cols = {}
+        for name, width in (("label", 16), ("transducer", 80), ("unit", 8), ("pmin", 8), ("pmax", 8),
+                            ("dmin", 8), ("dmax", 8), ("prefilter", 80), ("samples", 8), ("reserved", 32)):
+            cols[name] = field(at, width, ns)
+            at += width * ns
+        samples = np.array([int(v) for v in cols["samples"]])
+        pmin, pmax, dmin, dmax = (np.array([float(v) for v in cols[k]]) for k in ("pmin", "pmax", "dmin", "dmax"))
+    except (ValueError, IndexError, UnicodeDecodeError):
+        raise InputError(f"cannot read {path} as EDF: its header is not an EDF header "
+                         f"(export the recording as EDF or EDF+)") from None
+    if field(192, 44)[0].startswith("EDF+D"):
+        raise InputError(f"{path.name} is a discontinuous EDF+ file (EDF+D): its data records have gaps "
+                         f"in time; export it as continuous EDF+ (EDF+C) or EDF")
+    if at != header_bytes or ns < 1 or duration <= 0 or np.any(samples < 1) or np.any(dmax <= dmin):
+        raise InputError(f"cannot read {path} as EDF: its header is inconsistent")
+    per_record = int(samples.sum()) * 2  # 16-bit samples
+    if n_records < 0:  # -1: still being recorded when the header was written
+        n_records = (len(data) - header_bytes) // per_record
+    if len(data) < header_bytes + n_records * per_record:
+        raise InputError(f"{path} is cut short: its header announces {n_records} data records of "
+                         f"{duration:g} s, the file holds {(len(data) - header_bytes) // per_record}")
+    names = [name for name in cols["label"] if name != EDF_ANNOTATIONS]
+    if not names:
+        raise InputError(f"{path.name} holds no signal, only annotations")
     lead = choose_lead(names, lead, path.name, "signal", "signal")
-    fs = rec.fs
-    if isinstance(fs, (list, tuple, np.ndarray)):  # per-signal rates in EDF
-        fs = np.asarray(fs)[names.index(lead)]
-    return Recording(rec.p_signal[:, names.index(lead)].astype(np.float64), float(fs), path.stem, lead)
+    k = cols["label"].index(lead)
+    records = np.frombuffer(data, dtype="<i2", count=n_records * per_record // 2,
+                            offset=header_bytes).reshape(n_records, -1)
+    first = int(samples[:k].sum())
+    digital = records[:, first:first + samples[k]].reshape(-1).astype(np.float64)
+    x = (digital - dmin[k]) * (pmax[k] - pmin[k]) / (dmax[k] - dmin[k]) + pmin[k]
+    return Recording(x, samples[k] / duration, path.stem, lead)
 
 
 def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
@@ -384,13 +430,14 @@ def write_annotations(out_dir: Path, name: str, beats: dict, fs_out: float) -> P
 
     sample = np.round(beats["sample"] * fs_out / dl.FS).astype(np.int64)
     symbols = [SYMBOLS[dl.CLASSES[k]] for k in beats["class"]]
-    final = out_dir / f"{name}.{ANNOTATION_EXT}"
+    # WFDB record names hold letters, digits, '-' and '_' only: 'holter 01.csv' -> holter_01.aami
+    final = out_dir / f"{re.sub(r'[^A-Za-z0-9_-]', '_', name)}.{ANNOTATION_EXT}"
     # wrann writes under the final name: let it write in a private folder beside the output,
     # then rename (same file system, atomic).
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".wrann-") as tmp:
         written = Path(tmp) / final.name
         if len(sample):
-            wfdb.wrann(name, ANNOTATION_EXT, sample, symbols, write_dir=tmp, fs=fs_out)
+            wfdb.wrann(final.stem, ANNOTATION_EXT, sample, symbols, write_dir=tmp, fs=fs_out)
         else:
             written.write_bytes(b"\x00\x00")  # an empty annotation file
         written.replace(final)
@@ -445,12 +492,20 @@ def run(args) -> dict:
         raise InputError(str(exc)) from None
 
     frame = beats_frame(beats, rec.fs)
-    with atomic_path(out / f"{rec.name}_beats.csv") as tmp:
-        frame.to_csv(tmp, index=False)
-    ann = write_annotations(out, rec.name, beats, rec.fs)
-    if not args.no_plot:
-        plot_strip(x, beats, out / f"{rec.name}_strip.png", args.plot_start, args.plot_seconds,
-                   f"{rec.name} ({rec.lead}), {clf.mode} model ({clf.kind})")
+    written = []  # a failure part-way removes what was written: all the outputs or none
+    try:
+        with atomic_path(out / f"{rec.name}_beats.csv") as tmp:
+            frame.to_csv(tmp, index=False)
+        written.append(out / f"{rec.name}_beats.csv")
+        ann = write_annotations(out, rec.name, beats, rec.fs)
+        written.append(ann)
+        if not args.no_plot:
+            plot_strip(x, beats, out / f"{rec.name}_strip.png", args.plot_start, args.plot_seconds,
+                       f"{rec.name} ({rec.lead}), {clf.mode} model ({clf.kind})")
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     text = summary(beats, len(x) / dl.FS, args.low_confidence)
     print(f"{rec.name}: {clf.mode} model {clf.path} ({clf.kind})\n{text}\n"
           f"classified in {seconds:.2f} s; outputs in {out} ({frame.shape[0]} rows, annotations {ann.name})")
@@ -482,8 +537,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if not (args.plot_seconds > 0):
-            raise InputError(f"--plot-seconds must be positive, got {args.plot_seconds}")
+        if not (0 < args.plot_seconds < np.inf):
+            raise InputError(f"--plot-seconds must be a positive number of seconds, got {args.plot_seconds}")
+        if not (0 <= args.plot_start < np.inf):
+            raise InputError(f"--plot-start must be a number of seconds from the start, at least 0; "
+                             f"got {args.plot_start}")
         if not 0 <= args.low_confidence <= 1:
             raise InputError(f"--low-confidence is a probability, between 0 and 1; got {args.low_confidence:g}")
         with warnings.catch_warnings():

@@ -1,6 +1,8 @@
 """`main.py predict` on recordings without annotations: each input kind, each output, bad input."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -132,6 +134,72 @@ def test_edf_file(diagnostic_run, record_100, tmp_path, capsys):
     assert code == 2 and "has no signal 'II'; it has MLII, V5" in err
 
 
+def write_edf(path, signals, seconds_per_record=1, plus=True, discontinuous=False):
+    """A minimal EDF(+) writer: signals is [(label, rate in Hz, digital int16 array, gain, baseline)]; EDF+
+    adds the annotations signal that almost every real EDF+ file carries."""
+    chans = [(label, rate * seconds_per_record, d, (-32768 - base) / gain, (32767 - base) / gain)
+             for label, rate, d, gain, base in signals]
+    n_rec = len(signals[0][2]) // chans[0][1]
+    if plus:
+        chans.append(("EDF Annotations", 30, None, -1, 1))
+    ns = len(chans)
+    f = lambda v, w: str(v)[:w].ljust(w).encode("latin-1")  # noqa: E731
+    head = (f("0", 8) + f("X X X X", 80) + f("Startdate X X X X", 80) + f("01.01.26", 8) + f("00.00.00", 8)
+            + f(256 * (ns + 1), 8) + f(("EDF+D" if discontinuous else "EDF+C") if plus else "", 44)
+            + f(n_rec, 8) + f(seconds_per_record, 8) + f(ns, 4))
+    for key, width in ((0, 16), (None, 80), ("unit", 8), (3, 8), (4, 8), ("dmin", 8), ("dmax", 8), (None, 80),
+                       (1, 8), (None, 32)):
+        for c in chans:
+            value = {None: "", "unit": "" if c[2] is None else "mV", "dmin": -32768, "dmax": 32767}.get(key, None)
+            head += f(c[key] if value is None and key is not None and not isinstance(key, str) else value, width)
+    body = bytearray()
+    for r in range(n_rec):
+        for label, n, d, _, _ in chans:
+            if d is None:  # the record's time-keeping annotation, then zeros
+                body += f"+{r * seconds_per_record}\x14\x14\x00".encode().ljust(2 * n, b"\x00")
+            else:
+                body += np.asarray(d[r * n:(r + 1) * n], dtype="<i2").tobytes()
+    Path(path).write_bytes(head + bytes(body))
+
+
+def test_edf_plus_with_signals_at_other_rates_reads_the_lead_at_its_own_rate(diagnostic_run, record_100,
+                                                                                 tmp_path, capsys):
+    """An EDF+ annotations signal and a 25 Hz respiration signal beside the ECG: the ECG is read at its own
+    rate and in physical units, the same beats as from the WFDB record (wfdb's reader failed on the
+    first and resampled every signal to the slowest common rate)."""
+    rec = wfdb.rdrecord(fixture_record("100"), physical=False)
+    ecg = rec.d_signal[:, 0]
+    resp = np.round(1000 * np.sin(np.arange(len(ecg) // 360 * 25) / 25)).astype(int)
+    write_edf(tmp_path / "holter.edf", [("Resp", 25, resp, 1.0, 0), ("ECG", 360, ecg, rec.adc_gain[0],
+                                                                       rec.baseline[0])])
+    x = predict.read_edf(tmp_path / "holter.edf", "ECG")
+    assert x.fs == 360 and np.allclose(x.x, wfdb.rdrecord(fixture_record("100")).p_signal[:, 0])
+    code, _, err = run_predict(capsys, "--model", diagnostic_run, "--edf", tmp_path / "holter.edf", "--lead", "ECG",
+                               "--out", tmp_path / "o", "--no-plot")
+    assert code == 0, err
+    edf = pd.read_csv(tmp_path / "o" / "holter_beats.csv")
+    assert edf[["sample", "class"]].equals(record_100["frame"][["sample", "class"]])
+    code, _, err = run_predict(capsys, "--model", diagnostic_run, "--edf", tmp_path / "holter.edf", "--lead", "EEG",
+                               "--out", tmp_path / "o2")
+    assert code == 2 and "has no signal 'EEG'; it has Resp, ECG" in err  # the annotations are not a lead
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: b[:-1000], "is cut short: its header announces 180 data records"),
+    (lambda b: b"not an EDF" + b[10:], "not an EDF header"),
+    ("discontinuous", "discontinuous EDF+ file (EDF+D)"),
+])
+def test_a_bad_edf_file_is_one_error_line(diagnostic_run, tmp_path, capsys, damage, message):
+    rec = wfdb.rdrecord(fixture_record("100"), physical=False)
+    write_edf(tmp_path / "a.edf", [("ECG", 360, rec.d_signal[:, 0], 200, 1024)],
+              discontinuous=damage == "discontinuous")
+    if callable(damage):
+        (tmp_path / "a.edf").write_bytes(damage((tmp_path / "a.edf").read_bytes()))
+    code, _, err = run_predict(capsys, "--model", diagnostic_run, "--edf", tmp_path / "a.edf", "--out", tmp_path / "o")
+    assert code == 2 and message in err, err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("kind", ["dynamic-int8", "static-int8"])
 def test_int8_models_and_realtime_runs(diagnostic_run, realtime_run, tmp_path, capsys, kind):
     for run in (diagnostic_run, realtime_run):
@@ -190,6 +258,18 @@ def stale_copy(run, to, name, rr=True, channels=True, template=None):
     return to / name
 
 
+def damaged_copy(run, dst, name, damage):
+    """A copy of a run's config.json and static int8 ONNX model with `name`'s bytes damaged; the
+    copy's folder, or the damaged model."""
+    import shutil
+
+    dst.mkdir()
+    for f in ("config.json", "model_int8_static.onnx"):
+        shutil.copy(run / f, dst / f)
+    (dst / name).write_bytes(damage((dst / name).read_bytes()))
+    return dst / name if name.endswith(".onnx") else dst
+
+
 @pytest.mark.parametrize("case, message", [
     ("missing_record", "no WFDB record at"),
     ("missing_csv", "not found"),
@@ -206,6 +286,11 @@ def stale_copy(run, to, name, rr=True, channels=True, template=None):
     ("fs_as_interval", "is outside 100-20000 Hz; it is samples per second"),
     ("plot_past_end", "--plot-start 500 s is past the end of the recording (60.0 s)"),
     ("low_confidence", "--low-confidence is a probability, between 0 and 1; got 5"),
+    ("plot_seconds_inf", "--plot-seconds must be a positive number of seconds, got inf"),
+    ("plot_start_nan", "--plot-start must be a number of seconds from the start, at least 0; got nan"),
+    ("cut_onnx", "is not a readable ONNX model (cut short in a copy?)"),
+    ("cut_config", "is not a run's config.json (cut short or edited?)"),
+    ("config_without_mode", "is not a run's config.json (cut short or edited?)"),
     ("jit_model", "is a TorchScript export (for other programs); pass a run directory"),
     ("missing_model", "not found: pass a run directory"),
     ("not_a_model", "is not a Deep-ECG model"),
@@ -237,6 +322,14 @@ def test_bad_input_exits_2_with_a_clear_message_and_no_output(diagnostic_run, tm
         "plot_past_end": lambda: ["--model", model, "--csv", write_csv(tmp_path, x[:360 * 60]), "--fs", 360,
                                   "--plot-start", 500],
         "low_confidence": lambda: ["--model", model, *rec, "--low-confidence", 5],
+        "plot_seconds_inf": lambda: ["--model", model, *rec, "--plot-seconds", "inf"],
+        "plot_start_nan": lambda: ["--model", model, *rec, "--plot-start", "nan"],
+        "cut_onnx": lambda: ["--model", damaged_copy(diagnostic_run, tmp_path / "cut", "model_int8_static.onnx",
+                                                     lambda b: b[:5000]), *rec],
+        "cut_config": lambda: ["--model", damaged_copy(diagnostic_run, tmp_path / "cut", "config.json",
+                                                       lambda b: b[:9]) / "model_int8_static.onnx", *rec],
+        "config_without_mode": lambda: ["--model", damaged_copy(diagnostic_run, tmp_path / "cut", "config.json",
+                                                                lambda b: b"{}") / "model_int8_static.onnx", *rec],
         "jit_model": lambda: ["--model", diagnostic_run / "model_float32.jit.pt", *rec],
         "missing_model": lambda: ["--model", tmp_path / "no_run", *rec],
         "not_a_model": lambda: ["--model", write_csv(tmp_path, x, "model.pt"), *rec],
@@ -312,3 +405,27 @@ def test_csv_dialects_a_time_column_and_a_text_cell_read_as_the_plain_csv(diagno
     assert text["sample"].equals(plain["sample"])
     near = (text["sample"] - 1000).abs() < 360
     assert (text.loc[near, "class"] == "Q").any() and text.loc[~near, "class"].equals(plain.loc[~near, "class"])
+
+
+def test_a_file_name_with_spaces_and_dots_gets_every_output(diagnostic_run, tmp_path, capsys):
+    """wfdb refuses such a name for annotations: it used to fail after the CSV was written (exit 1)."""
+    x, _ = dl.read_record(fixture_record("100"))
+    code, out, err = run_predict(capsys, "--model", diagnostic_run, "--csv",
+                                 write_csv(tmp_path, x[:360 * 60], "holter 3.day1.csv"), "--fs", 360,
+                                 "--out", tmp_path / "o")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "holter 3.day1_beats.csv", "holter 3.day1_strip.png", "holter_3_day1.aami"]
+    ann = wfdb.rdann(str(tmp_path / "o" / "holter_3_day1"), "aami")
+    assert len(ann.sample) == len(pd.read_csv(tmp_path / "o" / "holter 3.day1_beats.csv"))
+
+
+def test_a_failure_while_writing_leaves_no_output(diagnostic_run, tmp_path, capsys, monkeypatch):
+    def broken_plot(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(predict, "plot_strip", broken_plot)
+    with pytest.raises(OSError, match="disk full"):
+        predict.run(predict.build_parser().parse_args(
+            ["--model", str(diagnostic_run), "--record", fixture_record("100"), "--out", str(tmp_path / "o")]))
+    assert not any((tmp_path / "o").iterdir())
