@@ -242,8 +242,15 @@ def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
     sep = next((c for c in (";", "\t") if c in header and "," not in header), ",")
     if not any(c in header for c in ",;\t") and "," in first_row:
         sep = ";"
+    decimal = "." if sep == "," else ","
+    # A first row of numbers is data, not a header: read it as such (the columns then go by index).
+    headerless = all(_is_number(cell.strip().strip('"').replace(decimal, ".")) for cell in header.split(sep))
+    if headerless:
+        warn(f"{path.name} has no header row; its first row is read as data and its columns go by "
+             f"index (--column 0, 1, ...)")
     try:
-        frame = pd.read_csv(path, sep=sep, decimal="." if sep == "," else ",", skipinitialspace=True)
+        frame = pd.read_csv(path, sep=sep, decimal=decimal, skipinitialspace=True,
+                            header=None if headerless else "infer")
     except Exception as exc:
         raise InputError(f"cannot read {path} as CSV: {exc}") from None
     if frame.shape[1] == 0 or len(frame) == 0:
@@ -264,8 +271,7 @@ def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
     numeric = [c for c, v in values_of.items()
                if filled[c].any() and np.isfinite(v[filled[c]]).mean() >= 0.99]
     if column is None:
-        # a column that only ever rises is a time or sample index, not a lead
-        leads = [c for c in numeric if not (np.diff(values_of[c][np.isfinite(values_of[c])]) > 0).all()]
+        leads = [c for c in numeric if not _counter(values_of[c][np.isfinite(values_of[c])])]
         if not leads:
             raise InputError(f"{path} has no numeric column that could be an ECG lead; columns: "
                              f"{', '.join(map(str, frame.columns))} (choose one with --column)")
@@ -283,6 +289,24 @@ def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
     if np.isnan(values).all():
         raise InputError(f"column {col!r} of {path.name} holds no numbers")
     return Recording(values, float(fs), path.stem, str(col))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _counter(v: np.ndarray) -> bool:
+    """A time or sample index, or a packet counter, not a lead: it never falls, or it steps by one same
+    amount at least 90% of the time (a counter that wraps around, as serial and Bluetooth devices send)."""
+    d = np.diff(v)
+    if len(d) == 0 or ((d >= 0).all() and (d > 0).any()):  # (a flat line is a lead, refused later as flat)
+        return True
+    steps, counts = np.unique(d, return_counts=True)
+    return bool(steps[counts.argmax()] != 0 and counts.max() >= 0.9 * len(d))
 
 
 def resample(x: np.ndarray, fs: float, target: int = dl.FS) -> np.ndarray:
@@ -468,6 +492,17 @@ def summary(beats: dict, duration_s: float, low: float = LOW_CONFIDENCE) -> str:
 def run(args) -> dict:
     if sum(a is not None for a in (args.record, args.csv, args.edf)) != 1:
         raise InputError("give one input: --record PATH (WFDB), --csv FILE --fs HZ or --edf FILE")
+    if args.csv is None and (args.fs is not None or args.column is not None):
+        # a WFDB or EDF file states its own rate and names its leads
+        source = "a WFDB record" if args.record else "an EDF file"
+        raise InputError(f"{'--fs' if args.fs is not None else '--column'} is for --csv only; {source} "
+                         f"states its rate, and --lead chooses its lead")
+    if args.csv is not None and args.lead is not None:
+        raise InputError(f"--lead is for WFDB records and EDF files; a CSV's column is chosen with "
+                         f"--column {args.lead}")
+    if Path(args.model).is_file() and args.kind != "float32":
+        raise InputError(f"--kind chooses a model of a run directory; {args.model} is a model file itself "
+                         f"(pass the run directory, or the file of the kind you want)")
     clf = load_classifier(args.model, args.kind)
     t0 = time.time()  # from here on: what a 30-minute record costs, model already loaded
     if args.record:

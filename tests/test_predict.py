@@ -286,6 +286,10 @@ def damaged_copy(run, dst, name, damage):
     ("fs_as_interval", "is outside 100-20000 Hz; it is samples per second"),
     ("plot_past_end", "--plot-start 500 s is past the end of the recording (60.0 s)"),
     ("low_confidence", "--low-confidence is a probability, between 0 and 1; got 5"),
+    ("fs_with_record", "--fs is for --csv only; a WFDB record states its rate"),
+    ("column_with_edf", "--column is for --csv only; an EDF file states its rate"),
+    ("lead_with_csv", "--lead is for WFDB records and EDF files; a CSV's column is chosen with --column V5"),
+    ("kind_with_model_file", "--kind chooses a model of a run directory"),
     ("plot_seconds_inf", "--plot-seconds must be a positive number of seconds, got inf"),
     ("plot_start_nan", "--plot-start must be a number of seconds from the start, at least 0; got nan"),
     ("cut_onnx", "is not a readable ONNX model (cut short in a copy?)"),
@@ -322,6 +326,10 @@ def test_bad_input_exits_2_with_a_clear_message_and_no_output(diagnostic_run, tm
         "plot_past_end": lambda: ["--model", model, "--csv", write_csv(tmp_path, x[:360 * 60]), "--fs", 360,
                                   "--plot-start", 500],
         "low_confidence": lambda: ["--model", model, *rec, "--low-confidence", 5],
+        "fs_with_record": lambda: ["--model", model, *rec, "--fs", 250],
+        "column_with_edf": lambda: ["--model", model, "--edf", tmp_path / "any.edf", "--column", "ECG"],
+        "lead_with_csv": lambda: ["--model", model, "--csv", write_csv(tmp_path, x), "--fs", 360, "--lead", "V5"],
+        "kind_with_model_file": lambda: ["--model", diagnostic_run / "model_float32.pt", *rec, "--kind", "static-int8"],
         "plot_seconds_inf": lambda: ["--model", model, *rec, "--plot-seconds", "inf"],
         "plot_start_nan": lambda: ["--model", model, *rec, "--plot-start", "nan"],
         "cut_onnx": lambda: ["--model", damaged_copy(diagnostic_run, tmp_path / "cut", "model_int8_static.onnx",
@@ -382,8 +390,9 @@ def test_an_output_folder_that_cannot_be_made_is_an_error_not_a_traceback(diagno
 
 
 def test_csv_dialects_a_time_column_and_a_text_cell_read_as_the_plain_csv(diagnostic_run, tmp_path, capsys):
-    """A semicolon CSV with decimal commas, a one-column CSV with decimal commas, a leading time column
-    and a 'lead-off' text cell in the lead give the beats of the plain one-column CSV (the text cell is a gap)."""
+    """A semicolon CSV with decimal commas, a one-column CSV with decimal commas, a leading time column, a
+    packet counter, no header row and a 'lead-off' text cell in the lead give the beats of the plain
+    one-column CSV (the text cell is a gap)."""
     x, _ = dl.read_record(fixture_record("100"))
     x = np.round(x[:360 * 60], 3)
     write_csv(tmp_path, x, "plain.csv")
@@ -393,13 +402,17 @@ def test_csv_dialects_a_time_column_and_a_text_cell_read_as_the_plain_csv(diagno
     cells = [f"{v:.3f}" for v in x]
     cells[1000] = "lead-off"
     (tmp_path / "text.csv").write_text("ECG\n" + "\n".join(cells) + "\n")
+    # Not leads either: a device's packet counter (wrapping at 256), a time rounded to 10 ms (it repeats)
+    pd.DataFrame({"counter": np.arange(len(x)) % 256, "ECG": x}).to_csv(tmp_path / "counter.csv", index=False)
+    pd.DataFrame({"t": np.round(np.arange(len(x)) / 360, 2), "ECG": x}).to_csv(tmp_path / "t10ms.csv", index=False)
+    (tmp_path / "noheader.csv").write_text("".join(f"{v:.3f}\n" for v in x))  # the first row is a sample
     frames = {}
-    for name in ("plain", "semi", "comma", "time", "text"):
+    for name in ("plain", "semi", "comma", "time", "text", "counter", "t10ms", "noheader"):
         code, _, err = run_predict(capsys, "--model", diagnostic_run, "--csv", tmp_path / f"{name}.csv", "--fs", 360,
                                    "--out", tmp_path / name, "--no-plot")
         assert code == 0, err
         frames[name] = pd.read_csv(tmp_path / name / f"{name}_beats.csv")
-    for name in ("semi", "comma", "time"):
+    for name in ("semi", "comma", "time", "counter", "t10ms", "noheader"):
         assert frames[name].equals(frames["plain"]), name
     text, plain = frames["text"], frames["plain"]
     assert text["sample"].equals(plain["sample"])
