@@ -36,6 +36,21 @@ def export_onnx(model, path, n_rr: int) -> None:
                           dynamic_axes={name: {0: "batch"} for name in (*INPUTS, OUTPUT)})
 
 
+MODE_KEY = "deep_ecg_mode"  # ONNX metadata: the mode a model was trained for, checked against config.json
+
+
+def stamp_mode(path, mode: str) -> None:
+    """Write the model's mode into an ONNX file's metadata: a model copied to a device beside another
+    run's config.json is then refused instead of fed the other mode's inputs."""
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    model.metadata_props.add(key=MODE_KEY, value=mode)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
+
+
 def export_torchscript(model, path, n_rr: int) -> None:
     """TorchScript (traced) of a float32 or dynamic-int8 model: loads with torch.jit.load, no source."""
     import torch
@@ -56,6 +71,7 @@ class OnnxModel:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.mode = self.session.get_modelmeta().custom_metadata_map.get(MODE_KEY)  # None: not recorded
 
     def logits(self, x: np.ndarray, rr: np.ndarray) -> np.ndarray:
         return self.session.run([OUTPUT], {"window": x, "rr": rr})[0]

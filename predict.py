@@ -96,6 +96,9 @@ def load_classifier(path, kind: str = "float32", threads: int | None = None) -> 
         except Exception as exc:
             raise InputError(f"{path} is not a readable ONNX model (cut short in a copy?): "
                              f"{str(exc).splitlines()[0][:200]}; copy it again from the run directory") from None
+        if onnx.mode is not None and onnx.mode != mode:
+            raise InputError(f"{path} is a {onnx.mode} model, but the config.json beside it is a {mode} run's: "
+                             f"keep each model with its own run's config.json")
         return Classifier(mode, "static-int8" if "int8" in path.name else "float32-onnx", path,
                           onnx.predict_proba)
     import torch

@@ -77,7 +77,7 @@ def quantize_all(model: nn.Module, train, out, mode: str, seed: int = 0) -> dict
 
     Returns {name: (model file, predict_proba(x, rr))} for evaluation.
     """
-    from export import OnnxModel, export_onnx, export_torchscript
+    from export import OnnxModel, export_onnx, export_torchscript, stamp_mode
     from train import predict_proba
 
     out = Path(out)
@@ -90,6 +90,8 @@ def quantize_all(model: nn.Module, train, out, mode: str, seed: int = 0) -> dict
     export_onnx(model, out / "model_float32.onnx", n_rr)
     calib_x, calib_rr = calibration_beats(train, seed=seed)
     quantize_static_onnx(out / "model_float32.onnx", out / "model_int8_static.onnx", calib_x, calib_rr)
+    for name in ("model_float32.onnx", "model_int8_static.onnx"):
+        stamp_mode(out / name, mode)
     static = OnnxModel(out / "model_int8_static.onnx")
     return {"float32": (out / "model_float32.pt", lambda x, rr: predict_proba(model, x, rr)),
             "dynamic-int8": (out / "model_int8.pt", lambda x, rr: predict_proba(qmodel, x, rr)),

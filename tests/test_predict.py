@@ -442,3 +442,16 @@ def test_a_failure_while_writing_leaves_no_output(diagnostic_run, tmp_path, caps
         predict.run(predict.build_parser().parse_args(
             ["--model", str(diagnostic_run), "--record", fixture_record("100"), "--out", str(tmp_path / "o")]))
     assert not any((tmp_path / "o").iterdir())
+
+
+def test_an_onnx_model_beside_another_modes_config_is_refused(diagnostic_run, realtime_run, tmp_path, capsys):
+    """On a device the mode comes from config.json; the ONNX file records its own, and they must agree."""
+    import shutil
+
+    (tmp_path / "mixed").mkdir()
+    shutil.copy(realtime_run / "config.json", tmp_path / "mixed" / "config.json")
+    shutil.copy(diagnostic_run / "model_int8_static.onnx", tmp_path / "mixed" / "model_int8_static.onnx")
+    assert predict.load_classifier(diagnostic_run / "model_int8_static.onnx").mode == "diagnostic"
+    code, _, err = run_predict(capsys, "--model", tmp_path / "mixed" / "model_int8_static.onnx", "--record",
+                               fixture_record("100"), "--out", tmp_path / "o")
+    assert code == 2 and "is a diagnostic model, but the config.json beside it is a realtime run's" in err, err
