@@ -115,9 +115,12 @@ def test_static_int8_keeps_rr_resolution_despite_annotation_gaps(model, beats, f
     assert change["gaps"] < 2 * change["clean"], change
 
 
-def test_the_readme_deployment_example_runs_as_written(diagnostic_run):
-    """README's "Deploying the model" snippet, run as a user would copy it (with a real run and
-    record for its placeholders): one class per annotated beat, the classes OnnxModel gives."""
+@pytest.mark.parametrize("mode", ["diagnostic", "realtime"])
+def test_the_readme_deployment_example_runs_as_written(mode, request):
+    """README's "Deploying the model" snippet, run as a user would copy it (with a real run of either
+    mode and a record for its placeholders): the run's mode's inputs, one class per annotated beat, the
+    classes OnnxModel gives."""
+    run = request.getfixturevalue(f"{mode}_run")
     import re
     from pathlib import Path
 
@@ -127,12 +130,13 @@ def test_the_readme_deployment_example_runs_as_written(diagnostic_run):
     section = readme[readme.index("## Deploying the model"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert "runs/<run>" in code and "data/mitdb/100" in code
-    code = code.replace("runs/<run>", str(Path(diagnostic_run))).replace("data/mitdb/100", fixture_record("100"))
+    code = code.replace("runs/<run>", str(Path(run))).replace("data/mitdb/100", fixture_record("100"))
     scope: dict = {}
     exec(compile(code, "README.md", "exec"), scope)
     peaks, _ = dl.read_beats(fixture_record("100"))
-    assert len(scope["classes"]) == len(peaks) > 100
+    assert scope["mode"] == mode and len(scope["classes"]) == len(peaks) > 100
+    np.testing.assert_array_equal(scope["rr"], dl.rr_features(peaks, dl.FS, mode))
     assert set(scope["classes"]) <= set(dl.CLASSES)
-    onnx_model = OnnxModel(Path(diagnostic_run) / "model_int8_static.onnx")
+    onnx_model = OnnxModel(Path(run) / "model_int8_static.onnx")
     expected = onnx_model.predict_proba(scope["window"], scope["rr"]).argmax(1)
     assert scope["classes"] == [dl.CLASSES[i] for i in expected]
