@@ -2,26 +2,16 @@
 beat without its later beats, and the network's own statistics are back in place afterwards."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import import_bench
 
 
 @pytest.fixture(scope="module")
 def adapt():
-    sys.path.insert(0, str(ROOT / "bench"))  # bn_adapt imports its neighbour cv.py
-    try:
-        spec = importlib.util.spec_from_file_location("bn_adapt", ROOT / "bench" / "bn_adapt.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    return import_bench("bn_adapt")
 
 
 @pytest.fixture(scope="module")

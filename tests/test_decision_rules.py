@@ -2,25 +2,17 @@
 predictions bench/cv.py keeps are read back as written."""
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import import_bench
 
 
 @pytest.fixture(scope="module")
 def rules():
-    sys.path.insert(0, str(ROOT / "bench"))  # decision_rules imports its neighbour cv.py
-    try:
-        spec = importlib.util.spec_from_file_location("decision_rules", ROOT / "bench" / "decision_rules.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    return import_bench("decision_rules")
 
 
 def fold(n=300, seed=0, records=("201", "203")):
