@@ -367,8 +367,9 @@ def prepare(rec: Recording) -> tuple[np.ndarray, np.ndarray]:
         x = resample(x, rec.fs)
     gaps = np.isnan(x)
     if gaps.any():
-        warn(f"{rec.name}: {gaps.sum() / dl.FS:.1f} s of missing samples (NaN); beats there are "
-             f"marked unclassifiable (Q)")
+        missing = int(np.isnan(rec.x).sum())  # in the input's own samples
+        warn(f"{rec.name}: {missing} missing sample{'s' if missing > 1 else ''} ({missing / rec.fs:.2g} s; empty, "
+             f"text or NaN cells); beats there are marked unclassifiable (Q)")
     return _fill(x), gaps
 
 

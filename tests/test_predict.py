@@ -219,7 +219,7 @@ def test_nan_gap_marks_its_beats_unclassifiable(diagnostic_run, tmp_path, capsys
     code, _, err = run_predict(capsys, "--model", diagnostic_run, "--csv", tmp_path / "gap.csv", "--fs", 360,
                                "--out", tmp_path / "o")
     assert code == 0
-    assert "10.0 s of missing samples (NaN)" in err and "unclassifiable (Q)" in err
+    assert "3600 missing samples (10 s; empty, text or NaN cells)" in err and "unclassifiable (Q)" in err
     frame = pd.read_csv(tmp_path / "o" / "gap_beats.csv")
     bad = frame[~frame["classifiable"]]
     assert len(bad) >= 1 and (bad["class"] == "Q").all() and bad["p_N"].isna().all()
