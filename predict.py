@@ -29,6 +29,7 @@ import data_loader as dl
 MIN_SECONDS = 5.0  # shorter recordings hold too few beats for RR features
 FS_RANGE = (100.0, 20000.0)  # Hz: below, a QRS is a sample or two; above, most likely not Hz at all
 MIN_BEATS = 3
+MIN_MATCH = 0.5  # median beat-template correlation below which the "beats" are most likely noise
 LOW_CONFIDENCE = 0.6  # beats whose top probability is below this are counted as uncertain
 ANNOTATION_EXT = "aami"
 SYMBOLS = {"N": "N", "S": "S", "V": "V", "F": "F", "Q": "Q"}  # AAMI class -> WFDB beat symbol
@@ -402,7 +403,7 @@ def classify(x: np.ndarray, clf: Classifier, gaps: np.ndarray | None = None, pea
         bad = c[hi] - c[lo] > 0
         proba[bad] = np.nan
         cls[bad] = dl.CLASS_INDEX["Q"]
-    return {"sample": peaks, "class": cls, "proba": proba}
+    return {"sample": peaks, "class": cls, "proba": proba, "match": dl.template_match(windows)}
 
 
 # --------------------------------------------------------------------------- outputs
@@ -520,6 +521,11 @@ def run(args) -> dict:
     if len(beats["sample"]) < MIN_BEATS:
         raise InputError(too_few_beats(rec, len(beats["sample"]), len(x) / dl.FS))
     seconds = time.time() - t0  # read, resample, filter, detect, classify
+    match = float(np.nanmedian(beats["match"]))
+    if not match >= MIN_MATCH:
+        warn(f"{rec.name}: the beats found do not resemble each other (median correlation with their "
+             f"template {match:.2f}, under {MIN_MATCH:g}; each of the 48 MIT-BIH records has 0.79 or more): "
+             f"is lead {rec.lead!r} an ECG, or noise (lead off, mains hum)? Do not trust these classes")
     if not args.no_plot and args.plot_start >= len(x) / dl.FS:
         raise InputError(f"--plot-start {args.plot_start:g} s is past the end of the recording "
                          f"({len(x) / dl.FS:.1f} s)")

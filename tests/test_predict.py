@@ -455,3 +455,14 @@ def test_an_onnx_model_beside_another_modes_config_is_refused(diagnostic_run, re
     code, _, err = run_predict(capsys, "--model", tmp_path / "mixed" / "model_int8_static.onnx", "--record",
                                fixture_record("100"), "--out", tmp_path / "o")
     assert code == 2 and "is a diagnostic model, but the config.json beside it is a realtime run's" in err, err
+
+
+def test_noise_without_an_ecg_is_flagged(diagnostic_run, tmp_path, capsys):
+    """Beats 'found' in noise do not resemble each other: a warning says so; a real ECG gets none."""
+    x, _ = dl.read_record(fixture_record("100"))
+    noise = np.random.default_rng(0).normal(scale=0.05, size=360 * 60)
+    for name, values, flagged in (("noise", noise, True), ("ecg", x[:360 * 60], False)):
+        code, _, err = run_predict(capsys, "--model", diagnostic_run, "--csv", write_csv(tmp_path, values, f"{name}.csv"),
+                                   "--fs", 360, "--out", tmp_path / name, "--no-plot")
+        assert code == 0, err
+        assert ("the beats found do not resemble each other" in err) == flagged, err
