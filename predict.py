@@ -183,7 +183,11 @@ def read_edf(path, lead: str | None = None) -> Recording:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"EDF file {path} not found")
-    data = path.read_bytes()
+    with open(path, "rb") as f:  # the header only: the samples are mapped (a day's Holter file need not fit in memory)
+        data = f.read(256)
+        signals = data[252:256].decode("latin-1").strip()
+        data += f.read(256 * int(signals)) if signals.isdigit() else b""
+    size = path.stat().st_size
 
     def field(lo: int, width: int, count: int = 1) -> list[str]:
         return [data[lo + k * width:lo + (k + 1) * width].decode("latin-1").strip() for k in range(count)]
@@ -211,17 +215,18 @@ def read_edf(path, lead: str | None = None) -> Recording:
         raise InputError(f"cannot read {path} as EDF: its header is inconsistent")
     per_record = int(samples.sum()) * 2  # 16-bit samples
     if n_records < 0:  # -1: still being recorded when the header was written
-        n_records = (len(data) - header_bytes) // per_record
-    if len(data) < header_bytes + n_records * per_record:
+        n_records = (size - header_bytes) // per_record
+    if n_records == 0:
+        raise InputError(f"{path} holds no data records (no samples)")
+    if size < header_bytes + n_records * per_record:
         raise InputError(f"{path} is cut short: its header announces {n_records} data records of "
-                         f"{duration:g} s, the file holds {(len(data) - header_bytes) // per_record}")
+                         f"{duration:g} s, the file holds {(size - header_bytes) // per_record}")
     names = [name for name in cols["label"] if name != EDF_ANNOTATIONS]
     if not names:
         raise InputError(f"{path.name} holds no signal, only annotations")
     lead = choose_lead(names, lead, path.name, "signal", "signal")
     k = cols["label"].index(lead)
-    records = np.frombuffer(data, dtype="<i2", count=n_records * per_record // 2,
-                            offset=header_bytes).reshape(n_records, -1)
+    records = np.memmap(path, dtype="<i2", mode="r", offset=header_bytes, shape=(n_records, per_record // 2))
     first = int(samples[:k].sum())
     digital = records[:, first:first + samples[k]].reshape(-1).astype(np.float64)
     x = (digital - dmin[k]) * (pmax[k] - pmin[k]) / (dmax[k] - dmin[k]) + pmin[k]
