@@ -140,11 +140,14 @@ class Recording:
 
 
 def choose_lead(names: list[str], lead: str | None, source: str, word: str, first: str) -> str:
-    """The lead asked for, else MLII, else the first one with a warning; an unknown one is an error."""
+    """The lead asked for, else MLII, else the first ECG-like one (else the first) with a warning; an
+    unknown one is an error."""
     if lead is None:
-        lead = dl.LEAD if dl.LEAD in names else names[0]
+        # MLII, else the first that looks like an ECG lead (a file may start with respiration or SpO2)
+        ecg = [n for n in names if re.search(r"ECG|EKG|^(I|II|III|aV[RLF]|V[1-6]|ML.*)$", n.strip(), re.I)]
+        lead = dl.LEAD if dl.LEAD in names else (ecg or names)[0]
         if lead != dl.LEAD:
-            warn(f"{source} has no {dl.LEAD} {word}; using its first {first} {lead!r} "
+            warn(f"{source} has no {dl.LEAD} {word}; using its {'first ECG-like' if ecg else 'first'} {first} {lead!r} "
                  f"(the model was trained on MLII; choose another with --lead)")
     elif lead not in names:
         raise InputError(f"{source} has no {word} {lead!r}; it has {', '.join(names)} "
@@ -572,7 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--record", help="WFDB record path without extension")
     src.add_argument("--csv", help="CSV file with a header row, one column per signal")
     src.add_argument("--edf", help="EDF or EDF+ file")
-    p.add_argument("--lead", default=None, help="WFDB or EDF lead (default MLII, else the first channel)")
+    p.add_argument("--lead", default=None, help="WFDB or EDF lead (default MLII, else the first ECG-like signal, else the first)")
     p.add_argument("--column", default=None, help="CSV column name or 0-based index (default: first numeric)")
     p.add_argument("--fs", type=float, default=None, help="CSV sampling rate in Hz (required with --csv)")
     p.add_argument("--out", default=None, help="output folder (default predictions/<name>)")

@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=list(MODEL_FILES), default="static-int8",
                    help="which model of a run directory to use")
     p.add_argument("--record", required=True, help="WFDB record path without extension")
-    p.add_argument("--lead", default=None, help="lead (default MLII, else the first channel)")
+    p.add_argument("--lead", default=None, help="lead (default MLII, else the first ECG-like signal, else the first)")
     p.add_argument("--speed", type=float, default=1.0,
                    help="replay speed: 1 = real time, 10 = ten times faster, 0 = as fast as possible")
     p.add_argument("--chunk", type=int, default=36, help="samples per chunk fed (36 = 100 ms)")

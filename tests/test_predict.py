@@ -113,7 +113,7 @@ def test_lead_choice_and_fallback_to_the_first_channel(diagnostic_run, tmp_path,
     code, _, err = run_predict(capsys, "--model", diagnostic_run, "--record", tmp_path / "v5only",
                                "--out", tmp_path / "o", "--no-plot")
     assert code == 0
-    assert "no MLII lead; using its first channel 'V5'" in err
+    assert "no MLII lead; using its first ECG-like channel 'V5'" in err
 
 
 def test_edf_file(diagnostic_run, record_100, tmp_path, capsys):
@@ -179,6 +179,7 @@ def test_edf_plus_with_signals_at_other_rates_reads_the_lead_at_its_own_rate(dia
     assert code == 0, err
     edf = pd.read_csv(tmp_path / "o" / "holter_beats.csv")
     assert edf[["sample", "class"]].equals(record_100["frame"][["sample", "class"]])
+    assert predict.read_edf(tmp_path / "holter.edf").lead == "ECG"  # not the first signal, Resp
     code, _, err = run_predict(capsys, "--model", diagnostic_run, "--edf", tmp_path / "holter.edf", "--lead", "EEG",
                                "--out", tmp_path / "o2")
     assert code == 2 and "has no signal 'EEG'; it has Resp, ECG" in err  # the annotations are not a lead
