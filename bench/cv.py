@@ -112,6 +112,10 @@ CONFIGS["gamma2_batch128"] = {"batch_size": 128, "gamma": 2.0}
 # median of the last 64 beats (round 6 chose 32 over 16 and 64 on a design since changed).
 CONFIGS["gamma2_dropout10"] = {"model_dropout": 0.1, "gamma": 2.0}
 CONFIGS["gamma2_template64"] = {"template_beats": 64, "gamma": 2.0}
+# Round 37, under gamma 2: the width of the RR branch (the dense net on the RR features, where S
+# detection lives; 32 units per layer, never searched), halved and doubled.
+for units in (16, 64):
+    CONFIGS[f"gamma2_rr_hidden{units}"] = {"model_rr_hidden": units, "gamma": 2.0}
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.
