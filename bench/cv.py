@@ -116,6 +116,7 @@ CONFIGS["gamma2_template64"] = {"template_beats": 64, "gamma": 2.0}
 # detection lives; 32 units per layer, never searched), halved and doubled.
 for units in (16, 64):
     CONFIGS[f"gamma2_rr_hidden{units}"] = {"model_rr_hidden": units, "gamma": 2.0}
+CONFIGS["rr_hidden64"] = {"model_rr_hidden": 64}  # real-time mode's check (gamma 1)
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.
