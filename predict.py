@@ -277,6 +277,12 @@ def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
         return pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
     values_of = {c: numbers(frame[c]) for c in frame.columns}
+    if len(frame) > 1 and frame.iloc[0].notna().all() and all(np.isnan(v[0]) for v in values_of.values()):
+        # a first row of text under the header (units: "s,mV") is not a sample: every index would be one off
+        warn(f"{path.name}: its first row under the header ({', '.join(map(str, frame.iloc[0]))}) is text, not a "
+             f"sample (units?); it is skipped")
+        frame = frame.iloc[1:].reset_index(drop=True)
+        values_of = {c: v[1:] for c, v in values_of.items()}
     # Numeric: at least 99% of its non-empty cells are numbers (a few text cells, e.g. "lead-off", become
     # gaps, as empty cells do).
     filled = {c: frame[c].notna().to_numpy() for c in frame.columns}

@@ -392,8 +392,8 @@ def test_an_output_folder_that_cannot_be_made_is_an_error_not_a_traceback(diagno
 
 def test_csv_dialects_a_time_column_and_a_text_cell_read_as_the_plain_csv(diagnostic_run, tmp_path, capsys):
     """A semicolon CSV with decimal commas, a one-column CSV with decimal commas, a leading time column, a
-    packet counter, no header row and a 'lead-off' text cell in the lead give the beats of the plain
-    one-column CSV (the text cell is a gap)."""
+    packet counter, no header row, a units row under the header and a 'lead-off' text cell in the lead give
+    the beats of the plain one-column CSV (the text cell is a gap)."""
     x, _ = dl.read_record(fixture_record("100"))
     x = np.round(x[:360 * 60], 3)
     write_csv(tmp_path, x, "plain.csv")
@@ -407,13 +407,14 @@ def test_csv_dialects_a_time_column_and_a_text_cell_read_as_the_plain_csv(diagno
     pd.DataFrame({"counter": np.arange(len(x)) % 256, "ECG": x}).to_csv(tmp_path / "counter.csv", index=False)
     pd.DataFrame({"t": np.round(np.arange(len(x)) / 360, 2), "ECG": x}).to_csv(tmp_path / "t10ms.csv", index=False)
     (tmp_path / "noheader.csv").write_text("".join(f"{v:.3f}\n" for v in x))  # the first row is a sample
+    (tmp_path / "units.csv").write_text("time,ECG\ns,mV\n" + "".join(f"{k / 360:.4f},{v:.3f}\n" for k, v in enumerate(x)))
     frames = {}
-    for name in ("plain", "semi", "comma", "time", "text", "counter", "t10ms", "noheader"):
+    for name in ("plain", "semi", "comma", "time", "text", "counter", "t10ms", "noheader", "units"):
         code, _, err = run_predict(capsys, "--model", diagnostic_run, "--csv", tmp_path / f"{name}.csv", "--fs", 360,
                                    "--out", tmp_path / name, "--no-plot")
         assert code == 0, err
         frames[name] = pd.read_csv(tmp_path / name / f"{name}_beats.csv")
-    for name in ("semi", "comma", "time", "counter", "t10ms", "noheader"):
+    for name in ("semi", "comma", "time", "counter", "t10ms", "noheader", "units"):
         assert frames[name].equals(frames["plain"]), name
     text, plain = frames["text"], frames["plain"]
     assert text["sample"].equals(plain["sample"])
