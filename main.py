@@ -39,12 +39,19 @@ class ConfigError(Exception):
     """An inconsistent or impossible option; the message says which and what to use."""
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help with each option's default, but not 'None': the help then says what happens without it."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from train import TrainConfig
 
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="main.py", description=__doc__.split("\n")[0], allow_abbrev=False,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--mode", choices=dl.MODES, default="diagnostic",
                    help="diagnostic may use the next beat (post-RR); realtime is strictly causal")
     p.add_argument("--data-dir", default=os.environ.get("DEEP_ECG_DATA_DIR", "data/mitdb"),

@@ -572,8 +572,10 @@ def run(args) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from main import HelpFormatter
+
     p = argparse.ArgumentParser(prog="main.py predict", description=__doc__.split("\n")[0], allow_abbrev=False,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--model", required=True, help="run directory from `python main.py`, or a model file")
     p.add_argument("--kind", choices=list(MODEL_FILES), default="float32",
                    help="which model of a run directory to use")

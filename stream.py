@@ -179,10 +179,11 @@ def run_stream(x: np.ndarray, clf, chunk: int, on_beat=None, speed: float = 0.0)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from main import HelpFormatter
     from predict import MODEL_FILES
 
     p = argparse.ArgumentParser(prog="main.py stream", description=__doc__.split("\n")[0], allow_abbrev=False,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--model", required=True, help="directory of a `python main.py --mode realtime` run, "
                                                   "or one of its model files")
     p.add_argument("--kind", choices=list(MODEL_FILES), default="static-int8",

@@ -251,3 +251,12 @@ def test_diagnostic_mode_trains_with_gamma_2(tmp_path):
     assert main.main(smoke_args(tmp_path / "run", tmp_path / "cache")) == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["mode"] == "diagnostic" and config["gamma"] == 2.0
+
+
+@pytest.mark.parametrize("command", [[], ["predict"], ["stream"]])
+def test_help_states_defaults_but_never_none(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main.main([*command, "--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert "(default: None)" not in out and "(default:" in out
