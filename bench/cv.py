@@ -119,6 +119,7 @@ for units in (16, 64):
 CONFIGS["rr_hidden64"] = {"model_rr_hidden": 64}  # real-time mode's check (gamma 1)
 # Round 38: the next step of round 37's width, 128 units, under gamma 2.
 CONFIGS["gamma2_rr_hidden128"] = {"model_rr_hidden": 128, "gamma": 2.0}
+CONFIGS["rr_hidden128"] = {"model_rr_hidden": 128}  # real-time mode's check (gamma 1)
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.
