@@ -120,6 +120,10 @@ CONFIGS["rr_hidden64"] = {"model_rr_hidden": 64}  # real-time mode's check (gamm
 # Round 38: the next step of round 37's width, 128 units, under gamma 2.
 CONFIGS["gamma2_rr_hidden128"] = {"model_rr_hidden": 128, "gamma": 2.0}
 CONFIGS["rr_hidden128"] = {"model_rr_hidden": 128}  # real-time mode's check (gamma 1)
+# Round 38 adopted 128 units (model.RR_HIDDEN), so from then on 'base' and 'gamma2' run 128 units; these
+# run the 32 units of every round before (rounds 36-37's base, for instance).
+CONFIGS["rr_hidden32"] = {"model_rr_hidden": 32}
+CONFIGS["gamma2_rr_hidden32"] = {"model_rr_hidden": 32, "gamma": 2.0}
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.
