@@ -124,6 +124,12 @@ CONFIGS["rr_hidden128"] = {"model_rr_hidden": 128}  # real-time mode's check (ga
 # run the 32 units of every round before (rounds 36-37's base, for instance).
 CONFIGS["rr_hidden32"] = {"model_rr_hidden": 32}
 CONFIGS["gamma2_rr_hidden32"] = {"model_rr_hidden": 32, "gamma": 2.0}
+# Round 39, under gamma 2: the RR branch's next step (256 units), and the fusion head's hidden layer (64
+# units, never searched), doubled now that it takes 48 + 128 inputs.
+CONFIGS["gamma2_rr_hidden256"] = {"model_rr_hidden": 256, "gamma": 2.0}
+CONFIGS["rr_hidden256"] = {"model_rr_hidden": 256}  # real-time mode's check (gamma 1)
+CONFIGS["gamma2_head128"] = {"model_hidden": 128, "gamma": 2.0}
+CONFIGS["head128"] = {"model_hidden": 128}  # real-time mode's check (gamma 1)
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.
