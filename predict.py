@@ -345,14 +345,16 @@ def resample(x: np.ndarray, fs: float, target: int = dl.FS) -> np.ndarray:
 
 
 def _fill(x: np.ndarray) -> np.ndarray:
-    """Causal gap filling: each NaN takes the last value seen (0 before the first one)."""
+    """Causal gap filling: each NaN takes the last value seen; a leading gap takes the first one (a
+    stream waits for it), so no step at the signal's start rings into a made-up beat."""
     gaps = np.isnan(x)
     if not gaps.any():
         return x
     idx = np.where(gaps, 0, np.arange(len(x)))
     np.maximum.accumulate(idx, out=idx)
-    out = x[idx]
-    return np.where(np.isnan(out), 0.0, out)
+    first = np.argmax(~gaps)  # prepare() refuses an all-NaN lead
+    idx[:first] = first
+    return x[idx]
 
 
 def check_rate(fs: float, name: str, source: str) -> None:
@@ -404,7 +406,10 @@ def classify(x: np.ndarray, clf: Classifier, gaps: np.ndarray | None = None, pea
     from detect import detect_r_peaks
 
     if peaks is None:
-        peaks = detect_r_peaks(x, dl.FS)
+        # The detector starts at the first sample present: the flat fill of a leading gap would
+        # spend its learning phase (thresholds learned on nothing, then a T wave taken for a beat).
+        start = int(np.argmax(~gaps)) if gaps is not None and gaps.any() else 0
+        peaks = detect_r_peaks(x[start:], dl.FS) + start
     peaks = np.asarray(peaks, dtype=np.int64)
     windows, rr = beat_inputs(x, peaks, clf.mode)
     proba = clf.predict_proba(windows, rr).astype(np.float64) if len(peaks) else np.zeros((0, 5))

@@ -65,6 +65,7 @@ class StreamClassifier:
         self.clf = classifier
         self.detector = QRSDetector(dl.FS)
         self._last = None  # last valid sample (gap filling holds it)
+        self._offset = None  # stream sample of the detector's first: the first valid one (batch: predict.classify)
         self._start = 0  # buffers hold samples _start.. of the stream
         self._xf = np.zeros(0)  # band-passed signal
         self._gap = np.zeros(0, bool)
@@ -81,7 +82,7 @@ class StreamClassifier:
             return x, gaps
         x = x.copy()
         for i in np.flatnonzero(gaps):  # gaps are rare: hold the last valid value
-            x[i] = x[i - 1] if i > 0 else (0.0 if self._last is None else self._last)
+            x[i] = x[i - 1] if i > 0 else self._last
         self._last = x[-1]
         return x, gaps
 
@@ -89,6 +90,21 @@ class StreamClassifier:
         x = np.asarray(chunk, dtype=np.float64).reshape(-1)
         if len(x) == 0:
             return []
+        if self._offset is None:
+            # A leading gap: nothing to detect or filter yet. Its samples are held at the first valid
+            # one, whose band-passed value is 0 (the causal band-pass starts at the first sample's
+            # level), and the detector starts at that first valid sample, as batch mode's does.
+            valid = np.flatnonzero(~np.isnan(x))
+            skip = valid[0] if len(valid) else len(x)
+            if skip:
+                self._first = 0.0
+                self._xf = np.concatenate([self._xf, np.zeros(skip)])
+                self._gap = np.concatenate([self._gap, np.ones(skip, bool)])
+                self._n += skip
+                x = x[skip:]
+            if not len(x):
+                return []
+            self._offset = self._n
         x, gaps = self._fill(x)
         new_peaks = self.detector.feed(x)
         xf = self.detector.filtered  # the same causal 0.5-50 Hz band-pass as training's
@@ -97,17 +113,19 @@ class StreamClassifier:
         self._xf = np.concatenate([self._xf, xf])
         self._gap = np.concatenate([self._gap, gaps])
         self._n += len(x)
-        for p in new_peaks:
-            self.peaks.append(p)
-            self._pending.append(len(self.peaks) - 1)
+        self._add_peaks(new_peaks)
         return self._emit(final=False)
 
     def flush(self) -> list[Beat]:
         """End of the recording: decide the last peaks and pad their windows as batch mode does."""
-        for p in self.detector.flush():
-            self.peaks.append(p)
-            self._pending.append(len(self.peaks) - 1)
+        if self._offset is not None:
+            self._add_peaks(self.detector.flush())
         return self._emit(final=True)
+
+    def _add_peaks(self, detected) -> None:
+        for p in detected:
+            self.peaks.append(p + self._offset)
+            self._pending.append(len(self.peaks) - 1)
 
     def _emit(self, final: bool) -> list[Beat]:
         ready = [k for k in self._pending if final or self.peaks[k] + dl.WINDOW_AFTER <= self._n]

@@ -12,6 +12,7 @@ from scipy import signal
 import data_loader as dl
 import main
 import predict
+from detect import detect_r_peaks
 from conftest import PNG_SIGNATURE, fixture_record
 
 
@@ -226,6 +227,20 @@ def test_nan_gap_marks_its_beats_unclassifiable(diagnostic_run, tmp_path, capsys
     assert len(bad) >= 1 and (bad["class"] == "Q").all() and bad["p_N"].isna().all()
     assert ((bad["time_s"] > 59) & (bad["time_s"] < 72)).all()
     assert frame["classifiable"].sum() >= len(frame) - 3
+
+
+def test_a_leading_gap_finds_the_beats_of_a_recording_that_starts_after_it(diagnostic_run):
+    """A lead connected late (NaN first) on a DC-offset signal: the beats after the gap are those of the
+    same signal starting where the gap ends, each at its place; the gap is not a step that rings."""
+    x, _ = dl.read_record(fixture_record("100"))
+    x = x[:360 * 60] + 5.0  # an offset, as ADC counts or a DC-coupled front end give
+    start = 360 * 2
+    holed = x.copy()
+    holed[:start] = np.nan
+    filled, gaps = predict.prepare(predict.Recording(holed, dl.FS, "late", "MLII"))
+    beats = predict.classify(filled, predict.load_classifier(diagnostic_run), gaps)
+    assert np.array_equal(beats["sample"], detect_r_peaks(x[start:], dl.FS) + start)
+    assert (filled[:start] == x[start]).all()  # held at the first sample present, not at 0
 
 
 def write_csv(tmp_path, values, name="bad.csv"):

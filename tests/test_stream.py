@@ -88,6 +88,22 @@ def test_streaming_equals_batch_with_the_int8_model_and_a_gap(realtime_run):
     assert np.array_equal(unclassifiable, np.isnan(batch["proba"]).any(1))
 
 
+def test_streaming_equals_batch_after_a_leading_gap(realtime_run):
+    """A lead connected late, on a DC-offset signal: the stream waits for the first sample present,
+    as batch mode starts there; both find the same beats, whatever the chunk size."""
+    clf = predict.load_classifier(realtime_run)
+    x, _ = dl.read_record(fixture_record("100"))
+    x = x[:360 * 120] + 5.0
+    x[:360 * 2 + 100] = np.nan
+    filled, gaps = predict.prepare(predict.Recording(x, dl.FS, "late", "MLII"))
+    batch = predict.classify(filled, clf, gaps)
+    assert batch["sample"][0] > 360 * 2 + 100
+    for chunk in (50, 360 * 3):  # the first chunk all gap, or gap and signal
+        s, c, p, _ = stream_output(x, clf, chunk)
+        assert np.array_equal(s, batch["sample"]) and np.array_equal(c, batch["class"]), chunk
+        assert np.allclose(p, batch["proba"], atol=1e-5, equal_nan=True), chunk
+
+
 def test_stream_and_training_see_the_same_beat_inputs(realtime_run, fixture_dir):
     """Train/serve agreement: at the annotated R-peaks, the inputs of the live pipeline are the
     training set's real-time inputs, bit for bit (causal filter, windows, past-only RR)."""
