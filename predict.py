@@ -6,7 +6,7 @@
 
 Writes into --out (default predictions/<input name>): <name>_beats.csv (one row per beat),
 <name>.aami (a WFDB annotation file: wfdb.rdann('<out>/<name>', 'aami')) and <name>_strip.png,
-and prints a summary. The model's mode (diagnostic or realtime) decides the filter and the RR
+and prints a summary. The default folder is refused when it holds another input's outputs of the same name. The model's mode (diagnostic or realtime) decides the filter and the RR
 features, exactly as in training.
 """
 from __future__ import annotations
@@ -29,6 +29,7 @@ import data_loader as dl
 MIN_SECONDS = 5.0  # shorter recordings hold too few beats for RR features
 FS_RANGE = (100.0, 20000.0)  # Hz: below, a QRS is a sample or two; above, most likely not Hz at all
 MIN_BEATS = 3
+SOURCE_MARK = ".source"  # in a default output folder: the input whose outputs it holds
 MIN_MATCH = 0.5  # median beat-template correlation below which the "beats" are most likely noise
 LOW_CONFIDENCE = 0.6  # beats whose top probability is below this are counted as uncertain
 ANNOTATION_EXT = "aami"
@@ -137,6 +138,7 @@ class Recording:
     fs: float
     name: str
     lead: str
+    source: str | None = None  # the file read (resolved path), if any
 
 
 def choose_lead(names: list[str], lead: str | None, source: str, word: str, first: str) -> str:
@@ -174,7 +176,7 @@ def read_wfdb(path, lead: str | None = None) -> Recording:
         rec = wfdb.rdrecord(str(path), channel_names=[lead])
     except Exception as exc:
         raise InputError(f"cannot read the signal of record {path}: {exc}") from None
-    return Recording(rec.p_signal[:, 0].astype(np.float64), float(rec.fs), path.name, lead)
+    return Recording(rec.p_signal[:, 0].astype(np.float64), float(rec.fs), path.name, lead, str(path.resolve()))
 
 
 EDF_ANNOTATIONS = "EDF Annotations"  # EDF+'s signal of events and time-keeping, not a lead
@@ -233,7 +235,7 @@ def read_edf(path, lead: str | None = None) -> Recording:
     first = int(samples[:k].sum())
     digital = records[:, first:first + samples[k]].reshape(-1).astype(np.float64)
     x = (digital - dmin[k]) * (pmax[k] - pmin[k]) / (dmax[k] - dmin[k]) + pmin[k]
-    return Recording(x, samples[k] / duration, path.stem, lead)
+    return Recording(x, samples[k] / duration, path.stem, lead, str(path.resolve()))
 
 
 def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
@@ -306,7 +308,7 @@ def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
     values = values_of[col]
     if np.isnan(values).all():
         raise InputError(f"column {col!r} of {path.name} holds no numbers")
-    return Recording(values, float(fs), path.stem, str(col))
+    return Recording(values, float(fs), path.stem, str(col), str(path.resolve()))
 
 
 def _is_number(text: str) -> bool:
@@ -554,6 +556,14 @@ def run(args) -> dict:
         out = make_folder(args.out or Path("predictions") / rec.name, "--out")
     except FolderError as exc:
         raise InputError(str(exc)) from None
+    # The default folder is named after the input; another input of the same name (a/100 and b/100)
+    # would overwrite its outputs unseen. The folder remembers which input it holds.
+    mark = out / SOURCE_MARK
+    if args.out is None and rec.source and mark.is_file():
+        other = mark.read_text(encoding="utf-8").strip()
+        if other and other != rec.source:
+            raise InputError(f"{out} holds the outputs of {other}, another input named {rec.name!r}; "
+                             f"choose a folder for {rec.source} with --out (or remove {out})")
 
     frame = beats_frame(beats, rec.fs)
     written = []  # a failure part-way removes what was written: all the outputs or none
@@ -566,6 +576,9 @@ def run(args) -> dict:
         if not args.no_plot:
             plot_strip(x, beats, out / f"{rec.name}_strip.png", args.plot_start, args.plot_seconds,
                        f"{rec.name} ({rec.lead}), {clf.mode} model ({clf.kind})")
+        if args.out is None and rec.source:
+            with atomic_path(mark) as tmp:
+                tmp.write_text(rec.source + "\n", encoding="utf-8")
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)

@@ -243,6 +243,25 @@ def test_a_leading_gap_finds_the_beats_of_a_recording_that_starts_after_it(diagn
     assert (filled[:start] == x[start]).all()  # held at the first sample present, not at 0
 
 
+def test_the_default_folder_keeps_one_input_per_name(diagnostic_run, tmp_path, monkeypatch, capsys):
+    """predictions/<name> is refused to a second input of the same name (it would overwrite the first's
+    outputs unseen), with --out as the fix; the same input runs again into it."""
+    x, _ = dl.read_record(fixture_record("100"))
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        pd.DataFrame({"ECG": x[:360 * 30]}).to_csv(tmp_path / folder / "ecg.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    args = ["--model", diagnostic_run, "--fs", 360, "--no-plot"]
+    assert run_predict(capsys, *args, "--csv", "a/ecg.csv")[0] == 0
+    first = (tmp_path / "predictions" / "ecg" / "ecg_beats.csv").read_bytes()
+    code, _, err = run_predict(capsys, *args, "--csv", "b/ecg.csv")
+    assert code == 2 and "holds the outputs of" in err and str(tmp_path / "a" / "ecg.csv") in err
+    assert "--out" in err and "Traceback" not in err
+    assert (tmp_path / "predictions" / "ecg" / "ecg_beats.csv").read_bytes() == first
+    assert run_predict(capsys, *args, "--csv", "a/ecg.csv")[0] == 0  # a rerun of the same input
+    assert run_predict(capsys, *args, "--csv", "b/ecg.csv", "--out", "other")[0] == 0
+
+
 def write_csv(tmp_path, values, name="bad.csv"):
     pd.DataFrame({"ECG": values}).to_csv(tmp_path / name, index=False)
     return tmp_path / name
