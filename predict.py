@@ -515,7 +515,19 @@ def summary(beats: dict, duration_s: float, low: float = LOW_CONFIDENCE) -> str:
     return "\n".join(lines)
 
 
-def run(args) -> dict:
+def add_input_arguments(p: argparse.ArgumentParser) -> None:
+    """The input options, shared by predict and stream."""
+    src = p.add_argument_group("input (one of)")
+    src.add_argument("--record", help="WFDB record path without extension")
+    src.add_argument("--csv", help="CSV file with a header row, one column per signal")
+    src.add_argument("--edf", help="EDF or EDF+ file")
+    p.add_argument("--lead", default=None, help="WFDB or EDF lead (default MLII, else the first ECG-like signal, else the first)")
+    p.add_argument("--column", default=None, help="CSV column name or 0-based index (default: first numeric)")
+    p.add_argument("--fs", type=float, default=None, help="CSV sampling rate in Hz (required with --csv)")
+
+
+def check_input_options(args) -> None:
+    """InputError unless the input options of add_input_arguments fit together."""
     if sum(a is not None for a in (args.record, args.csv, args.edf)) != 1:
         raise InputError("give one input: --record PATH (WFDB), --csv FILE --fs HZ or --edf FILE")
     if args.csv is None and (args.fs is not None or args.column is not None):
@@ -526,17 +538,25 @@ def run(args) -> dict:
     if args.csv is not None and args.lead is not None:
         raise InputError(f"--lead is for WFDB records and EDF files; a CSV's column is chosen with "
                          f"--column {args.lead}")
+
+
+def read_input(args) -> Recording:
+    """The recording the input options name."""
+    if args.record:
+        return read_wfdb(args.record, args.lead)
+    if args.edf:
+        return read_edf(args.edf, args.lead)
+    return read_csv(args.csv, args.fs, args.column)
+
+
+def run(args) -> dict:
+    check_input_options(args)
     if Path(args.model).is_file() and args.kind != "float32":
         raise InputError(f"--kind chooses a model of a run directory; {args.model} is a model file itself "
                          f"(pass the run directory, or the file of the kind you want)")
     clf = load_classifier(args.model, args.kind)
     t0 = time.time()  # from here on: what a 30-minute record costs, model already loaded
-    if args.record:
-        rec = read_wfdb(args.record, args.lead)
-    elif args.edf:
-        rec = read_edf(args.edf, args.lead)
-    else:
-        rec = read_csv(args.csv, args.fs, args.column)
+    rec = read_input(args)
     x, gaps = prepare(rec)
     beats = classify(x, clf, gaps)
     if len(beats["sample"]) < MIN_BEATS:
@@ -597,13 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="run directory from `python main.py`, or a model file")
     p.add_argument("--kind", choices=list(MODEL_FILES), default="float32",
                    help="which model of a run directory to use")
-    src = p.add_argument_group("input (one of)")
-    src.add_argument("--record", help="WFDB record path without extension")
-    src.add_argument("--csv", help="CSV file with a header row, one column per signal")
-    src.add_argument("--edf", help="EDF or EDF+ file")
-    p.add_argument("--lead", default=None, help="WFDB or EDF lead (default MLII, else the first ECG-like signal, else the first)")
-    p.add_argument("--column", default=None, help="CSV column name or 0-based index (default: first numeric)")
-    p.add_argument("--fs", type=float, default=None, help="CSV sampling rate in Hz (required with --csv)")
+    add_input_arguments(p)
     p.add_argument("--out", default=None, help="output folder (default predictions/<name>)")
     p.add_argument("--plot-start", type=float, default=0.0, help="start of the PNG strip, s")
     p.add_argument("--plot-seconds", type=float, default=10.0, help="length of the PNG strip, s")

@@ -1,6 +1,7 @@
 """Causal streaming classification: feed samples as they arrive, get each beat's label once decided.
 
     python main.py stream --model runs/<realtime run> --record data/mitdb/100 --speed 10
+    python main.py stream --model runs/<realtime run> --csv ecg.csv --fs 250   # or --edf holter.edf
 
 `StreamClassifier` runs the real-time pipeline incrementally: the causal band-pass filter and the
 QRS detector carry their state from chunk to chunk, RR features and the template beat use past beats
@@ -198,7 +199,7 @@ def run_stream(x: np.ndarray, clf, chunk: int, on_beat=None, speed: float = 0.0)
 
 def build_parser() -> argparse.ArgumentParser:
     from main import HelpFormatter
-    from predict import MODEL_FILES
+    from predict import MODEL_FILES, add_input_arguments
 
     p = argparse.ArgumentParser(prog="main.py stream", description=__doc__.split("\n")[0], allow_abbrev=False,
                                 formatter_class=HelpFormatter)
@@ -206,8 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "or one of its model files")
     p.add_argument("--kind", choices=list(MODEL_FILES), default="static-int8",
                    help="which model of a run directory to use")
-    p.add_argument("--record", required=True, help="WFDB record path without extension")
-    p.add_argument("--lead", default=None, help="lead (default MLII, else the first ECG-like signal, else the first)")
+    add_input_arguments(p)
     p.add_argument("--speed", type=float, default=1.0,
                    help="replay speed: 1 = real time, 10 = ten times faster, 0 = as fast as possible")
     p.add_argument("--chunk", type=int, default=36, help="samples per chunk fed (36 = 100 ms)")
@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from predict import MIN_BEATS, load_classifier, prepare, read_wfdb, summary, too_few_beats
+    from predict import MIN_BEATS, check_input_options, load_classifier, prepare, read_input, summary, too_few_beats
 
     args = build_parser().parse_args(argv)
     try:
@@ -224,8 +224,9 @@ def main(argv=None) -> int:
             raise dl.DataError(f"--chunk must be at least 1 sample, got {args.chunk}")
         if not (args.speed >= 0):
             raise dl.DataError(f"--speed must be >= 0 (0: as fast as possible), got {args.speed}")
+        check_input_options(args)
         clf = load_classifier(args.model, args.kind, threads=1)
-        rec = read_wfdb(args.record, args.lead)
+        rec = read_input(args)
         StreamClassifier(clf)  # refuses a diagnostic model before anything is replayed
         x, gaps = prepare(rec)
         x = np.where(gaps, np.nan, x)  # the stream sees the gaps as they come

@@ -151,9 +151,29 @@ def test_stream_command_prints_each_beat_and_a_summary(realtime_run, capsys):
     assert "latency R-peak -> label: mean" in out and "x real time" in out and "beats in 3.0 min" in out
 
 
+def test_stream_reads_a_csv_as_predict_does(realtime_run, tmp_path, capsys):
+    """A CSV export (here at 250 Hz, resampled as predict resamples it) streams to the beats that
+    predict finds in it."""
+    import pandas as pd
+
+    x, _ = dl.read_record(fixture_record("100"))
+    x250 = signal.resample_poly(x[:360 * 60], 25, 36)
+    pd.DataFrame({"time": np.arange(len(x250)) / 250, "ECG": x250}).to_csv(tmp_path / "ecg.csv", index=False)
+    code = main.main(["stream", "--model", str(realtime_run), "--csv", str(tmp_path / "ecg.csv"), "--fs", "250",
+                      "--speed", "0", "--chunk", "25"])
+    out = capsys.readouterr().out
+    assert code == 0 and "streaming ecg (ECG, 1.0 min)" in out
+    labels = [ln.split()[2] for ln in out.splitlines() if "after the R-peak)" in ln]
+    filled, gaps = predict.prepare(predict.read_csv(tmp_path / "ecg.csv", 250.0))
+    batch = predict.classify(filled, predict.load_classifier(realtime_run, "static-int8"), gaps)
+    assert labels == [dl.CLASSES[c] for c in batch["class"]] and len(labels) > 60
+
+
 @pytest.mark.parametrize("opts, message", [(["--chunk", "0"], "--chunk must be at least 1"),
                                            (["--speed", "-1"], "--speed must be >= 0"),
-                                           (["--lead", "V9"], "has no lead 'V9'")])
+                                           (["--lead", "V9"], "has no lead 'V9'"),
+                                           (["--fs", "250"], "--fs is for --csv only"),
+                                           (["--csv", "x.csv"], "give one input")])
 def test_stream_bad_options_exit_2(realtime_run, capsys, opts, message):
     code = main.main(["stream", "--model", str(realtime_run), "--record", fixture_record("100"), *opts])
     assert code == 2 and message in capsys.readouterr().err
