@@ -7,7 +7,8 @@ on how the signal was cut (tests/test_stream.py).
 
 The method follows Pan & Tompkins (1985): band-pass 5-15 Hz, five-point derivative, squaring,
 150 ms moving-window integration, then adaptive signal/noise peak levels with a 200 ms refractory
-period and a slope test against T waves. Each detection is then placed on the largest deflection
+period and a slope test against T waves (a first QRS in the first 0.5 s waits for the next one: it
+may be the T wave of a beat from before the recording began). Each detection is then placed on the largest deflection
 of the 0.5-50 Hz band-passed signal just before it, where MIT-BIH's annotations sit.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ INTEGRATION_S = 0.15  # moving-window integration
 PEAK_HALF_S = 0.2  # an integrated-signal peak is the largest within +-200 ms: the refractory period
 LEARN_S = 2.0  # signal and noise levels are learned over the first 2 s
 T_WAVE_S = 0.36  # a peak this soon after a QRS must show a steep slope to count as one
+FIRST_S = 0.5  # a first QRS this early may be the T wave of a beat before the recording began
 SEARCH_S = 0.25  # the R-peak is sought this far back from the integrated-signal peak
 THRESHOLD = 0.25  # a peak is QRS above noise level + THRESHOLD x (signal level - noise level)
 RR_AVG = 8  # RR intervals in the running average
@@ -72,6 +74,7 @@ class QRSDetector:
         self.search = int(round(SEARCH_S * fs))
         self.learn = int(round(LEARN_S * fs))
         self.t_wave = int(round(T_WAVE_S * fs))
+        self.first = int(round(FIRST_S * fs))
         self.n_int = max(int(round(INTEGRATION_S * fs)), 1)
         from data_loader import bandpass_sos
 
@@ -93,6 +96,7 @@ class QRSDetector:
         self._last_r = -1  # last R-peak reported
         self.decided_at: list[int] = []  # for each R-peak reported: samples needed to decide it
         self._rr = []  # the last RR_AVG intervals between integrated-signal peaks, samples
+        self._held = None  # an early first QRS (R-peak, its slope), until the next one tells it from a T wave
 
     def feed(self, chunk) -> list[int]:
         x = np.asarray(chunk, dtype=np.float64).reshape(-1)
@@ -142,10 +146,29 @@ class QRSDetector:
                     self.spk = np.sqrt(0.25 * m[:upto].max())
                     self.npk = np.sqrt(0.5 * m[:upto].mean())
                 r = self._classify(i)
-                if r is not None:
-                    out.append(r)
-                    self.decided_at.append(min(i + h + 1, self._n))
+                if r is None:
+                    continue
+                at = min(i + h + 1, self._n)
+                if not self.decided_at and self._held is None and r < self.first:
+                    # A recording that starts between a QRS and its T wave shows the T wave first,
+                    # with no QRS before it to test its slope against: the next QRS decides.
+                    self._held = (r, self._last_qrs[1])
+                    continue
+                if self._held is not None:
+                    r0, slope0 = self._held
+                    self._held = None
+                    if slope0 >= 0.5 * self._last_qrs[1]:
+                        out.append(r0)
+                        self.decided_at.append(at)
+                    else:  # a T wave: its interval to this QRS is no RR interval
+                        self._rr = []
+                out.append(r)
+                self.decided_at.append(at)
             self._next = stop
+        if final and self._held is not None:  # no QRS followed: nothing to test it against
+            out.append(self._held[0])
+            self.decided_at.append(self._n)
+            self._held = None
         # Keep what later decisions can still look at.
         keep_from = max(min(self._next - h, self._next - self.search - 1), 0)
         if self._next <= self.learn:

@@ -49,7 +49,8 @@ def stated_latency_s() -> float:
     integrated-signal peak; that peak lies at most SEARCH_S after the R-peak (the detector looks
     that far back for it). The causal band-pass filter adds no wait of its own: its group delay
     (a few ms in the QRS band) only shifts where the detected peak lies, and that shift is part of
-    the window the model was trained on.
+    the window the model was trained on. One exception, not counted here: a first beat in the
+    recording's first detect.FIRST_S waits for the next beat (it may be a T wave; see detect.py).
     """
     detector = round(SEARCH_S * dl.FS) + round(PEAK_HALF_S * dl.FS) + 1
     return max(dl.WINDOW_AFTER, detector) / dl.FS
