@@ -130,6 +130,12 @@ CONFIGS["gamma2_rr_hidden256"] = {"model_rr_hidden": 256, "gamma": 2.0}
 CONFIGS["rr_hidden256"] = {"model_rr_hidden": 256}  # real-time mode's check (gamma 1)
 CONFIGS["gamma2_head128"] = {"model_hidden": 128, "gamma": 2.0}
 CONFIGS["head128"] = {"model_hidden": 128}  # real-time mode's check (gamma 1)
+# Round 40, under gamma 2: the focal alpha, last searched in round 3 on an early design. F weighted 1 as
+# N, S, V (F beats taken for V are V false alarms), and V weighted 0.5 (V +P is V's weak side on DS1).
+CONFIGS["gamma2_alpha_F1"] = {"alpha": [1.0, 1.0, 1.0, 1.0, 0.2], "gamma": 2.0}
+CONFIGS["alpha_F1"] = {"alpha": [1.0, 1.0, 1.0, 1.0, 0.2]}  # real-time mode's check (gamma 1)
+CONFIGS["gamma2_alpha_V05"] = {"alpha": [1.0, 1.0, 0.5, 0.2, 0.2], "gamma": 2.0}
+CONFIGS["alpha_V05"] = {"alpha": [1.0, 1.0, 0.5, 0.2, 0.2]}  # real-time mode's check (gamma 1)
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.
