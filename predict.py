@@ -6,8 +6,9 @@
 
 Writes into --out (default predictions/<input name>): <name>_beats.csv (one row per beat),
 <name>.aami (a WFDB annotation file: wfdb.rdann('<out>/<name>', 'aami')) and <name>_strip.png,
-and prints a summary. The default folder is refused when it holds another input's outputs of the same name. The model's mode (diagnostic or realtime) decides the filter and the RR
-features, exactly as in training.
+and prints a summary; the default folder is refused when it holds another input's outputs of the
+same name. The model's mode (diagnostic or realtime) decides the filter and the RR features,
+exactly as in training.
 """
 from __future__ import annotations
 
@@ -409,7 +410,7 @@ def classify(x: np.ndarray, clf: Classifier, gaps: np.ndarray | None = None, pea
 
     if peaks is None:
         # The detector starts at the first sample present: the flat fill of a leading gap would
-        # spend its learning phase (thresholds learned on nothing, then a T wave taken for a beat).
+        # take its learning phase (signal and noise levels learned on a flat line).
         start = int(np.argmax(~gaps)) if gaps is not None and gaps.any() else 0
         peaks = detect_r_peaks(x[start:], dl.FS) + start
     peaks = np.asarray(peaks, dtype=np.int64)
