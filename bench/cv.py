@@ -34,7 +34,7 @@ CONFIGS = {
     "rr_plus_local10": {"rr": {
         "diagnostic": dl.RR_FEATURES["diagnostic"] + ("local", "pre/local", "post/local", "local/long"),
         "realtime": dl.RR_FEATURES["realtime"] + ("local", "pre/local", "prev/local", "local/long")}},
-    "alpha_low_FQ": {"alpha": [1.0, 1.0, 1.0, 0.2, 0.2]},  # adopted as the default after round 3
+    "alpha_low_FQ": {"alpha": [1.0, 1.0, 1.0, 0.2, 0.2]},  # adopted as the default after round 3 (F: until round 40)
     "alpha_none": {"alpha": None},
     "rr_pre_post_alpha_low_FQ": {"rr": {"diagnostic": ("pre", "post"), "realtime": ("pre", "prev")},
                                  "alpha": [1.0, 1.0, 1.0, 0.2, 0.2]},
@@ -136,6 +136,10 @@ CONFIGS["gamma2_alpha_F1"] = {"alpha": [1.0, 1.0, 1.0, 1.0, 0.2], "gamma": 2.0}
 CONFIGS["alpha_F1"] = {"alpha": [1.0, 1.0, 1.0, 1.0, 0.2]}  # real-time mode's check (gamma 1)
 CONFIGS["gamma2_alpha_V05"] = {"alpha": [1.0, 1.0, 0.5, 0.2, 0.2], "gamma": 2.0}
 CONFIGS["alpha_V05"] = {"alpha": [1.0, 1.0, 0.5, 0.2, 0.2]}  # real-time mode's check (gamma 1)
+# Round 40 adopted F weighted 1 (train.TrainConfig.alpha), so from then on 'base' and 'gamma2' weight F 1;
+# these run the F weight 0.2 of every round before.
+CONFIGS["alpha_F02"] = {"alpha": [1.0, 1.0, 1.0, 0.2, 0.2]}
+CONFIGS["gamma2_alpha_F02"] = {"alpha": [1.0, 1.0, 1.0, 0.2, 0.2], "gamma": 2.0}
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.
