@@ -39,10 +39,11 @@ def calibration_beats(beats, per_class: int = 300, seed: int = 0, typical: float
     return beats.x[idx], beats.rr[idx]
 
 
-def quantize_static_onnx(float_onnx, path, calib_x, calib_rr, batch: int = 128) -> None:
+def quantize_static_onnx(float_onnx, path, calib_x, calib_rr, batch: int = 128, method: str = "MinMax") -> None:
     """Static int8 of the whole network (convolutions and linear layers) with onnxruntime:
-    int8 weights per channel, uint8 activations with ranges calibrated on DS1 training beats."""
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+    int8 weights per channel, uint8 activations with ranges calibrated on DS1 training beats
+    (`method`: onnxruntime's CalibrationMethod, by name)."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quant_pre_process, quantize_static)
 
     class Reader(CalibrationDataReader):
@@ -57,7 +58,8 @@ def quantize_static_onnx(float_onnx, path, calib_x, calib_rr, batch: int = 128) 
         pre = os.path.join(tmpdir, "pre.onnx")
         quant_pre_process(str(float_onnx), pre)  # shape inference + graph clean-up first
         quantize_static(pre, str(tmp), Reader(), quant_format=QuantFormat.QOperator, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod[method])
 
 
 def save_model(model: nn.Module, path, mode: str, kind: str, model_kwargs: dict | None = None) -> int:

@@ -33,9 +33,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import data_loader as dl  # noqa: E402
-from cv import predictions_path, summarise, table  # noqa: E402
+from cv import load_saved_model, predictions_path, summarise, table  # noqa: E402
 from evaluate import confusion  # noqa: E402
-from model import DualBranchNet  # noqa: E402
 from outputs import write_json, write_text  # noqa: E402
 
 BLOCK = 32  # beats judged together with one set of statistics
@@ -85,10 +84,7 @@ def adapted_logp(model: nn.Module, x: np.ndarray, rr: np.ndarray, past) -> np.nd
 
 
 def score_job(path: Path, beats: dl.Beats, kept: Path | None) -> dict:
-    saved = torch.load(path, weights_only=False)
-    model = DualBranchNet(n_rr=saved["n_rr"], **saved["model_kw"])
-    model.load_state_dict(saved["state_dict"])
-    model.eval()
+    model = load_saved_model(path)
     logp = {rule: [] for rule in RULES}
     for rec in dict.fromkeys(beats.record):
         rows = np.flatnonzero(beats.record == rec)

@@ -264,6 +264,19 @@ def read_runs(directory, runs: str) -> dict:
     return out
 
 
+def load_saved_model(path):
+    """A network --save-models kept, in eval mode (files from before round 41 did not record the RR
+    branch's width unless their config set it: theirs is model.LEGACY_RR_HIDDEN)."""
+    import torch
+
+    from model import LEGACY_RR_HIDDEN, DualBranchNet
+
+    saved = torch.load(path, weights_only=False)
+    model = DualBranchNet(n_rr=saved["n_rr"], **{"rr_hidden": LEGACY_RR_HIDDEN, **saved["model_kw"]})
+    model.load_state_dict(saved["state_dict"])
+    return model.eval()
+
+
 def run_job(job: dict) -> dict:
     import torch
 
@@ -336,7 +349,8 @@ def run_job(job: dict) -> dict:
 
         out = predictions_path(job["save_models"], mode, job["config"], job["seed"], job["fold"]).with_suffix(".pt")
         out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"state_dict": model.state_dict(), "n_rr": train.rr.shape[1], "model_kw": model_kw}, out)
+        torch.save({"state_dict": model.state_dict(), "n_rr": train.rr.shape[1],
+                    "model_kw": {"rr_hidden": model.rr_hidden, **model_kw}}, out)
     if job.get("save_predictions"):  # the held-out beats' log-probabilities, for rules scored afterwards
         out = predictions_path(job["save_predictions"], mode, job["config"], job["seed"], job["fold"])
         out.parent.mkdir(parents=True, exist_ok=True)

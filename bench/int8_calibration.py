@@ -1,0 +1,103 @@
+"""DS1 cross-validation of the static int8 model's calibration (round 41 of results/cv.md).
+
+The static int8 model (`quantize.quantize_static_onnx`, the ONNX file to deploy) takes each activation's
+int8 range from calibration beats. onnxruntime offers three ways to turn the calibration beats'
+activations into a range: MinMax (the product's: their full range), Percentile (a high percentile of
+their magnitudes, so rare outliers saturate instead of coarsening every step) and Entropy (the range
+that keeps the histogram's information). Each network `bench/cv.py --save-models` kept is quantized each
+way, calibrated on beats of its own training folds (`quantize.calibration_beats`, as the product does),
+and scored on its held-out fold beside the float network; no DS2 beat is read.
+
+    python bench/cv.py --data-dir ../shared/data/mitdb --offline --configs gamma2 --modes diagnostic --seeds 2 \\
+        --workers 2 --threads 1 --out /tmp/jobs --save-predictions cache/cv_predictions --save-models cache/cv_models
+    python bench/int8_calibration.py --data-dir ../shared/data/mitdb --models cache/cv_models \\
+        --runs diagnostic/gamma2 --out results/cv_round41
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import data_loader as dl  # noqa: E402
+from cv import load_saved_model, predictions_path, summarise, table  # noqa: E402
+from evaluate import confusion  # noqa: E402
+from export import OnnxModel, export_onnx  # noqa: E402
+from outputs import write_json, write_text  # noqa: E402
+from quantize import calibration_beats, quantize_static_onnx  # noqa: E402
+from train import predict_proba  # noqa: E402
+
+METHODS = ("MinMax", "Percentile", "Entropy")
+
+
+def score_job(path: Path, train: dl.Beats, test: dl.Beats, seed: int) -> dict:
+    """{'float': confusion, 'int8 <method>': confusion, ...} of one saved network on its held-out fold."""
+    model = load_saved_model(path)
+    out = {"float": confusion(test.y, predict_proba(model, test.x, test.rr).argmax(1)).tolist()}
+    calib_x, calib_rr = calibration_beats(train, seed=seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        export_onnx(model, Path(tmp) / "float.onnx", model.n_rr)
+        for method in METHODS:
+            q = Path(tmp) / f"{method}.onnx"
+            quantize_static_onnx(Path(tmp) / "float.onnx", q, calib_x, calib_rr, method=method)
+            out[f"int8 {method}"] = confusion(test.y, OnnxModel(q, threads=1).predict_proba(test.x, test.rr).argmax(1)).tolist()
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data-dir", default="data/mitdb")
+    p.add_argument("--cache-dir", default="cache")
+    p.add_argument("--models", required=True, help="bench/cv.py --save-models DIR")
+    p.add_argument("--runs", default="diagnostic/gamma2", help="comma-separated mode/config")
+    p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--out", required=True, help="writes OUT.md and OUT.json")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    t0, jobs = time.time(), []
+    for run in args.runs.split(","):
+        mode, config = run.split("/")
+        for fold, held in enumerate(dl.DS1_FOLDS):
+            load = lambda recs: dl.load_beats(args.data_dir, recs, mode, args.cache_dir, offline=True,  # noqa: E731
+                                              progress=False)
+            train, test = load([r for r in dl.DS1 if r not in held]), load(held)
+            for seed in range(args.seeds):
+                path = predictions_path(args.models, mode, config, seed, fold).with_suffix(".pt")
+                if not path.exists():
+                    print(f"error: {path} not found; run bench/cv.py --save-models {args.models} first",
+                          file=sys.stderr)
+                    return 2
+                for rule, cm in score_job(path, train, test, seed).items():
+                    jobs.append({"mode": mode, "config": f"{config} {rule}", "seed": seed, "fold": fold,
+                                 "confusion": cm})
+                print(f"{run} fold {fold} seed {seed}: {time.time() - t0:.0f} s", flush=True)
+    summary = summarise(jobs)
+    by_seed = {}
+    for j in jobs:
+        by_seed.setdefault((j["mode"], j["config"], j["seed"]), []).append(np.array(j["confusion"]))
+    from evaluate import metrics
+
+    per_seed = {f"{m}/{c} seed {s}": metrics(sum(cms))["macro_f1_nsv"] for (m, c, s), cms in sorted(by_seed.items())}
+    command = "python bench/int8_calibration.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    write_json(Path(args.out).with_suffix(".json"), {"summary": summary, "per_seed_macro_f1": per_seed,
+                                                     "jobs": jobs, "wall_seconds": time.time() - t0,
+                                                     "command": command})
+    lines = ["# Static int8 calibration, DS1 patient-wise cross-validation", "", f"Command: `{command}` "
+             f"({(time.time() - t0) / 60:.1f} min). Each saved network quantized with each calibration method, "
+             "calibrated on its training folds' beats, scored on its held-out fold; confusions pooled over the "
+             "folds, then averaged over seeds.", "", table(summary), "", "Macro-F1 (N,S,V) per seed:", "",
+             "| run | macro-F1 |", "|---|---|"] + [f"| {k} | {v:.4f} |" for k, v in per_seed.items()]
+    write_text(Path(args.out).with_suffix(".md"), "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
