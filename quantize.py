@@ -39,17 +39,16 @@ def calibration_beats(beats, per_class: int = 300, seed: int = 0, typical: float
     return beats.x[idx], beats.rr[idx]
 
 
-def quantize_static_onnx(float_onnx, path, calib_x, calib_rr, batch: int = 128, method: str = "MinMax") -> None:
+def quantize_static_onnx(float_onnx, path, calib_x, calib_rr, method: str = "MinMax") -> None:
     """Static int8 of the whole network (convolutions and linear layers) with onnxruntime:
     int8 weights per channel, uint8 activations with ranges calibrated on DS1 training beats
     (`method`: onnxruntime's CalibrationMethod, by name)."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quant_pre_process, quantize_static)
 
-    class Reader(CalibrationDataReader):
+    class Reader(CalibrationDataReader):  # one batch: the histogram methods need equal batches
         def __init__(self):
-            self.batches = iter([{"window": calib_x[i:i + batch], "rr": calib_rr[i:i + batch]}
-                                 for i in range(0, len(calib_x), batch)])
+            self.batches = iter([{"window": calib_x, "rr": calib_rr}])
 
         def get_next(self):
             return next(self.batches, None)
