@@ -33,7 +33,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import data_loader as dl  # noqa: E402
-from cv import load_saved_model, predictions_path, summarise, table  # noqa: E402
+from cv import load_saved_model, predictions_path, saved_jobs, summarise, table  # noqa: E402
 from evaluate import confusion  # noqa: E402
 from outputs import write_json, write_text  # noqa: E402
 
@@ -115,24 +115,22 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="writes OUT.md and OUT.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    t0, jobs, gaps = time.time(), [], []
-    for run in args.runs.split(","):
-        mode, config = run.split("/")
-        for fold, held in enumerate(dl.DS1_FOLDS):
-            beats = dl.load_beats(args.data_dir, held, mode, args.cache_dir, offline=True, progress=False)
-            for seed in range(args.seeds):
-                path = predictions_path(args.models, mode, config, seed, fold).with_suffix(".pt")
-                if not path.exists():
-                    print(f"error: {path} not found; run bench/cv.py --save-models {args.models} first",
-                          file=sys.stderr)
-                    return 2
-                kept = predictions_path(args.predictions, mode, config, seed, fold) if args.predictions else None
-                r = score_job(path, beats, kept)
-                gaps.append(r["max_gap_to_kept"])
-                for rule, cm in r["confusions"].items():
-                    jobs.append({"mode": mode, "config": f"{config} {rule}", "seed": seed, "fold": fold,
-                                 "confusion": cm})
-                print(f"{run} fold {fold} seed {seed}: {time.time() - t0:.0f} s", flush=True)
+    t0, jobs, gaps, loaded = time.time(), [], [], None
+    try:
+        saved = saved_jobs(args.models, args.runs, args.seeds)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for mode, config, fold, seed, path in saved:
+        if loaded != (mode, fold):
+            beats = dl.load_beats(args.data_dir, dl.DS1_FOLDS[fold], mode, args.cache_dir, offline=True, progress=False)
+            loaded = (mode, fold)
+        kept = predictions_path(args.predictions, mode, config, seed, fold) if args.predictions else None
+        r = score_job(path, beats, kept)
+        gaps.append(r["max_gap_to_kept"])
+        for rule, cm in r["confusions"].items():
+            jobs.append({"mode": mode, "config": f"{config} {rule}", "seed": seed, "fold": fold, "confusion": cm})
+        print(f"{mode}/{config} fold {fold} seed {seed}: {time.time() - t0:.0f} s", flush=True)
     summary = summarise(jobs)
     per_seed = {key: [summarise([j for j in jobs if f"{j['mode']}/{j['config']}" == key and j["seed"] == s])[key]
                       ["macro_f1_nsv"] for s in range(args.seeds)] for key in summary}

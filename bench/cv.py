@@ -264,6 +264,23 @@ def read_runs(directory, runs: str) -> dict:
     return out
 
 
+def saved_jobs(models_dir, runs: str, seeds: int) -> list[tuple]:
+    """(mode, config, fold, seed, network file) of each job --save-models kept for the comma-separated
+    mode/config runs, in mode, fold, seed order; FileNotFoundError naming the fix if any is missing
+    (checked before any is scored)."""
+    jobs = []
+    for run in runs.split(","):
+        mode, config = run.split("/")
+        for fold in range(len(dl.DS1_FOLDS)):
+            for seed in range(seeds):
+                path = predictions_path(models_dir, mode, config, seed, fold).with_suffix(".pt")
+                if not path.exists():
+                    raise FileNotFoundError(f"{path} not found; run bench/cv.py --configs {config} --modes {mode} "
+                                            f"--seeds {seeds} --save-models {models_dir} first")
+                jobs.append((mode, config, fold, seed, path))
+    return jobs
+
+
 def load_saved_model(path):
     """A network --save-models kept, in eval mode (files from before round 41 did not record the RR
     branch's width unless their config set it: theirs is model.LEGACY_RR_HIDDEN)."""

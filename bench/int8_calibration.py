@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import data_loader as dl  # noqa: E402
-from cv import load_saved_model, predictions_path, summarise, table  # noqa: E402
+from cv import load_saved_model, saved_jobs, summarise, table  # noqa: E402
 from evaluate import confusion  # noqa: E402
 from export import OnnxModel, export_onnx  # noqa: E402
 from outputs import write_json, write_text  # noqa: E402
@@ -61,23 +61,21 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="writes OUT.md and OUT.json")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    t0, jobs = time.time(), []
-    for run in args.runs.split(","):
-        mode, config = run.split("/")
-        for fold, held in enumerate(dl.DS1_FOLDS):
-            load = lambda recs: dl.load_beats(args.data_dir, recs, mode, args.cache_dir, offline=True,  # noqa: E731
-                                              progress=False)
-            train, test = load([r for r in dl.DS1 if r not in held]), load(held)
-            for seed in range(args.seeds):
-                path = predictions_path(args.models, mode, config, seed, fold).with_suffix(".pt")
-                if not path.exists():
-                    print(f"error: {path} not found; run bench/cv.py --save-models {args.models} first",
-                          file=sys.stderr)
-                    return 2
-                for rule, cm in score_job(path, train, test, seed).items():
-                    jobs.append({"mode": mode, "config": f"{config} {rule}", "seed": seed, "fold": fold,
-                                 "confusion": cm})
-                print(f"{run} fold {fold} seed {seed}: {time.time() - t0:.0f} s", flush=True)
+    t0, jobs, loaded = time.time(), [], None
+    try:
+        saved = saved_jobs(args.models, args.runs, args.seeds)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for mode, config, fold, seed, path in saved:
+        if loaded != (mode, fold):  # the fold's training beats calibrate, its held-out beats score
+            held = dl.DS1_FOLDS[fold]
+            train, test = (dl.load_beats(args.data_dir, recs, mode, args.cache_dir, offline=True, progress=False)
+                           for recs in ([r for r in dl.DS1 if r not in held], held))
+            loaded = (mode, fold)
+        for rule, cm in score_job(path, train, test, seed).items():
+            jobs.append({"mode": mode, "config": f"{config} {rule}", "seed": seed, "fold": fold, "confusion": cm})
+        print(f"{mode}/{config} fold {fold} seed {seed}: {time.time() - t0:.0f} s", flush=True)
     summary = summarise(jobs)
     by_seed = {}
     for j in jobs:
