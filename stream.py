@@ -166,9 +166,10 @@ class StreamClassifier:
         return np.concatenate([np.full(a - lo, self._first), seg, np.full(hi - b, self._xf[-1])])
 
     def _trim(self) -> None:
-        # Keep what pending beats and the next beat's gap check can still need.
-        oldest = min([self.peaks[k] for k in self._pending] + [self.peaks[-1] if self.peaks else 0,
-                                                                self._n - 2 * dl.FS])
+        # Keep what pending beats and the next beat's gap check can still need: a beat's gap check
+        # reaches back to the beat before it (two beats can arrive together: a held first one).
+        oldest = min([self.peaks[max(k - 1, 0)] for k in self._pending]
+                     + [self.peaks[-1] if self.peaks else 0, self._n - 2 * dl.FS])
         keep = max(oldest - dl.WINDOW_BEFORE - 1, 0)
         if keep > self._start:
             self._xf = self._xf[keep - self._start:]

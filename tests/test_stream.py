@@ -104,6 +104,23 @@ def test_streaming_equals_batch_after_a_leading_gap(realtime_run):
         assert np.allclose(p, batch["proba"], atol=1e-5, equal_nan=True), chunk
 
 
+def test_streaming_equals_batch_when_a_held_first_beat_arrives_with_the_next(realtime_run):
+    """A first beat in the first 0.5 s waits for the next one (detect.FIRST_S); after a long first RR both
+    arrive together, and the second's gap check must still see the gap before the first."""
+    clf = predict.load_classifier(realtime_run)
+    x, _ = dl.read_record(fixture_record("100"))
+    ref, _ = dl.read_beats(fixture_record("100"))
+    for start in ref[1:4] - 60:  # a beat at sample 60: held
+        seg = x[start:start + 3600].copy()
+        seg[200:900] = seg[200]  # no beat for 2 s: a long first RR
+        seg[30:40] = np.nan
+        filled, gaps = predict.prepare(predict.Recording(seg.copy(), dl.FS, "held", "MLII"))
+        batch = predict.classify(filled, clf, gaps)
+        for chunk in (7, 360):
+            s, c, _, _ = stream_output(seg, clf, chunk)
+            assert np.array_equal(s, batch["sample"]) and np.array_equal(c, batch["class"]), (start, chunk)
+
+
 def test_stream_and_training_see_the_same_beat_inputs(realtime_run, fixture_dir):
     """Train/serve agreement: at the annotated R-peaks, the inputs of the live pipeline are the
     training set's real-time inputs, bit for bit (causal filter, windows, past-only RR)."""
