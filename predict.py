@@ -177,7 +177,8 @@ def read_wfdb(path, lead: str | None = None) -> Recording:
         rec = wfdb.rdrecord(str(path), channel_names=[lead])
     except Exception as exc:
         raise InputError(f"cannot read the signal of record {path}: {exc}") from None
-    return Recording(rec.p_signal[:, 0].astype(np.float64), float(rec.fs), path.name, lead, str(path.resolve()))
+    source = str(path.with_suffix(".hea").resolve().with_suffix(""))  # through links to the files
+    return Recording(rec.p_signal[:, 0].astype(np.float64), float(rec.fs), path.name, lead, source)
 
 
 EDF_ANNOTATIONS = "EDF Annotations"  # EDF+'s signal of events and time-keeping, not a lead
@@ -580,8 +581,11 @@ def run(args) -> dict:
     # The default folder is named after the input; another input of the same name (a/100 and b/100)
     # would overwrite its outputs unseen. The folder remembers which input it holds.
     mark = out / SOURCE_MARK
-    if args.out is None and rec.source and mark.is_file():
-        other = mark.read_text(encoding="utf-8").strip()
+    try:
+        other = mark.read_text(encoding="utf-8").strip() if mark.is_file() else ""
+    except (OSError, UnicodeError):  # unreadable: as if absent
+        other = ""
+    if args.out is None and rec.source:
         if other and other != rec.source:
             raise InputError(f"{out} holds the outputs of {other}, another input named {rec.name!r}; "
                              f"choose a folder for {rec.source} with --out (or remove {out})")
@@ -597,7 +601,7 @@ def run(args) -> dict:
         if not args.no_plot:
             plot_strip(x, beats, out / f"{rec.name}_strip.png", args.plot_start, args.plot_seconds,
                        f"{rec.name} ({rec.lead}), {clf.mode} model ({clf.kind})")
-        if args.out is None and rec.source:
+        if rec.source and (args.out is None or other) and not mark.is_dir():  # marked, given with --out: re-marked
             with atomic_path(mark) as tmp:
                 tmp.write_text(rec.source + "\n", encoding="utf-8")
     except BaseException:

@@ -260,6 +260,10 @@ def test_the_default_folder_keeps_one_input_per_name(diagnostic_run, tmp_path, m
     assert (tmp_path / "predictions" / "ecg" / "ecg_beats.csv").read_bytes() == first
     assert run_predict(capsys, *args, "--csv", "a/ecg.csv")[0] == 0  # a rerun of the same input
     assert run_predict(capsys, *args, "--csv", "b/ecg.csv", "--out", "other")[0] == 0
+    # --out naming the marked folder overwrites it on purpose: it then holds b's outputs, and says so
+    assert run_predict(capsys, *args, "--csv", "b/ecg.csv", "--out", "predictions/ecg")[0] == 0
+    assert run_predict(capsys, *args, "--csv", "b/ecg.csv")[0] == 0
+    assert run_predict(capsys, *args, "--csv", "a/ecg.csv")[0] == 2
 
 
 def write_csv(tmp_path, values, name="bad.csv"):
