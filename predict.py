@@ -265,10 +265,14 @@ def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
         warn(f"{path.name} has no header row; its first row is read as data and its columns go by "
              f"index (--column 0, 1, ...)")
     try:
+        # A blank line is a one-column file's empty cell, a missing sample: kept in place (skipped, every
+        # later sample would move one earlier); blank lines at the end are no samples.
         frame = pd.read_csv(path, sep=sep, decimal=decimal, skipinitialspace=True,
-                            header=None if headerless else "infer")
+                            header=None if headerless else "infer", skip_blank_lines=False)
     except Exception as exc:
         raise InputError(f"cannot read {path} as CSV: {exc}") from None
+    present = np.flatnonzero(frame.notna().any(axis=1).to_numpy())
+    frame = frame.iloc[:present[-1] + 1] if len(present) else frame.iloc[:0]
     if frame.shape[1] == 0 or len(frame) == 0:
         raise InputError(f"{path} holds no data")
 

@@ -266,6 +266,19 @@ def test_the_default_folder_keeps_one_input_per_name(diagnostic_run, tmp_path, m
     assert run_predict(capsys, *args, "--csv", "a/ecg.csv")[0] == 2
 
 
+def test_blank_lines_of_a_one_column_csv_are_missing_samples(tmp_path):
+    """Some exports write a one-column file's empty cells as blank lines: they are gaps in place, not
+    lines to skip (every later beat would move earlier); blank lines at the end are no samples."""
+    x, _ = dl.read_record(fixture_record("100"))
+    x = x[:360 * 60]
+    lines = ["ECG"] + [f"{v:.5f}" for v in x]
+    lines[1 + 360 * 30:1 + 360 * 31] = [""] * 360  # 1 s of empty cells
+    (tmp_path / "blank.csv").write_text("\n".join(lines) + "\n\n\n")
+    rec = predict.read_csv(tmp_path / "blank.csv", 360.0)
+    assert len(rec.x) == len(x) and np.isnan(rec.x[360 * 30:360 * 31]).all()
+    assert np.isfinite(rec.x[360 * 31:]).all() and np.allclose(rec.x[360 * 31:], x[360 * 31:], atol=1e-5)
+
+
 def write_csv(tmp_path, values, name="bad.csv"):
     pd.DataFrame({"ECG": values}).to_csv(tmp_path / name, index=False)
     return tmp_path / name
