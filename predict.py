@@ -272,7 +272,8 @@ def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
     except Exception as exc:
         raise InputError(f"cannot read {path} as CSV: {exc}") from None
     present = np.flatnonzero(frame.notna().any(axis=1).to_numpy())
-    frame = frame.iloc[:present[-1] + 1] if len(present) else frame.iloc[:0]
+    if len(present):  # (an all-empty column is left to the checks below, which name it)
+        frame = frame.iloc[:present[-1] + 1]
     if frame.shape[1] == 0 or len(frame) == 0:
         raise InputError(f"{path} holds no data")
 
