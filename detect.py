@@ -95,6 +95,7 @@ class QRSDetector:
         self._last_qrs = None  # (integrated-peak sample, its slope)
         self._last_r = -1  # last R-peak reported
         self.decided_at: list[int] = []  # for each R-peak reported: samples needed to decide it
+        self.waited: list[int] = []  # R-peaks reported only with the next QRS (held early first QRSs)
         self._rr = []  # the last RR_AVG intervals between integrated-signal peaks, samples
         self._held = None  # an early first QRS (R-peak, its slope), until the next one tells it from a T wave
 
@@ -160,6 +161,7 @@ class QRSDetector:
                     if slope0 >= 0.5 * self._last_qrs[1]:
                         out.append(r0)
                         self.decided_at.append(at)
+                        self.waited.append(r0)
                     else:  # a T wave: its interval to this QRS is no RR interval
                         self._rr = []
                 out.append(r)
@@ -168,6 +170,7 @@ class QRSDetector:
         if final and self._held is not None:  # no QRS followed: nothing to test it against
             out.append(self._held[0])
             self.decided_at.append(self._n)
+            self.waited.append(self._held[0])
             self._held = None
         # Keep what later decisions can still look at.
         keep_from = max(min(self._next - h, self._next - self.search - 1), 0)

@@ -31,6 +31,7 @@ class Beat:
     label: int  # AAMI class index; Q when unclassifiable (a gap in the signal)
     proba: np.ndarray  # (5,) class probabilities, NaN when unclassifiable
     decided_at: int  # samples received when the label was emitted
+    waited: bool = False  # an early first beat that waited for the next one (detect.FIRST_S): off the bound
 
     @property
     def latency_s(self) -> float:
@@ -155,7 +156,8 @@ class StreamClassifier:
             if b:
                 p = np.full(len(dl.CLASSES), np.nan)
             label = dl.CLASS_INDEX["Q"] if b else int(np.argmax(p))
-            beats.append(Beat(self.peaks[k], label, p, self._n))
+            waited = self.peaks[k] - self._offset in self.detector.waited
+            beats.append(Beat(self.peaks[k], label, p, self._n, waited))
         self._trim()
         return beats
 
@@ -250,9 +252,9 @@ def main(argv=None) -> int:
     try:
         beats = run_stream(x, clf, args.chunk, show, args.speed)
         wall = time.perf_counter() - t0
-        # Beats decided only when the record ended (the flush) have no live latency; a first beat in the
-        # first FIRST_S waited for the next one (it may be a T wave), outside the stated bound.
-        lat = np.array([b.latency_s for b in beats if b.decided_at < len(x) and b.sample >= FIRST_S * dl.FS]) * 1000
+        # Beats decided only when the record ended (the flush) have no live latency; an early first beat
+        # waited for the next one (it may be a T wave), outside the stated bound.
+        lat = np.array([b.latency_s for b in beats if b.decided_at < len(x) and not b.waited]) * 1000
         result = {"sample": np.array([b.sample for b in beats], dtype=np.int64),
                   "class": np.array([b.label for b in beats], dtype=np.int64),
                   "proba": np.array([b.proba for b in beats]).reshape(-1, len(dl.CLASSES))}

@@ -77,7 +77,7 @@ def main(argv=None) -> int:
                 if chunk == 1:  # algorithmic latency; the last beats wait for the end of the record
                     decided = np.array([b.decided_at for b in beats])
                     live = decided < len(x)
-                    early = s < FIRST_S * dl.FS  # waits for the next beat (it may be a T wave)
+                    early = np.array([b.waited for b in beats], dtype=bool)  # waited for the next beat
                     lat_rt.append((decided[live & ~early] - s[live & ~early]) / dl.FS)
                     lat_early.append((decided[live & early] - s[live & early]) / dl.FS)
                 print(f"{rec} {key}: {row[key]['beats']} beats, same classes {row[key]['same_classes']}, "
