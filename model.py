@@ -20,6 +20,11 @@ RR_HIDDEN = 128
 LEGACY_RR_HIDDEN = 32  # the width of every model saved before the width was recorded (round 38)
 
 
+def saved_kwargs(kwargs: dict) -> dict:
+    """A saved model's keyword arguments, with the RR branch's width of files that did not record it."""
+    return {"rr_hidden": LEGACY_RR_HIDDEN, **kwargs}
+
+
 class DualBranchNet(nn.Module):
     """Beat windows (batch, 2, WINDOW) + RR features (batch, n_rr) -> logits over CLASSES.
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from data_loader import CLASSES, RR_FEATURES, check_model_inputs, model_inputs
-from model import LEGACY_RR_HIDDEN, build_model, members_of
+from model import build_model, members_of, saved_kwargs
 from outputs import atomic_path
 
 
@@ -126,7 +126,7 @@ def load_model(path) -> tuple[nn.Module, dict]:
     if not isinstance(payload, dict) or payload.get("format") != "deep-ecg-model/1":
         raise ValueError(f"{path} is not a Deep-ECG model file (saved by main.py as model_*.pt)")
     check_model_inputs(path, payload["mode"], payload)
-    model = build_model(payload["mode"], **{"rr_hidden": LEGACY_RR_HIDDEN, **payload["model_kwargs"]}).eval()
+    model = build_model(payload["mode"], **saved_kwargs(payload["model_kwargs"])).eval()
     if payload["kind"] == "dynamic-int8":
         model = quantize_dynamic(model)
     model.load_state_dict(payload["state_dict"])

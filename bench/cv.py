@@ -286,10 +286,10 @@ def load_saved_model(path):
     branch's width unless their config set it: theirs is model.LEGACY_RR_HIDDEN)."""
     import torch
 
-    from model import LEGACY_RR_HIDDEN, DualBranchNet
+    from model import DualBranchNet, saved_kwargs
 
     saved = torch.load(path, weights_only=False)
-    model = DualBranchNet(n_rr=saved["n_rr"], **{"rr_hidden": LEGACY_RR_HIDDEN, **saved["model_kw"]})
+    model = DualBranchNet(n_rr=saved["n_rr"], **saved_kwargs(saved["model_kw"]))
     model.load_state_dict(saved["state_dict"])
     return model.eval()
 
