@@ -140,6 +140,14 @@ CONFIGS["alpha_V05"] = {"alpha": [1.0, 1.0, 0.5, 0.2, 0.2]}  # real-time mode's 
 # these run the F weight 0.2 of every round before.
 CONFIGS["alpha_F02"] = {"alpha": [1.0, 1.0, 1.0, 0.2, 0.2]}
 CONFIGS["gamma2_alpha_F02"] = {"alpha": [1.0, 1.0, 1.0, 0.2, 0.2], "gamma": 2.0}
+# Round 42: where the CNN looks. Its three blocks see about 100 ms of the window each, then average
+# over all of it, so where a feature lies (the P wave before the QRS, the T wave after) is lost.
+# pool5: the average over five equal spans of the window instead of one (156 ms each); cnn4: a fourth
+# block (64 channels), which doubles what one position sees.
+CONFIGS["gamma2_pool5"] = {"model_pool": 5, "gamma": 2.0}
+CONFIGS["pool5"] = {"model_pool": 5}  # real-time mode's check (gamma 1)
+CONFIGS["gamma2_cnn4"] = {"model_channels": (16, 32, 48, 64), "gamma": 2.0}
+CONFIGS["cnn4"] = {"model_channels": (16, 32, 48, 64)}  # real-time mode's check (gamma 1)
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.
