@@ -211,22 +211,28 @@ class QRSDetector:
 
 def _local_peaks(m: np.ndarray, lo: int, hi: int, h: int) -> np.ndarray:
     """Offsets k (from lo) of the j in lo..hi-1 with m[j] above the h values before it and not
-    below the h after it (fewer at the buffer's ends; none before the first h samples)."""
+    below the h after it (fewer at the buffer's ends; the first sample, with none before it, is
+    no peak). A QRS at a recording's very start has its integrated peak in the first h samples:
+    it counts, with the samples there are to compare (its R-peak may still be a T wave's, which
+    the held-first-QRS test tells)."""
     if hi - lo <= 32:  # a few samples: a plain loop is faster than building windows
         out = []
         n = len(m)
-        for j in range(max(lo, h), hi):
+        for j in range(max(lo, 1), hi):
             v = m[j]
             if v <= m[j - 1] or (j + 1 < n and v < m[j + 1]):
                 continue  # not above its neighbours (most samples): no need for the window maxima
-            if v > m[j - h:j].max() and (j + 1 >= n or v >= m[j + 1:j + h + 1].max()):
+            if v > m[max(j - h, 0):j].max() and (j + 1 >= n or v >= m[j + 1:j + h + 1].max()):
                 out.append(j - lo)
         return np.asarray(out, dtype=np.int64)
-    padded = np.concatenate([np.full(max(h - lo, 0), np.inf), m[max(lo - h, 0):min(hi + h, len(m))],
+    lo0, lo = lo, max(lo, 1)
+    if lo >= hi:
+        return np.zeros(0, np.int64)
+    padded = np.concatenate([np.full(max(h - lo, 0), -np.inf), m[max(lo - h, 0):min(hi + h, len(m))],
                              np.full(max(hi + h - len(m), 0), -np.inf)])
     win = np.lib.stride_tricks.sliding_window_view(padded, 2 * h + 1)
     centre = win[:, h]
-    return np.flatnonzero((centre > win[:, :h].max(axis=1)) & (centre >= win[:, h + 1:].max(axis=1)))
+    return np.flatnonzero((centre > win[:, :h].max(axis=1)) & (centre >= win[:, h + 1:].max(axis=1))) + (lo - lo0)
 
 
 def detect_r_peaks(x: np.ndarray, fs: float) -> np.ndarray:
