@@ -35,11 +35,13 @@ class DualBranchNet(nn.Module):
     WINDOW), beat and template of a second lead after the first's (cross-validation's comparisons).
     The CNN's feature maps are averaged over the whole window (pool=1) or over `pool` equal spans of
     it, which keeps where in the beat a feature lies; a fourth entry in `channels` adds a fourth block.
+    cnn_dropout: in training, the CNN branch's features of that fraction of beats are zeroed (the
+    others scaled up to keep their mean), so the head learns to decide from the RR branch alone too.
     """
 
     def __init__(self, n_rr: int, channels=(16, 32, 48), rr_hidden: int = RR_HIDDEN,
                  hidden: int = 64, dropout: float = 0.3, window: int = WINDOW, template: bool = True,
-                 leads: int = 1, pool: int = 1):
+                 leads: int = 1, pool: int = 1, cnn_dropout: float = 0.0):
         super().__init__()
         self.template, self.leads = template, leads
         layers, c_in = [], (2 if template else 1) * leads
@@ -55,13 +57,18 @@ class DualBranchNet(nn.Module):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(c_in + rr_hidden, hidden),
                                   nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, len(CLASSES)))
         self.window = window
+        self.cnn_dropout = cnn_dropout
         self.n_rr, self.rr_hidden = n_rr, rr_hidden
 
     def forward(self, x: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
         if self.template:  # each lead's beat and its difference from the lead's template
             pairs = [(x[:, i:i + 1], x[:, i + 1:i + 2]) for i in range(0, 2 * self.leads, 2)]
             x = torch.cat([t for beat, template in pairs for t in (beat, beat - template)], dim=1)
-        return self.head(torch.cat([self.cnn(x), self.rr(rr)], dim=1))
+        features = self.cnn(x)
+        if self.training and self.cnn_dropout > 0:  # whole beats' CNN features, not single units
+            keep = (torch.rand(len(features), 1, device=features.device) >= self.cnn_dropout).to(features.dtype)
+            features = features * keep / (1 - self.cnn_dropout)
+        return self.head(torch.cat([features, self.rr(rr)], dim=1))
 
 
 class SeedEnsemble(nn.Module):

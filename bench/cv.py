@@ -148,6 +148,13 @@ CONFIGS["gamma2_pool5"] = {"model_pool": 5, "gamma": 2.0}
 CONFIGS["pool5"] = {"model_pool": 5}  # real-time mode's check (gamma 1)
 CONFIGS["gamma2_cnn4"] = {"model_channels": (16, 32, 48, 64), "gamma": 2.0}
 CONFIGS["cnn4"] = {"model_channels": (16, 32, 48, 64)}  # real-time mode's check (gamma 1)
+# Round 44: the fusion's balance. Round 42's five spans raised V and N but lost S, which is told by its
+# timing: the head leant on the CNN. cnn_drop25 zeroes the CNN branch's features of a random quarter of
+# the training beats, so the head must also decide from the RR branch alone; on base and on five spans.
+CONFIGS["gamma2_cnn_drop25"] = {"model_cnn_dropout": 0.25, "gamma": 2.0}
+CONFIGS["cnn_drop25"] = {"model_cnn_dropout": 0.25}  # real-time mode's check (gamma 1)
+CONFIGS["gamma2_pool5_cnn_drop25"] = {"model_pool": 5, "model_cnn_dropout": 0.25, "gamma": 2.0}
+CONFIGS["pool5_cnn_drop25"] = {"model_pool": 5, "model_cnn_dropout": 0.25}  # real-time mode's check (gamma 1)
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.
