@@ -8,7 +8,7 @@ on how the signal was cut (tests/test_stream.py).
 The method follows Pan & Tompkins (1985): band-pass 5-15 Hz, five-point derivative, squaring,
 150 ms moving-window integration, then adaptive signal/noise peak levels with a 200 ms refractory
 period and a slope test against T waves (a first QRS in the first 0.5 s waits for the next one: it
-may be the T wave of a beat from before the recording began). Each detection is then placed on the
+may be the T wave of a beat from before the recording began, or the end of a QRS the start cut). Each detection is then placed on the
 largest deflection of the 0.5-50 Hz band-passed signal just before it, where MIT-BIH's annotations sit.
 """
 from __future__ import annotations
@@ -30,6 +30,7 @@ LEARN_S = 2.0  # signal and noise levels are learned over the first 2 s
 T_WAVE_S = 0.36  # a peak this soon after a QRS must show a steep slope to count as one
 FIRST_S = 0.5  # a first QRS this early may be the T wave of a beat before the recording began
 SEARCH_S = 0.25  # the R-peak is sought this far back from the integrated-signal peak
+MIN_LAG_S = 0.05  # ... and in the first PEAK_HALF_S, at least this far back (see QRSDetector._classify)
 THRESHOLD = 0.25  # a peak is QRS above noise level + THRESHOLD x (signal level - noise level)
 RR_AVG = 8  # RR intervals in the running average
 RR_MISSED = 1.66  # a gap this many average RRs long means a beat was missed: halve the threshold
@@ -75,6 +76,7 @@ class QRSDetector:
         self.learn = int(round(LEARN_S * fs))
         self.t_wave = int(round(T_WAVE_S * fs))
         self.first = int(round(FIRST_S * fs))
+        self.min_lag = int(round(MIN_LAG_S * fs))
         self.n_int = max(int(round(INTEGRATION_S * fs)), 1)
         from data_loader import bandpass_sos
 
@@ -97,6 +99,7 @@ class QRSDetector:
         self.decided_at: list[int] = []  # for each R-peak reported: samples needed to decide it
         self.waited: list[int] = []  # R-peaks reported only with the next QRS (held early first QRSs)
         self._rr = []  # the last RR_AVG intervals between integrated-signal peaks, samples
+        self._round_off = 1e-9  # deflections this small are round-off (set from the first sample)
         self._held = None  # an early first QRS (R-peak, its slope), until the next one tells it from a T wave
 
     def feed(self, chunk) -> list[int]:
@@ -110,6 +113,8 @@ class QRSDetector:
             # (as data_loader.bandpass does in real-time mode).
             self._qrs.settle(x[0])
             self._ecg.settle(x[0])
+            # What float round-off leaves of that offset in the filters: no deflection of a heart.
+            self._round_off = 1e-9 * max(abs(x[0]), 1.0)
         q = self._qrs(x)
         e = self.filtered = self._ecg(x)
         qq = np.concatenate([self._q_tail, q])
@@ -140,6 +145,8 @@ class QRSDetector:
             cand = _local_peaks(m, lo, hi, h)
             for k in cand:
                 i = self._next + int(k)
+                if i < h and i + h >= self._n:
+                    continue  # a recording under 0.4 s: too little on either side to call a peak
                 # Learning phase: levels from what has been seen when the peak is decided.
                 decided = min(i + h, self._n)
                 if i < self.learn:
@@ -150,20 +157,21 @@ class QRSDetector:
                 if r is None:
                     continue
                 at = min(i + h + 1, self._n)
-                if not self.decided_at and self._held is None and r < self.first:
-                    # A recording that starts between a QRS and its T wave shows the T wave first,
-                    # with no QRS before it to test its slope against: the next QRS decides.
-                    self._held = (r, self._last_qrs[1])
-                    continue
                 if self._held is not None:
                     r0, slope0 = self._held
                     self._held = None
-                    if slope0 >= 0.5 * self._last_qrs[1]:
+                    if slope0 >= 0.5 * self._last_qrs[1] and r - r0 >= self.half:
                         out.append(r0)
                         self.decided_at.append(at)
                         self.waited.append(r0)
-                    else:  # a T wave: its interval to this QRS is no RR interval
-                        self._rr = []
+                    else:  # a T wave, or the end of a QRS cut by the start (its next part came within
+                        self._rr = []  # the refractory period): its interval to this one is no RR interval
+                if not self.decided_at and self._held is None and r < self.first:
+                    # A recording that starts between a QRS and its T wave shows the T wave first,
+                    # with no QRS before it to test its slope against: the next QRS decides (and
+                    # one that is held out leaves the next to be tested in turn, if still this early).
+                    self._held = (r, self._last_qrs[1])
+                    continue
                 out.append(r)
                 self.decided_at.append(at)
             self._next = stop
@@ -200,13 +208,21 @@ class QRSDetector:
         if not is_qrs:
             self.npk = 0.125 * peak + 0.875 * self.npk
             return None
+        lo = max(lo, self._last_r + 1)  # R-peaks strictly in order
+        r = lo + int(np.argmax(self._buf_ecg[lo - start:i - start + 1]))
+        if self._buf_ecg[r - start] <= self._round_off:
+            return None  # a flat line's float residue (its integrated peak is ~1e-21)
+        if i < self.half and i - r < self.min_lag:
+            # An integrated-signal peak follows its R-peak by about 0.1 s. One this early that follows
+            # it by less peaked because the integration window was still filling: the end of a QRS
+            # or a T wave the recording's start cut, not a QRS of its own.
+            return None
         self.spk = (0.25 * peak + 0.75 * self.spk) if late else (0.125 * peak + 0.875 * self.spk)
         if self._last_qrs is not None:
             self._rr = (self._rr + [i - self._last_qrs[0]])[-RR_AVG:]
         self._last_qrs = (i, slope)
-        lo = max(lo, self._last_r + 1)  # R-peaks strictly in order
-        self._last_r = lo + int(np.argmax(self._buf_ecg[lo - start:i - start + 1]))
-        return self._last_r
+        self._last_r = r
+        return r
 
 
 def _local_peaks(m: np.ndarray, lo: int, hi: int, h: int) -> np.ndarray:

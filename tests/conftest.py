@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_DIR = ROOT / "tests" / "fixtures" / "mitdb"
 FIXTURE_RECORDS = ("101", "106", "220", "223", "100", "103", "114", "118", "124")
+PACED_RECORD = "107"  # one minute of a paced record, for the R-peak detector's tests only
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

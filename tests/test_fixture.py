@@ -10,7 +10,7 @@ import pytest
 import wfdb
 
 import data_loader as dl
-from conftest import FIXTURE_DIR, FIXTURE_RECORDS, PROTOCOL_LABEL, ROOT, fixture_record
+from conftest import FIXTURE_DIR, FIXTURE_RECORDS, PACED_RECORD, PROTOCOL_LABEL, ROOT, fixture_record
 
 
 def _sums():
@@ -32,8 +32,8 @@ def test_checksums_cover_every_file_and_match(fixture_dir):
 def test_fixture_is_small_and_has_the_records(fixture_dir):
     total = sum(p.stat().st_size for p in fixture_dir.iterdir())
     assert total < 2_000_000
-    assert (fixture_dir / "RECORDS").read_text().split() == sorted(FIXTURE_RECORDS)
-    for rec in FIXTURE_RECORDS:
+    assert (fixture_dir / "RECORDS").read_text().split() == sorted(FIXTURE_RECORDS + (PACED_RECORD,))
+    for rec in FIXTURE_RECORDS + (PACED_RECORD,):
         for ext in dl.RECORD_EXTENSIONS:
             assert (fixture_dir / f"{rec}{ext}").is_file()
     # The records the smoke runs use: first two of DS1, VALIDATION (--validate) and DS2.
@@ -60,6 +60,13 @@ def test_records_keep_real_layout(record):
     ann = wfdb.rdann(fixture_record(record), "atr")
     assert np.all(np.diff(ann.sample) >= 0) and ann.sample.min() >= 0 and ann.sample.max() < h.sig_len
     assert "+" in ann.symbol  # rhythm annotations were kept, not only beats
+
+
+def test_the_paced_excerpt_is_one_real_minute_of_paced_beats():
+    h = wfdb.rdheader(fixture_record(PACED_RECORD))
+    assert h.fs == 360 and h.sig_len == 60 * 360 and h.sig_name[0] == "MLII" and h.fmt == ["212", "212"]
+    symbols = Counter(wfdb.rdann(fixture_record(PACED_RECORD), "atr").symbol)
+    assert symbols["/"] > 60  # paced beats
 
 
 def test_non_beat_annotations_are_kept():
