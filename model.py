@@ -45,6 +45,8 @@ class DualBranchNet(nn.Module):
         super().__init__()
         self.template, self.leads = template, leads
         layers, c_in = [], (2 if template else 1) * leads
+        if pool < 1:
+            raise ValueError(f"pool must be at least 1 (spans of the window to average over), got {pool}")
         if len(channels) > len(KERNELS):
             raise ValueError(f"at most {len(KERNELS)} convolution blocks, got channels={channels}")
         for c_out, k in zip(channels, KERNELS):

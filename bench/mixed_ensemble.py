@@ -35,7 +35,8 @@ def pair_metrics(a: list[dict], b: list[dict]) -> dict:
     cm = np.zeros((len(dl.CLASSES),) * 2, int)
     for fa, fb in zip(a, b, strict=True):
         if not np.array_equal(fa["sample"], fb["sample"]) or not np.array_equal(fa["record"], fb["record"]):
-            raise ValueError("the two runs' held-out beats differ: they were not cut into the same folds")
+            raise ValueError("the two runs' held-out beats differ: they were not cut into the same folds "
+                             "(run both with today's bench/cv.py folds and preprocessing)")
         cm += confusion(fa["labels"], ((fa["logp"] + fb["logp"]) / 2).argmax(1))
     return metrics(cm)
 
@@ -63,11 +64,25 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     full = {name: {s: folds for s, folds in runs[name].items() if len(folds) == len(dl.DS1_FOLDS)} for name in names}
+    for name in names:
+        partial = sorted(set(runs[name]) - set(full[name]))
+        if partial:
+            print(f"warning: {name}: seed(s) {', '.join(map(str, partial))} left out, not all "
+                  f"{len(dl.DS1_FOLDS)} folds kept", file=sys.stderr)
+        if len(full[name]) < 2:
+            print(f"error: {name} has {len(full[name])} seed(s) with all {len(dl.DS1_FOLDS)} folds kept; pairs need "
+                  f"two: run bench/cv.py with --seeds 2 or more and --save-predictions {args.predictions}", file=sys.stderr)
+            return 2
     a, b = names
-    rows = {f"{name} x2 seeds": summary([pair_metrics(full[name][i], full[name][j])
-                                         for i, j in itertools.combinations(sorted(full[name]), 2)])
-            for name in names}
-    rows[f"{a} + {b}"] = summary([pair_metrics(full[a][i], full[b][j]) for i in sorted(full[a]) for j in sorted(full[b])])
+    try:
+        rows = {f"{name} x2 seeds": summary([pair_metrics(full[name][i], full[name][j])
+                                             for i, j in itertools.combinations(sorted(full[name]), 2)])
+                for name in names}
+        rows[f"{a} + {b}"] = summary([pair_metrics(full[a][i], full[b][j])
+                                      for i in sorted(full[a]) for j in sorted(full[b])])
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     lines = ["# Two-network ensembles: one design twice, or two designs", "",
              f"Command: `python bench/mixed_ensemble.py {' '.join(sys.argv[1:])}`", "",
              "Held-out DS1 folds of bench/cv.py's jobs; each pair's confusion pooled over the four folds; "

@@ -162,3 +162,12 @@ def test_the_rr_branch_width_is_recorded_and_older_models_still_load(tmp_path):
     x, rr = _inputs(5, "diagnostic")
     with torch.no_grad():
         torch.testing.assert_close(loaded(x, rr), old(x, rr))
+
+
+def test_pooling_over_spans_keeps_the_output_and_refuses_none():
+    from model import DualBranchNet
+
+    x, rr = torch.randn(3, 2, 280), torch.randn(3, 9)
+    assert DualBranchNet(9, pool=5)(x, rr).shape == DualBranchNet(9)(x, rr).shape == (3, 5)
+    with pytest.raises(ValueError, match="pool must be at least 1"):
+        DualBranchNet(9, pool=0)
