@@ -99,7 +99,8 @@ class QRSDetector:
         self.decided_at: list[int] = []  # for each R-peak reported: samples needed to decide it
         self.waited: list[int] = []  # R-peaks reported only with the next QRS (held early first QRSs)
         self._rr = []  # the last RR_AVG intervals between integrated-signal peaks, samples
-        self._round_off = 1e-9  # deflections this small are round-off (set from the first sample)
+        self._round_off = 0.0  # deflections this small are round-off (set from the first sample)
+        self._held_once = False  # a first QRS has been held already
         self._held = None  # an early first QRS (R-peak, its slope), until the next one tells it from a T wave
 
     def feed(self, chunk) -> list[int]:
@@ -113,8 +114,9 @@ class QRSDetector:
             # (as data_loader.bandpass does in real-time mode).
             self._qrs.settle(x[0])
             self._ecg.settle(x[0])
-            # What float round-off leaves of that offset in the filters: no deflection of a heart.
-            self._round_off = 1e-9 * max(abs(x[0]), 1.0)
+            # What float round-off leaves of that offset in the filters: no deflection of a heart
+            # (relative to the offset, so any unit or scale of the signal gives the same beats).
+            self._round_off = 1e-9 * abs(x[0])
         q = self._qrs(x)
         e = self.filtered = self._ecg(x)
         qq = np.concatenate([self._q_tail, q])
@@ -157,20 +159,25 @@ class QRSDetector:
                 if r is None:
                     continue
                 at = min(i + h + 1, self._n)
+                cut_qrs = False  # the held first QRS and this one: parts of one QRS the start cut
                 if self._held is not None:
                     r0, slope0 = self._held
                     self._held = None
-                    if slope0 >= 0.5 * self._last_qrs[1] and r - r0 >= self.half:
+                    cut_qrs = r - r0 < self.half
+                    if slope0 >= 0.5 * self._last_qrs[1] and not cut_qrs:
                         out.append(r0)
                         self.decided_at.append(at)
                         self.waited.append(r0)
                     else:  # a T wave, or the end of a QRS cut by the start (its next part came within
                         self._rr = []  # the refractory period): its interval to this one is no RR interval
-                if not self.decided_at and self._held is None and r < self.first:
+                if (not self.decided_at and r < self.first
+                        and (cut_qrs or not self._held_once)):
                     # A recording that starts between a QRS and its T wave shows the T wave first,
-                    # with no QRS before it to test its slope against: the next QRS decides (and
-                    # one that is held out leaves the next to be tested in turn, if still this early).
+                    # with no QRS before it to test its slope against: the next QRS decides. After
+                    # a cut QRS's first part, its next part is tested so in turn; after a T wave,
+                    # this is the QRS that told it, and counts.
                     self._held = (r, self._last_qrs[1])
+                    self._held_once = True
                     continue
                 out.append(r)
                 self.decided_at.append(at)

@@ -101,3 +101,24 @@ def test_a_recording_too_short_to_hold_a_beat_gives_none(n):
 def test_a_flat_line_gives_no_beat():
     for level in (0.0, 1024.0, -5e4):  # ADC counts and offsets as well as mV
         assert len(detect_r_peaks(np.full(3600, level), dl.FS)) == 0
+
+
+@pytest.mark.parametrize("beat, offset", [(119, 150), (119, 170), (187, 140), (187, 150)])
+def test_the_qrs_that_tells_a_t_wave_counts_even_with_a_low_slope(beat, offset):
+    """223's V beats 119 and 187 come early after an N beat: a strip cut in that beat's T wave
+    shows the T wave first (held, then dropped by its slope against the V beat), then the V beat.
+    The V beat counts; it used to be held in turn and dropped against the steeper beat after it."""
+    x, _ = dl.read_record(fixture_record("223"))
+    ref, labels = dl.read_beats(fixture_record("223"))
+    assert dl.CLASSES[labels[beat]] == "V"
+    start = ref[beat] - offset
+    peaks = detect_r_peaks(x[start:start + 1080], dl.FS)
+    assert np.abs(peaks - offset).min() <= MATCH_S * dl.FS, peaks
+
+
+@pytest.mark.parametrize("record", ["100", PACED_RECORD])
+def test_the_beats_found_do_not_depend_on_the_signal_s_unit(record):
+    x, _ = dl.read_record(fixture_record(record))
+    peaks = detect_r_peaks(x, dl.FS)
+    for scale in (1e-3, 1e-12, 1e3):  # volts, any tiny unit, microvolts
+        np.testing.assert_array_equal(detect_r_peaks(x * scale, dl.FS), peaks)
