@@ -132,8 +132,7 @@ def main(argv=None) -> int:
             jobs.append({"mode": mode, "config": f"{config} {rule}", "seed": seed, "fold": fold, "confusion": cm})
         print(f"{mode}/{config} fold {fold} seed {seed}: {time.time() - t0:.0f} s", flush=True)
     summary = summarise(jobs)
-    per_seed = {key: [summarise([j for j in jobs if f"{j['mode']}/{j['config']}" == key and j["seed"] == s])[key]
-                      ["macro_f1_nsv"] for s in range(args.seeds)] for key in summary}
+    per_seed = {key: list(s["macro_f1_nsv_by_seed"].values()) for key, s in summary.items()}
     gap = max((g for g in gaps if g is not None), default=None)
     write_json(Path(args.out).with_suffix(".json"), {
         "summary": summary, "per_seed_macro_f1_nsv": per_seed, "jobs": jobs, "block": BLOCK,

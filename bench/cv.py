@@ -403,13 +403,15 @@ def summarise(jobs: list[dict], confusion_of=lambda j: j["confusion"]) -> dict:
         out[key][j["seed"]] += np.array(confusion_of(j))
     summary = {}
     for key, by_seed in out.items():
-        ms = [metrics(cm) for cm in by_seed.values()]
+        seeds = sorted(by_seed)
+        ms = [metrics(by_seed[s]) for s in seeds]
         summary[key] = {
             "seeds": len(ms),
             **{f"{c}_{k}": float(np.mean([m["per_class"][c][k] for m in ms]))
                for c in ("N", "S", "V") for k in ("se", "ppv", "f1")},
             "macro_f1_nsv": float(np.mean([m["macro_f1_nsv"] for m in ms])),
             "macro_f1_nsv_std": float(np.std([m["macro_f1_nsv"] for m in ms])),
+            "macro_f1_nsv_by_seed": {s: float(m["macro_f1_nsv"]) for s, m in zip(seeds, ms)},
         }
     return summary
 

@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -77,12 +76,7 @@ def main(argv=None) -> int:
             jobs.append({"mode": mode, "config": f"{config} {rule}", "seed": seed, "fold": fold, "confusion": cm})
         print(f"{mode}/{config} fold {fold} seed {seed}: {time.time() - t0:.0f} s", flush=True)
     summary = summarise(jobs)
-    by_seed = {}
-    for j in jobs:
-        by_seed.setdefault((j["mode"], j["config"], j["seed"]), []).append(np.array(j["confusion"]))
-    from evaluate import metrics
-
-    per_seed = {f"{m}/{c} seed {s}": metrics(sum(cms))["macro_f1_nsv"] for (m, c, s), cms in sorted(by_seed.items())}
+    per_seed = {f"{key} seed {s}": v for key in sorted(summary) for s, v in summary[key]["macro_f1_nsv_by_seed"].items()}
     command = "python bench/int8_calibration.py " + " ".join(sys.argv[1:] if argv is None else argv)
     write_json(Path(args.out).with_suffix(".json"), {"summary": summary, "per_seed_macro_f1": per_seed,
                                                      "jobs": jobs, "wall_seconds": time.time() - t0,
