@@ -8,8 +8,9 @@ on how the signal was cut (tests/test_stream.py).
 The method follows Pan & Tompkins (1985): band-pass 5-15 Hz, five-point derivative, squaring,
 150 ms moving-window integration, then adaptive signal/noise peak levels with a 200 ms refractory
 period and a slope test against T waves (a first QRS in the first 0.5 s waits for the next one: it
-may be the T wave of a beat from before the recording began, or the end of a QRS the start cut). Each detection is then placed on the
-largest deflection of the 0.5-50 Hz band-passed signal just before it, where MIT-BIH's annotations sit.
+may be the T wave of a beat from before the recording began, or the end of a QRS the start cut).
+Each detection is then placed on the largest deflection of the 0.5-50 Hz band-passed signal just
+before it, where MIT-BIH's annotations sit.
 """
 from __future__ import annotations
 
