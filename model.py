@@ -7,10 +7,36 @@ from torch import nn
 from data_loader import CLASSES, RR_FEATURES, WINDOW
 
 
-def conv_block(c_in: int, c_out: int, k: int) -> nn.Sequential:
+def conv_block(c_in: int, c_out: int, k: int, se: bool = False) -> nn.Sequential:
     # Conv -> BatchNorm -> ReLU is the pattern int8 toolchains fuse into one kernel.
-    return nn.Sequential(nn.Conv1d(c_in, c_out, k, padding=k // 2, bias=False),
-                         nn.BatchNorm1d(c_out), nn.ReLU(), nn.MaxPool1d(2))
+    layers = [nn.Conv1d(c_in, c_out, k, padding=k // 2, bias=False), nn.BatchNorm1d(c_out), nn.ReLU()]
+    return nn.Sequential(*layers, *([SqueezeExcite(c_out)] if se else []), nn.MaxPool1d(2))
+
+
+class SqueezeExcite(nn.Module):
+    """Channel gating (Hu et al. 2018): each channel scaled by a gate in (0, 1) computed from all
+    channels' means over the window, so a beat's own features choose which channels count."""
+
+    def __init__(self, channels: int, reduction: int = 4):
+        super().__init__()
+        self.gate = nn.Sequential(nn.Linear(channels, max(channels // reduction, 1)), nn.ReLU(),
+                                  nn.Linear(max(channels // reduction, 1), channels), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x.mean(-1)).unsqueeze(-1)
+
+
+class AvgMaxPool(nn.Module):
+    """Each channel's mean and maximum over each of `spans` equal spans of the window, side by side:
+    the mean of a feature found once (an ectopic P wave) is diluted by the window's length, its maximum
+    is not."""
+
+    def __init__(self, spans: int = 1):
+        super().__init__()
+        self.avg, self.max = nn.AdaptiveAvgPool1d(spans), nn.AdaptiveMaxPool1d(spans)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.avg(x), self.max(x)], dim=1)
 
 
 # Units per layer of the RR branch. 128, DS1 cross-validation round 38: diagnostic mode 0.790 +/- 0.017
@@ -37,11 +63,14 @@ class DualBranchNet(nn.Module):
     it, which keeps where in the beat a feature lies; a fourth entry in `channels` adds a fourth block.
     cnn_dropout: in training, the CNN branch's features of that fraction of beats are zeroed (the
     others scaled up to keep their mean), so the head learns to decide from the RR branch alone too.
+    se: squeeze-excitation gating in each convolution block; global_max: each feature map's maximum
+    beside its mean (cross-validation's comparisons, round 46).
     """
 
     def __init__(self, n_rr: int, channels=(16, 32, 48), rr_hidden: int = RR_HIDDEN,
                  hidden: int = 64, dropout: float = 0.3, window: int = WINDOW, template: bool = True,
-                 leads: int = 1, pool: int = 1, cnn_dropout: float = 0.0):
+                 leads: int = 1, pool: int = 1, cnn_dropout: float = 0.0, se: bool = False,
+                 global_max: bool = False):
         super().__init__()
         self.template, self.leads = template, leads
         layers, c_in = [], (2 if template else 1) * leads
@@ -50,10 +79,10 @@ class DualBranchNet(nn.Module):
         if len(channels) > len(KERNELS):
             raise ValueError(f"at most {len(KERNELS)} convolution blocks, got channels={channels}")
         for c_out, k in zip(channels, KERNELS):
-            layers.append(conv_block(c_in, c_out, k))
+            layers.append(conv_block(c_in, c_out, k, se=se))
             c_in = c_out
-        self.cnn = nn.Sequential(*layers, nn.AdaptiveAvgPool1d(pool), nn.Flatten())
-        c_in *= pool
+        self.cnn = nn.Sequential(*layers, AvgMaxPool(pool) if global_max else nn.AdaptiveAvgPool1d(pool), nn.Flatten())
+        c_in *= pool * (2 if global_max else 1)
         self.rr = nn.Sequential(nn.Linear(n_rr, rr_hidden), nn.ReLU(),
                                 nn.Linear(rr_hidden, rr_hidden), nn.ReLU())
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(c_in + rr_hidden, hidden),

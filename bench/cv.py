@@ -155,6 +155,13 @@ CONFIGS["gamma2_cnn_drop25"] = {"model_cnn_dropout": 0.25, "gamma": 2.0}
 CONFIGS["cnn_drop25"] = {"model_cnn_dropout": 0.25}  # real-time mode's check (gamma 1)
 CONFIGS["gamma2_pool5_cnn_drop25"] = {"model_pool": 5, "model_cnn_dropout": 0.25, "gamma": 2.0}
 CONFIGS["pool5_cnn_drop25"] = {"model_pool": 5, "model_cnn_dropout": 0.25}  # real-time mode's check (gamma 1)
+# Round 46: how the CNN weighs its features. se: squeeze-excitation gating in each block (a beat's own
+# features choose which channels count); maxavg: each feature map's maximum over the window beside its mean
+# (a feature found once, such as an ectopic P wave, is diluted in the mean, not in the maximum).
+CONFIGS["gamma2_se"] = {"model_se": True, "gamma": 2.0}
+CONFIGS["se"] = {"model_se": True}  # real-time mode's check (gamma 1)
+CONFIGS["gamma2_maxavg"] = {"model_global_max": True, "gamma": 2.0}
+CONFIGS["maxavg"] = {"model_global_max": True}  # real-time mode's check (gamma 1)
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.

@@ -171,3 +171,18 @@ def test_pooling_over_spans_keeps_the_output_and_refuses_none():
     assert DualBranchNet(9, pool=5)(x, rr).shape == DualBranchNet(9)(x, rr).shape == (3, 5)
     with pytest.raises(ValueError, match="pool must be at least 1"):
         DualBranchNet(9, pool=0)
+
+
+def test_squeeze_excitation_and_max_pooling_options():
+    from model import AvgMaxPool, DualBranchNet, SqueezeExcite
+
+    x = torch.tensor([[[0.0, 1.0, 2.0, 9.0]]])
+    torch.testing.assert_close(AvgMaxPool()(x), torch.tensor([[[3.0], [9.0]]]))  # mean, then maximum
+    torch.testing.assert_close(AvgMaxPool(2)(x), torch.tensor([[[0.5, 5.5], [1.0, 9.0]]]))
+    se = SqueezeExcite(8)
+    nn.init.zeros_(se.gate[2].weight), nn.init.constant_(se.gate[2].bias, 0.0)  # every gate sigmoid(0) = 0.5
+    h = torch.randn(2, 8, 10)
+    torch.testing.assert_close(se(h), h / 2)
+    x, rr = torch.randn(3, 2, 280), torch.randn(3, 9)
+    for kwargs in ({"se": True}, {"global_max": True}, {"global_max": True, "pool": 5}):
+        assert DualBranchNet(9, **kwargs)(x, rr).shape == (3, 5)
