@@ -252,17 +252,44 @@ def main(argv=None) -> int:
 
         return importlib.import_module(argv[0]).main(argv[1:])
     args = build_parser().parse_args(argv)
-    made_out = args.out is None or not Path(args.out).exists()  # taken away again if the run fails before using it
+    # What this run makes is taken away again if it fails: no folder marked as holding a run that is not there.
+    made_out = args.out is None or not Path(args.out).exists()
+    had_config = args.out is not None and (Path(args.out) / "config.json").exists()
+    made_cache = not Path(args.cache_dir).exists()
     try:
         check_args(args)
         run(args)
-    except (ConfigError, dl.DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        out = Path(args.out) if args.out else None
-        if made_out and out is not None and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # made by this run, still empty: leave nothing behind
+    except BaseException as exc:
+        undo_failed_run(Path(args.out) if args.out else None, made_out, had_config,
+                        Path(args.cache_dir) if made_cache else None)
+        if isinstance(exc, (ConfigError, dl.DataError)):
+            print(f"error: {exc}", file=sys.stderr)
+        elif isinstance(exc, OSError) and exc.filename:  # a folder not writable, a full disk
+            print(f"error: cannot write {exc.filename2 or exc.filename}: {exc.strerror or exc}; choose another "
+                  f"--out or --cache-dir, or free space there", file=sys.stderr)
+        elif isinstance(exc, KeyboardInterrupt):
+            print("interrupted", file=sys.stderr)
+            return 130
+        else:
+            raise
         return 2
     return 0
+
+
+def undo_failed_run(out: Path | None, made_out: bool, had_config: bool, made_cache: Path | None) -> None:
+    """After a failed run: its --out folder removed if the run made it, else its config.json (the mark of a
+    run) if the run wrote one; a --cache-dir it made removed if still empty (caches written are whole)."""
+    import shutil
+    from contextlib import suppress
+
+    with suppress(OSError):  # (what cannot be removed stays; the error printed is the run's own)
+        if out is not None and made_out and out.is_dir():
+            shutil.rmtree(out)
+        elif out is not None and not had_config:
+            (out / "config.json").unlink(missing_ok=True)
+    with suppress(OSError):
+        if made_cache is not None and made_cache.is_dir() and not any(made_cache.iterdir()):
+            made_cache.rmdir()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import tempfile
@@ -99,6 +100,13 @@ def load_classifier(path, kind: str = "float32", threads: int | None = None) -> 
         except Exception as exc:
             raise InputError(f"{path} is not a readable ONNX model (cut short in a copy?): "
                              f"{str(exc).splitlines()[0][:200]}; copy it again from the run directory") from None
+        from export import INPUTS, OUTPUT
+
+        inputs, outputs = [i.name for i in onnx.session.get_inputs()], [o.name for o in onnx.session.get_outputs()]
+        if inputs != list(INPUTS) or OUTPUT not in outputs:
+            raise InputError(f"{path} is not a Deep-ECG model: it takes {', '.join(inputs)} and gives "
+                             f"{', '.join(outputs)} (a Deep-ECG model takes {', '.join(INPUTS)} and gives {OUTPUT}); "
+                             f"pass a model a `python main.py` run exported")
         if onnx.mode is not None and onnx.mode != mode:
             raise InputError(f"{path} is a {onnx.mode} model, but the config.json beside it is a {mode} run's: "
                              f"keep each model with its own run's config.json")
@@ -114,7 +122,8 @@ def load_classifier(path, kind: str = "float32", threads: int | None = None) -> 
     except dl.StaleModelError as exc:
         raise InputError(str(exc)) from None
     except Exception:
-        what = "a TorchScript export (for other programs)" if path.name.endswith(".jit.pt") else "not a Deep-ECG model"
+        what = ("a TorchScript export (for other programs)" if path.name.endswith(".jit.pt") else
+                "not a Deep-ECG model (or a copy cut short)")
         raise InputError(f"{path} is {what}; pass a run directory, or its model_float32.pt, model_int8.pt, "
                          f"model_float32.onnx or model_int8_static.onnx") from None
     if threads:
@@ -168,10 +177,17 @@ def read_wfdb(path, lead: str | None = None) -> Recording:
     try:
         header = wfdb.rdheader(str(path))
     except Exception as exc:
-        raise InputError(f"cannot read the WFDB header {path}.hea: {exc}") from None
+        raise InputError(f"cannot read the WFDB header {path}.hea (not a WFDB header, or cut short: {exc}); "
+                         f"copy the record again") from None
     names = list(header.sig_name or [])
     if not names:
         raise InputError(f"record {path} has no signals")
+    if header.sig_len == 0:
+        raise InputError(f"record {path} holds no samples (its header says 0)")
+    short = _short_signal_file(path.parent, header)
+    if short:
+        raise InputError(f"{short} holds fewer samples than {path.name}.hea promises ({header.sig_len}): a copy "
+                         f"cut short? Copy the record again")
     lead = choose_lead(names, lead, f"record {path.name}", "lead", "channel")
     try:
         rec = wfdb.rdrecord(str(path), channel_names=[lead])
@@ -179,6 +195,18 @@ def read_wfdb(path, lead: str | None = None) -> Recording:
         raise InputError(f"cannot read the signal of record {path}: {exc}") from None
     source = str(path.with_suffix(".hea").resolve().with_suffix(""))  # through links to the files
     return Recording(rec.p_signal[:, 0].astype(np.float64), float(rec.fs), path.name, lead, source)
+
+
+def _short_signal_file(folder: Path, header) -> Path | None:
+    """The record's signal file if it holds fewer bytes than its header's samples need (one file, one
+    format this knows); None otherwise (wfdb's own error then tells what else is wrong)."""
+    files, formats = set(header.file_name or []), set(header.fmt or [])
+    if len(files) != 1 or len(formats) != 1 or formats & set(dl.BYTES_PER_SAMPLE) != formats or not header.sig_len:
+        return None
+    path = folder / files.pop()
+    offset = max([b or 0 for b in (header.byte_offset or [])] or [0])
+    need = offset + header.sig_len * header.n_sig * dl.BYTES_PER_SAMPLE[formats.pop()]
+    return path if path.is_file() and path.stat().st_size < need else None
 
 
 EDF_ANNOTATIONS = "EDF Annotations"  # EDF+'s signal of events and time-keeping, not a lead
@@ -252,13 +280,9 @@ def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
         raise InputError(f"--fs must be a positive sampling rate in Hz, got {fs}")
     check_rate(fs, path.name, "--fs")
     with open(path, encoding="utf-8", errors="replace") as f:
-        header, first_row = f.readline(), f.readline()
-    # ';' or tab between columns (where ',' may be the decimal mark, as in much of Europe), else ','; one
-    # column whose numbers hold a ',' has decimal commas (read as ';'-separated: one column)
-    sep = next((c for c in (";", "\t") if c in header and "," not in header), ",")
-    if not any(c in header for c in ",;\t") and "," in first_row:
-        sep = ";"
-    decimal = "." if sep == "," else ","
+        header = f.readline()
+        rows = [line for line in (f.readline() for _ in range(DIALECT_ROWS)) if line.strip()]
+    sep, decimal = csv_dialect(header, rows, path.name)
     # A first row of numbers is data, not a header: read it as such (the columns then go by index).
     headerless = all(_is_number(cell.strip().strip('"').replace(decimal, ".")) for cell in header.split(sep))
     if headerless:
@@ -267,8 +291,13 @@ def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
     try:
         # A blank line is a one-column file's empty cell, a missing sample: kept in place (skipped, every
         # later sample would move one earlier); blank lines at the end are no samples.
-        frame = pd.read_csv(path, sep=sep, decimal=decimal, skipinitialspace=True,
-                            header=None if headerless else "infer", skip_blank_lines=False)
+        read = lambda encoding: pd.read_csv(path, sep=sep, decimal=decimal, skipinitialspace=True,  # noqa: E731
+                                            header=None if headerless else "infer", skip_blank_lines=False,
+                                            encoding=encoding)
+        try:
+            frame = read("utf-8")
+        except UnicodeDecodeError:  # Latin-1 (Windows' 'EKG µV'): numbers read alike, names as written
+            frame = read("latin-1")
     except Exception as exc:
         raise InputError(f"cannot read {path} as CSV: {exc}") from None
     present = np.flatnonzero(frame.notna().any(axis=1).to_numpy())
@@ -286,7 +315,8 @@ def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
         return pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
     values_of = {c: numbers(frame[c]) for c in frame.columns}
-    if len(frame) > 1 and frame.iloc[0].notna().all() and all(np.isnan(v[0]) for v in values_of.values()):
+    if (len(frame) > 1 and frame.iloc[0].notna().all() and all(np.isnan(v[0]) for v in values_of.values())
+            and all(UNITS.match(str(cell).strip()) for cell in frame.iloc[0])):
         # a first row of text under the header (units: "s,mV") is not a sample: every index would be one off
         warn(f"{path.name}: its first row under the header ({', '.join(map(str, frame.iloc[0]))}) is text, not a "
              f"sample (units?); it is skipped")
@@ -315,7 +345,65 @@ def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
     values = values_of[col]
     if np.isnan(values).all():
         raise InputError(f"column {col!r} of {path.name} holds no numbers")
+    for c in frame.columns:
+        if c != col and not headerless and TIME_COLUMN.search(str(c)):
+            check_time_column(values_of[c], fs, f"{path.name}'s column {c!r}")
     return Recording(values, float(fs), path.stem, str(col), str(path.resolve()))
+
+
+DIALECT_ROWS = 50  # rows under the first that tell a CSV's separator and decimal mark
+
+
+def csv_dialect(header: str, rows: list[str], name: str) -> tuple[str, str]:
+    """(separator, decimal mark) of a CSV, judged from its rows under the first: a header may hold any
+    character ('EKG [mV, Abl. II]'), and a file without one starts with a row of data.
+
+    ';' or tab between columns (',' is then the decimal mark if the rows hold one, as in much of Europe),
+    else ','. Where every row is one ',' between digits, the ',' is one column's decimal mark (-0,145),
+    unless a header names two columns or the numbers before it count up (a sample index)."""
+    rows = rows or [header]
+    for sep in (";", "\t"):
+        if sum(sep in r for r in rows) >= 0.9 * len(rows):
+            return sep, "," if any("," in r for r in rows) else "."
+    if not any("," in r for r in rows):
+        return ",", "."  # one column, decimal points
+    one_decimal = re.compile(r'^\s*"?[-+]?\d+,\d+"?\s*$')
+    if not all(one_decimal.match(r) for r in rows):
+        return ",", "."
+    if "," not in header:  # a header naming one column over rows of decimal commas
+        return ";", ","  # (read as ';'-separated: one column)
+    if not one_decimal.match(header):
+        return ",", "."  # a header naming two columns of whole numbers
+    before = [int(r.strip().strip('"').split(",")[0]) for r in [header, *rows]]
+    steps = set(np.diff(before).tolist())
+    if len(steps) == 1 and steps.pop() > 0:
+        return ",", "."  # a sample index, then whole numbers
+    warn(f"{name}: each row is one number with a decimal comma ({header.strip()} = "
+         f"{header.strip().strip(chr(34)).replace(',', '.')}); if it holds two columns of whole numbers, "
+         f"give it a header row naming them")
+    return ";", ","
+
+
+# A units row under a CSV's header: each cell a unit ("s", "mV", "[uV]", "counts"), or empty.
+UNITS = re.compile(r"^[\[(]?(\w{0,2}V|s|sec|ms|min|samples?|counts?|adu|mmHg|#|nan|)[\])]?$", re.I)
+# A CSV column named as a time: checked against --fs.
+TIME_COLUMN = re.compile(r"time|zeit|temps|tiempo|tempo|^t$|^t[ _\[(]|sec|\[m?s\]|\(m?s\)|_m?s$", re.I)
+TIME_UNITS = {"seconds": 1.0, "milliseconds": 1e3, "microseconds": 1e6, "minutes": 1 / 60}
+
+
+def check_time_column(t: np.ndarray, fs: float, what: str) -> None:
+    """InputError if a time column's rows step by another rate than --fs in every unit it may be in (a
+    rate off by more than 1%); a column that falls somewhere (wraps, restarts) is not a clock and passes."""
+    rows = np.flatnonzero(np.isfinite(t))
+    if len(rows) < 2 or np.any(np.diff(t[rows]) < 0) or t[rows[-1]] == t[rows[0]]:
+        return
+    step = (t[rows[-1]] - t[rows[0]]) / (rows[-1] - rows[0])  # the whole span: times rounded in print average out
+    rates = {unit: scale / step for unit, scale in TIME_UNITS.items()}
+    if step == 1 or any(abs(rate / fs - 1) <= 0.01 for rate in rates.values()):  # (1: a sample index)
+        return
+    raise InputError(f"{what} steps {step:.6g} per row: {rates['seconds']:.5g} Hz if it counts seconds, "
+                     f"{rates['milliseconds']:.5g} Hz if milliseconds, but --fs says {fs:g} Hz; "
+                     f"give the file's sampling rate with --fs")
 
 
 def _is_number(text: str) -> bool:
@@ -370,8 +458,9 @@ def check_rate(fs: float, name: str, source: str) -> None:
     """InputError unless fs (Hz) lies in FS_RANGE."""
     low, high = FS_RANGE
     if not low <= fs <= high:
-        raise InputError(f"{name}: a sampling rate of {fs:g} Hz ({source}) is outside {low:g}-{high:g} Hz; "
-                         f"it is samples per second (e.g. 250 or 360), not the time between samples")
+        fix = ("it is samples per second (e.g. 250 or 360), not the time between samples" if source == "--fs" else
+               "an ECG lead is sampled at 100 Hz or more: is this signal an ECG? (choose another with --lead)")
+        raise InputError(f"{name}: a sampling rate of {fs:g} Hz ({source}) is outside {low:g}-{high:g} Hz; {fix}")
 
 
 def prepare(rec: Recording) -> tuple[np.ndarray, np.ndarray]:
@@ -526,7 +615,7 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
     """The input options, shared by predict and stream."""
     src = p.add_argument_group("input (one of)")
     src.add_argument("--record", help="WFDB record path without extension")
-    src.add_argument("--csv", help="CSV file with a header row, one column per signal")
+    src.add_argument("--csv", help="CSV file, one column per signal (a header row naming them is optional)")
     src.add_argument("--edf", help="EDF or EDF+ file")
     p.add_argument("--lead", default=None, help="WFDB or EDF lead (default MLII, else the first ECG-like signal, else the first)")
     p.add_argument("--column", default=None, help="CSV column name or 0-based index (default: first numeric)")
@@ -609,9 +698,13 @@ def run(args) -> dict:
         if rec.source and (args.out is None or other) and not mark.is_dir():  # marked, given with --out: re-marked
             with atomic_path(mark) as tmp:
                 tmp.write_text(rec.source + "\n", encoding="utf-8")
-    except BaseException:
+    except BaseException as exc:
         for path in written:
             path.unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # a folder not writable, a full disk, a folder named as an output file
+            name = exc.filename2 or exc.filename
+            raise InputError(f"cannot write the outputs in {out}: {exc.strerror or exc}"
+                             f"{f' ({Path(name).name})' if name else ''}; choose another folder with --out") from None
         raise
     text = summary(beats, len(x) / dl.FS, args.low_confidence)
     print(f"{rec.name}: {clf.mode} model {clf.path} ({clf.kind})\n{text}\n"
@@ -653,6 +746,8 @@ def main(argv=None) -> int:
     except dl.DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader stopped (`| head`): the outputs are written; stop without a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

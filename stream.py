@@ -18,6 +18,7 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -209,8 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=HelpFormatter)
     p.add_argument("--model", required=True, help="directory of a `python main.py --mode realtime` run, "
                                                   "or one of its model files")
-    p.add_argument("--kind", choices=list(MODEL_FILES), default="static-int8",
-                   help="which model of a run directory to use")
+    p.add_argument("--kind", choices=list(MODEL_FILES), default=None,
+                   help="which model of a run directory to use (default: static-int8)")
     add_input_arguments(p)
     p.add_argument("--speed", type=float, default=1.0,
                    help="replay speed: 1 = real time, 10 = ten times faster, 0 = as fast as possible")
@@ -229,7 +230,10 @@ def main(argv=None) -> int:
         if not (args.speed >= 0):
             raise dl.DataError(f"--speed must be >= 0 (0: as fast as possible), got {args.speed}")
         check_input_options(args)
-        clf = load_classifier(args.model, args.kind, threads=1)
+        if Path(args.model).is_file() and args.kind is not None:
+            raise dl.DataError(f"--kind chooses a model of a run directory; {args.model} is a model file itself "
+                               f"(pass the run directory, or the file of the kind you want)")
+        clf = load_classifier(args.model, args.kind or "static-int8", threads=1)
         rec = read_input(args)
         StreamClassifier(clf)  # refuses a diagnostic model before anything is replayed
         x, gaps = prepare(rec)
@@ -237,10 +241,6 @@ def main(argv=None) -> int:
     except dl.DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"streaming {rec.name} ({rec.lead}, {len(x) / dl.FS / 60:.1f} min) at "
-          f"{'full speed' if args.speed == 0 else f'{args.speed:g}x real time'} in chunks of {args.chunk} "
-          f"samples; {clf.kind} model; stated latency <= {1000 * stated_latency_s():.0f} ms after the R-peak, "
-          f"plus up to {1000 * (args.chunk - 1) / dl.FS:.0f} ms of waiting for the chunk to fill", flush=True)
 
     def show(b: Beat) -> None:
         if not args.quiet:
@@ -250,6 +250,10 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     try:
+        print(f"streaming {rec.name} ({rec.lead}, {len(x) / dl.FS / 60:.1f} min) at "
+              f"{'full speed' if args.speed == 0 else f'{args.speed:g}x real time'} in chunks of {args.chunk} "
+              f"samples; {clf.kind} model; stated latency <= {1000 * stated_latency_s():.0f} ms after the R-peak, "
+              f"plus up to {1000 * (args.chunk - 1) / dl.FS:.0f} ms of waiting for the chunk to fill", flush=True)
         beats = run_stream(x, clf, args.chunk, show, args.speed)
         wall = time.perf_counter() - t0
         # Beats decided only when the record ended (the flush) have no live latency; an early first beat

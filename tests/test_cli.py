@@ -61,6 +61,35 @@ def test_failed_data_check_does_not_block_the_retry(tmp_path, capsys):
     assert rc == 0
 
 
+@pytest.mark.parametrize("failure", ["disk full", "interrupted"])
+def test_a_run_that_fails_part_way_leaves_no_run_behind(tmp_path, capsys, monkeypatch, failure):
+    """A write that fails (a full disk, a folder not writable) or Ctrl-C once config.json marks the folder: one
+    error line (no traceback), and nothing marking a run, so the same command can be run again."""
+    import errno
+
+    def fail(*args, **kwargs):
+        if failure == "interrupted":
+            raise KeyboardInterrupt
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "cache" / "101.npz"))
+
+    made, given = tmp_path / "made", tmp_path / "given"
+    given.mkdir()
+    (given / "notes.txt").write_text("the user's")
+    for out in (made, given):
+        with monkeypatch.context() as m:
+            m.setattr(dl, "load_beats", fail)
+            rc = main.main(smoke_args(out, tmp_path / "cache"))
+        err = capsys.readouterr().err
+        if failure == "interrupted":
+            assert rc == 130 and err == "interrupted\n"
+        else:
+            assert rc == 2 and err == (f"error: cannot write {tmp_path / 'cache' / '101.npz'}: No space left on "
+                                       f"device; choose another --out or --cache-dir, or free space there\n")
+    assert not made.exists()  # made by the run: taken away
+    assert sorted(p.name for p in given.iterdir()) == ["notes.txt"]  # given: only the run's mark taken away
+    assert not (tmp_path / "cache").exists()  # made by the run and still empty
+
+
 def _corrupt(path, at=5000):
     data = bytearray(path.read_bytes())
     data[at] ^= 0xFF

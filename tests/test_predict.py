@@ -459,13 +459,22 @@ def test_csv_dialects_a_time_column_and_a_text_cell_read_as_the_plain_csv(diagno
     pd.DataFrame({"t": np.round(np.arange(len(x)) / 360, 2), "ECG": x}).to_csv(tmp_path / "t10ms.csv", index=False)
     (tmp_path / "noheader.csv").write_text("".join(f"{v:.3f}\n" for v in x))  # the first row is a sample
     (tmp_path / "units.csv").write_text("time,ECG\ns,mV\n" + "".join(f"{k / 360:.4f},{v:.3f}\n" for k, v in enumerate(x)))
+    # The separator is told by the rows, not the header (which may hold a ',' in a name) nor its absence
+    rows = "".join(f"{k / 360:.4f};{v:.3f}\n".replace(".", ",") for k, v in enumerate(x))
+    (tmp_path / "semi_named.csv").write_text("Zeit [s];EKG [mV, Abl. II]\n" + rows)
+    (tmp_path / "semi_noheader.csv").write_text(rows)
+    (tmp_path / "comma_noheader.csv").write_text("".join(f"{v:.3f}\n".replace(".", ",") for v in x))
+    (tmp_path / "tab_named.csv").write_text("time\tECG (mV, II)\n" + "".join(f"{k / 360:.4f}\t{v:.3f}\n"
+                                                                           for k, v in enumerate(x)))
+    (tmp_path / "latin1.csv").write_bytes(("Zeit;EKG µV\n" + rows).encode("latin-1"))
     frames = {}
-    for name in ("plain", "semi", "comma", "time", "text", "counter", "t10ms", "noheader", "units"):
+    dialects = ("semi_named", "semi_noheader", "comma_noheader", "tab_named", "latin1")
+    for name in ("plain", "semi", "comma", "time", "text", "counter", "t10ms", "noheader", "units", *dialects):
         code, _, err = run_predict(capsys, "--model", diagnostic_run, "--csv", tmp_path / f"{name}.csv", "--fs", 360,
                                    "--out", tmp_path / name, "--no-plot")
         assert code == 0, err
         frames[name] = pd.read_csv(tmp_path / name / f"{name}_beats.csv")
-    for name in ("semi", "comma", "time", "counter", "t10ms", "noheader", "units"):
+    for name in ("semi", "comma", "time", "counter", "t10ms", "noheader", "units", *dialects):
         assert frames[name].equals(frames["plain"]), name
     text, plain = frames["text"], frames["plain"]
     assert text["sample"].equals(plain["sample"])
@@ -487,11 +496,14 @@ def test_a_file_name_with_spaces_and_dots_gets_every_output(diagnostic_run, tmp_
 
 
 def test_a_failure_while_writing_leaves_no_output(diagnostic_run, tmp_path, capsys, monkeypatch):
+    import errno
+
     def broken_plot(*args, **kwargs):
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(predict, "plot_strip", broken_plot)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(dl.DataError, match="cannot write the outputs in .*: No space left on device; choose another "
+                                           "folder with --out"):
         predict.run(predict.build_parser().parse_args(
             ["--model", str(diagnostic_run), "--record", fixture_record("100"), "--out", str(tmp_path / "o")]))
     assert not any((tmp_path / "o").iterdir())
@@ -519,3 +531,64 @@ def test_noise_without_an_ecg_is_flagged(diagnostic_run, tmp_path, capsys):
                                    "--fs", 360, "--out", tmp_path / name, "--no-plot")
         assert code == 0, err
         assert ("the beats found do not resemble each other" in err) == flagged, err
+
+
+def test_a_time_column_must_agree_with_fs(tmp_path):
+    """A CSV's time column (seconds or milliseconds) that steps at another rate than --fs is refused; one that
+    agrees, or a sample index, passes."""
+    x, _ = dl.read_record(fixture_record("100"))
+    x = x[:360 * 20]
+    pd.DataFrame({"time": np.arange(len(x)) / 360, "ECG": x}).to_csv(tmp_path / "s.csv", index=False)
+    pd.DataFrame({"t_ms": np.arange(len(x)) * 1000 / 360, "ECG": x}).to_csv(tmp_path / "ms.csv", index=False)
+    pd.DataFrame({"time": np.arange(len(x)), "ECG": x}).to_csv(tmp_path / "index.csv", index=False)
+    for name in ("s", "ms", "index"):
+        assert len(predict.read_csv(tmp_path / f"{name}.csv", 360.0).x) == len(x)
+    with pytest.raises(dl.DataError, match=r"'time' steps 0.00277778 per row: 360 Hz if it counts seconds.*"
+                                           r"--fs says 250 Hz; give the file's sampling rate with --fs"):
+        predict.read_csv(tmp_path / "s.csv", 250.0)
+    with pytest.raises(dl.DataError, match="'t_ms' steps"):
+        predict.read_csv(tmp_path / "ms.csv", 500.0)
+
+
+def test_a_text_first_cell_is_a_gap_not_a_units_row(tmp_path):
+    """A one-column file whose lead was connected late ('lead-off' first) keeps every sample in place."""
+    values = "".join(f"{np.sin(k / 10):.3f}\n" for k in range(1000))
+    (tmp_path / "late.csv").write_text("ECG\nlead-off\nlead-off\n" + values)
+    rec = predict.read_csv(tmp_path / "late.csv", 360.0)
+    assert len(rec.x) == 1002 and np.isnan(rec.x[:2]).all() and rec.x[2] == 0 and rec.x[3] == 0.1
+    (tmp_path / "units.csv").write_text("ECG\n[uV]\n" + values)
+    assert len(predict.read_csv(tmp_path / "units.csv", 360.0).x) == 1000
+
+
+def test_a_record_cut_short_and_a_foreign_onnx_model_are_named(diagnostic_run, tmp_path, capsys):
+    import shutil
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    for ext in ("hea", "dat"):
+        shutil.copy(Path(fixture_record("100")).with_suffix(f".{ext}"), tmp_path / f"100.{ext}")
+    with open(tmp_path / "100.dat", "r+b") as f:
+        f.truncate(99_999)
+    code, _, err = run_predict(capsys, "--model", diagnostic_run, "--record", tmp_path / "100", "--out", tmp_path / "o")
+    assert code == 2 and "100.dat holds fewer samples than 100.hea promises" in err and "Copy the record again" in err
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    onnx.save(model, foreign / "model.onnx")
+    shutil.copy(Path(diagnostic_run) / "config.json", foreign / "config.json")
+    code, _, err = run_predict(capsys, "--model", foreign / "model.onnx", "--record", fixture_record("100"),
+                               "--out", tmp_path / "o")
+    assert code == 2 and "is not a Deep-ECG model: it takes x and gives y" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_output_that_cannot_be_written_is_one_error_line_and_leaves_nothing(diagnostic_run, tmp_path, capsys):
+    out = tmp_path / "o"
+    (out / "100_strip.png").mkdir(parents=True)  # a folder where the strip's file should go
+    code, _, err = run_predict(capsys, "--model", diagnostic_run, "--record", fixture_record("100"), "--out", out)
+    assert code == 2 and err.startswith("error: cannot write the outputs in") and "(100_strip.png)" in err
+    assert sorted(p.name for p in out.iterdir()) == ["100_strip.png"]  # the CSV and annotations taken away

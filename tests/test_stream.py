@@ -203,6 +203,13 @@ def test_stream_bad_options_exit_2(realtime_run, capsys, opts, message):
     assert code == 2 and message in capsys.readouterr().err
 
 
+def test_stream_refuses_a_kind_for_a_model_file(realtime_run, capsys):
+    """--kind picks a run directory's model; with a model file it was ignored (float32 run as asked int8)."""
+    code = main.main(["stream", "--model", str(realtime_run / "model_float32.pt"), "--kind", "dynamic-int8",
+                      "--record", fixture_record("100"), "--speed", "0"])
+    assert code == 2 and "--kind chooses a model of a run directory" in capsys.readouterr().err
+
+
 def test_replay_speed_paces_the_stream(realtime_run):
     clf = predict.load_classifier(realtime_run, "static-int8")
     x, _ = dl.read_record(fixture_record("100"))
@@ -213,12 +220,16 @@ def test_replay_speed_paces_the_stream(realtime_run):
     assert time.monotonic() - t >= 0.45
 
 
-def test_a_reader_that_stops_early_ends_the_stream_quietly(realtime_run):
-    """`main.py stream ... | head`: once the reader has gone, the stream stops, exit 0, no traceback."""
-    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "stream", "--model", str(realtime_run),
-                             "--record", fixture_record("100"), "--speed", "0"],
+@pytest.mark.parametrize("command, first", [("stream", b"streaming "), ("stream", None), ("predict", None)])
+def test_a_reader_that_stops_early_ends_the_command_quietly(realtime_run, tmp_path, command, first):
+    """`main.py stream ... | head` (after the first line, or before any: `| head -c0`), and the same of
+    predict: once the reader has gone, the command stops, exit 0, no traceback."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), command, "--model", str(realtime_run),
+                             "--record", fixture_record("100"),
+                             *(["--speed", "0"] if command == "stream" else ["--out", str(tmp_path), "--no-plot"])],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
-    assert proc.stdout.readline().startswith(b"streaming ")
+    if first:
+        assert proc.stdout.readline().startswith(first)
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0 and "Traceback" not in err, err
