@@ -90,7 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_args(args) -> None:
+def check_args(args, made: dict | None = None) -> None:
+    """ConfigError for an option out of range; makes the output folders. `made` records what a failed run
+    may take away again: whether --out held a config.json before, and which folders this call made."""
+    made = {} if made is None else made
     if args.epochs < 1:
         raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
     if args.batch_size < 1:
@@ -136,14 +139,24 @@ def check_args(args) -> None:
         raise ConfigError(f"--device must be cpu or cuda, got {args.device!r}")
     if args.out is None:
         args.out = f"runs/{args.mode}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    args.out = os.path.normpath(args.out)  # 'new/..' is '.' and 'a/new/../b' is 'a/b', as they are once made
     out = Path(args.out)
-    if (out / "config.json").exists() and not args.overwrite:
+    made["had_config"] = (out / "config.json").exists()
+    if made["had_config"] and not args.overwrite:
         raise ConfigError(f"{out} already holds a run; choose another --out or pass --overwrite")
     from outputs import FolderError, make_folder
 
+    def make(path: Path, option: str) -> bool:  # whether this call made it (not: it was there, or a twin run made it)
+        try:
+            path.mkdir(parents=True)
+            return True
+        except OSError:
+            make_folder(path, option)  # there already, or the error that names it
+            return False
+
     try:
-        make_folder(out, "--out")
-        make_folder(args.cache_dir, "--cache-dir")
+        made["out"] = make(out, "--out")
+        made["cache"] = make(Path(args.cache_dir), "--cache-dir")
     except FolderError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -252,16 +265,12 @@ def main(argv=None) -> int:
 
         return importlib.import_module(argv[0]).main(argv[1:])
     args = build_parser().parse_args(argv)
-    # What this run makes is taken away again if it fails: no folder marked as holding a run that is not there.
-    made_out = args.out is None or not Path(args.out).exists()
-    had_config = args.out is not None and (Path(args.out) / "config.json").exists()
-    made_cache = not Path(args.cache_dir).exists()
+    made = {}  # what a failed run takes away again: no folder marked as holding a run that is not there
     try:
-        check_args(args)
+        check_args(args, made)
         run(args)
     except BaseException as exc:
-        undo_failed_run(Path(args.out) if args.out else None, made_out, had_config,
-                        Path(args.cache_dir) if made_cache else None)
+        undo_failed_run(args, made)
         if isinstance(exc, (ConfigError, dl.DataError)):
             print(f"error: {exc}", file=sys.stderr)
         elif isinstance(exc, OSError) and exc.filename:  # a folder not writable, a full disk
@@ -276,20 +285,22 @@ def main(argv=None) -> int:
     return 0
 
 
-def undo_failed_run(out: Path | None, made_out: bool, had_config: bool, made_cache: Path | None) -> None:
-    """After a failed run: its --out folder removed if the run made it, else its config.json (the mark of a
-    run) if the run wrote one; a --cache-dir it made removed if still empty (caches written are whole)."""
-    import shutil
+def undo_failed_run(args, made: dict) -> None:
+    """After a failed run (`made` from check_args): the config.json it wrote (the mark of a run) removed, so the
+    same command can run again, and each folder it made removed if still empty. Nothing else is removed: files
+    written before the failure are whole (written under a temporary name, then renamed) and stay."""
     from contextlib import suppress
 
+    if "had_config" not in made:  # refused before the folders were looked at
+        return
+    out = Path(args.out)
     with suppress(OSError):  # (what cannot be removed stays; the error printed is the run's own)
-        if out is not None and made_out and out.is_dir():
-            shutil.rmtree(out)
-        elif out is not None and not had_config:
+        if not made["had_config"]:
             (out / "config.json").unlink(missing_ok=True)
-    with suppress(OSError):
-        if made_cache is not None and made_cache.is_dir() and not any(made_cache.iterdir()):
-            made_cache.rmdir()
+    for path, key in ((out, "out"), (Path(args.cache_dir), "cache")):
+        with suppress(OSError):
+            if made.get(key) and path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
 
 
 if __name__ == "__main__":

@@ -85,9 +85,31 @@ def test_a_run_that_fails_part_way_leaves_no_run_behind(tmp_path, capsys, monkey
         else:
             assert rc == 2 and err == (f"error: cannot write {tmp_path / 'cache' / '101.npz'}: No space left on "
                                        f"device; choose another --out or --cache-dir, or free space there\n")
-    assert not made.exists()  # made by the run: taken away
+    assert not made.exists()  # made by the run, and empty once its mark is gone: taken away
     assert sorted(p.name for p in given.iterdir()) == ["notes.txt"]  # given: only the run's mark taken away
     assert not (tmp_path / "cache").exists()  # made by the run and still empty
+
+
+def test_a_refused_or_failed_run_never_removes_what_it_did_not_make(tmp_path, capsys, monkeypatch):
+    """A default --out that clashes with an earlier run of the same second is refused and left whole; an --out
+    through 'new/..' is the folder above, not a folder the run made (it once removed it all)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(main.time, "strftime", lambda fmt: "20260101-120000")
+    earlier = tmp_path / "runs" / "diagnostic-seed0-20260101-120000"
+    earlier.mkdir(parents=True)
+    (earlier / "config.json").write_text("{}")
+    (earlier / "model_float32.pt").write_text("the earlier run's")
+    args = smoke_args(tmp_path / "unused", tmp_path / "cache")
+    del args[args.index("--out"):args.index("--out") + 2]
+    assert main.main(args) == 2 and "already holds a run" in capsys.readouterr().err
+    assert sorted(p.name for p in earlier.iterdir()) == ["config.json", "model_float32.pt"]
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "notes.txt").write_text("the user's")
+    with monkeypatch.context() as m:
+        m.setattr(dl, "load_beats", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+        assert main.main(smoke_args(tmp_path / "work" / "new" / "..", tmp_path / "cache")) == 130
+    assert (tmp_path / "work" / "notes.txt").read_text() == "the user's"
+    assert not (tmp_path / "work" / "config.json").exists()
 
 
 def _corrupt(path, at=5000):
