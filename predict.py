@@ -316,7 +316,7 @@ def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
 
     values_of = {c: numbers(frame[c]) for c in frame.columns}
     if (len(frame) > 1 and frame.iloc[0].notna().all() and all(np.isnan(v[0]) for v in values_of.values())
-            and all(UNITS.match(str(cell).strip()) for cell in frame.iloc[0])):
+            and units_row(list(frame.iloc[0]))):
         # a first row of text under the header (units: "s,mV") is not a sample: every index would be one off
         warn(f"{path.name}: its first row under the header ({', '.join(map(str, frame.iloc[0]))}) is text, not a "
              f"sample (units?); it is skipped")
@@ -328,7 +328,8 @@ def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
     numeric = [c for c, v in values_of.items()
                if filled[c].any() and np.isfinite(v[filled[c]]).mean() >= 0.99]
     if column is None:
-        leads = [c for c in numeric if not _counter(values_of[c][np.isfinite(values_of[c])])]
+        leads = [c for c in numeric if not _counter(values_of[c][np.isfinite(values_of[c])])
+                 and (headerless or not TIME_COLUMN.search(str(c)))]  # (a device's clock jitters: it may fall)
         if not leads:
             raise InputError(f"{path} has no numeric column that could be an ECG lead; columns: "
                              f"{', '.join(map(str, frame.columns))} (choose one with --column)")
@@ -347,7 +348,7 @@ def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
         raise InputError(f"column {col!r} of {path.name} holds no numbers")
     for c in frame.columns:
         if c != col and not headerless and TIME_COLUMN.search(str(c)):
-            check_time_column(values_of[c], fs, f"{path.name}'s column {c!r}")
+            check_time_column(values_of[c], fs, f"{path.name}'s column {c!r}", str(c))
     return Recording(values, float(fs), path.stem, str(col), str(path.resolve()))
 
 
@@ -355,55 +356,91 @@ DIALECT_ROWS = 50  # rows under the first that tell a CSV's separator and decima
 
 
 def csv_dialect(header: str, rows: list[str], name: str) -> tuple[str, str]:
-    """(separator, decimal mark) of a CSV, judged from its rows under the first: a header may hold any
-    character ('EKG [mV, Abl. II]'), and a file without one starts with a row of data.
+    """(separator, decimal mark) of a CSV, judged from its rows under the first (comment lines and lines
+    without a digit left out): a header may hold any character ('EKG [mV, Abl. II]'), and a file without one
+    starts with a row of data.
 
     ';' or tab between columns (',' is then the decimal mark if the rows hold one, as in much of Europe),
-    else ','. Where every row is one ',' between digits, the ',' is one column's decimal mark (-0,145),
-    unless a header names two columns or the numbers before it count up (a sample index)."""
-    rows = rows or [header]
+    else ','. Where every row is one ',' between digits, the ',' is one column's decimal mark (-0,145) if
+    the header names one column, or, without a header, if a row reads -0,...; else it is two columns of
+    whole numbers (995,1011: two leads' ADC counts)."""
+    rows = [r for r in rows if any(c.isdigit() for c in r) and not r.lstrip().startswith("#")] or [header]
     for sep in (";", "\t"):
         if sum(sep in r for r in rows) >= 0.9 * len(rows):
             return sep, "," if any("," in r for r in rows) else "."
     if not any("," in r for r in rows):
         return ",", "."  # one column, decimal points
-    one_decimal = re.compile(r'^\s*"?[-+]?\d+,\d+"?\s*$')
+    one_decimal = re.compile(r'^\s*"?([-+]?\d+),\d+"?\s*$')
     if not all(one_decimal.match(r) for r in rows):
         return ",", "."
-    if "," not in header:  # a header naming one column over rows of decimal commas
+    headerless = bool(one_decimal.match(header))
+    negative_zero = any(one_decimal.match(r).group(1) in ("-0", "+0") for r in [*rows, *([header] * headerless)])
+    if not headerless and len(_header_names(header)) == 1 or negative_zero:
+        if headerless:
+            warn(f"{name}: each row is one number with a decimal comma ({header.strip()} = "
+                 f"{header.strip().strip(chr(34)).replace(',', '.')}); if it holds two columns of whole numbers, "
+                 f"give it a header row naming them")
         return ";", ","  # (read as ';'-separated: one column)
-    if not one_decimal.match(header):
-        return ",", "."  # a header naming two columns of whole numbers
-    before = [int(r.strip().strip('"').split(",")[0]) for r in [header, *rows]]
-    steps = set(np.diff(before).tolist())
-    if len(steps) == 1 and steps.pop() > 0:
-        return ",", "."  # a sample index, then whole numbers
-    warn(f"{name}: each row is one number with a decimal comma ({header.strip()} = "
-         f"{header.strip().strip(chr(34)).replace(',', '.')}); if it holds two columns of whole numbers, "
-         f"give it a header row naming them")
-    return ";", ","
+    return ",", "."
 
 
-# A units row under a CSV's header: each cell a unit ("s", "mV", "[uV]", "counts"), or empty.
-UNITS = re.compile(r"^[\[(]?(\w{0,2}V|s|sec|ms|min|samples?|counts?|adu|mmHg|#|nan|)[\])]?$", re.I)
+def _header_names(header: str) -> list[str]:
+    """A comma-separated header's names: quotes respected, and a ',' inside brackets ('EKG [mV, II]') is
+    part of a name."""
+    import csv
+
+    names, depth, part = [], 0, ""
+    for cell in next(csv.reader([header]), []):
+        part = f"{part},{cell}" if depth else cell
+        depth += sum(cell.count(c) for c in "([{") - sum(cell.count(c) for c in ")]}")
+        if depth <= 0:
+            names.append(part)
+            depth = 0
+    return names + ([part] if depth > 0 else [])
+
+
+# A one-column CSV's units row under the header: one word of a unit ("mV", "[uV]", "counts"); not a gap's
+# text ("lead-off", "lead off", "ERR"), which is a missing sample in place.
+UNIT_WORD = re.compile(r"^[\[(]?[A-Za-zµμ°%/. ]{1,16}[\])]?$")
+GAP_WORD = re.compile(r"off|lead|err|null|none|missing|gap|invalid|sat|^n/?a$|-", re.I)
 # A CSV column named as a time: checked against --fs.
 TIME_COLUMN = re.compile(r"time|zeit|temps|tiempo|tempo|^t$|^t[ _\[(]|sec|\[m?s\]|\(m?s\)|_m?s$", re.I)
-TIME_UNITS = {"seconds": 1.0, "milliseconds": 1e3, "microseconds": 1e6, "minutes": 1 / 60}
+TIME_UNITS = {"seconds": 1.0, "milliseconds": 1e3, "microseconds": 1e6, "nanoseconds": 1e9, "minutes": 1 / 60,
+              "days": 1 / 86400}
 
 
-def check_time_column(t: np.ndarray, fs: float, what: str) -> None:
-    """InputError if a time column's rows step by another rate than --fs in every unit it may be in (a
-    rate off by more than 1%); a column that falls somewhere (wraps, restarts) is not a clock and passes."""
-    rows = np.flatnonzero(np.isfinite(t))
-    if len(rows) < 2 or np.any(np.diff(t[rows]) < 0) or t[rows[-1]] == t[rows[0]]:
+def units_row(cells: list) -> bool:
+    """Whether a first row of text under a CSV's header is its units (skipped), not a sample: any all-text
+    row of several columns ("s,mV", "Seconds,Volts"); in one column, a unit's word, not a gap's text."""
+    if len(cells) > 1:
+        return True
+    text = str(cells[0]).strip()
+    return bool(UNIT_WORD.match(text)) and not GAP_WORD.search(text)
+
+
+def check_time_column(t: np.ndarray, fs: float, what: str, name: str = "") -> None:
+    """A warning if a time column's rows step at another rate than --fs in every unit it may count (off by
+    more than 1%). Only a regular clock is judged: nearly every row filled, never falling, its steps within
+    half of their median but for gaps; a step of 1 is a sample index unless the name says milliseconds."""
+    filled = np.isfinite(t)
+    if filled.mean() < 0.9 or filled.sum() < 3:
         return
-    step = (t[rows[-1]] - t[rows[0]]) / (rows[-1] - rows[0])  # the whole span: times rounded in print average out
+    d = np.diff(t[filled])
+    med = np.median(d)
+    if np.any(d < 0) or med <= 0:
+        return
+    steps = d[d <= 3 * med]  # gaps (rows missing) left out
+    if np.mean(np.abs(steps - med) <= 0.5 * med) < 0.9:
+        return  # not a regular clock: jitter beyond rounding, a beat-time column, a clock of whole seconds
+    step = float(steps.mean())  # times rounded in print average out
+    if step == 1 and not re.search(r"ms|milli", name, re.I):
+        return
     rates = {unit: scale / step for unit, scale in TIME_UNITS.items()}
-    if step == 1 or any(abs(rate / fs - 1) <= 0.01 for rate in rates.values()):  # (1: a sample index)
+    if any(abs(rate / fs - 1) <= 0.01 for rate in rates.values()):
         return
-    raise InputError(f"{what} steps {step:.6g} per row: {rates['seconds']:.5g} Hz if it counts seconds, "
-                     f"{rates['milliseconds']:.5g} Hz if milliseconds, but --fs says {fs:g} Hz; "
-                     f"give the file's sampling rate with --fs")
+    warn(f"{what} steps {step:.6g} per row: {rates['seconds']:.5g} Hz if it counts seconds, "
+         f"{rates['milliseconds']:.5g} Hz if milliseconds, but --fs says {fs:g} Hz; if --fs is wrong, so is every "
+         f"RR interval and class: give the file's sampling rate with --fs")
 
 
 def _is_number(text: str) -> bool:
@@ -611,6 +648,14 @@ def summary(beats: dict, duration_s: float, low: float = LOW_CONFIDENCE) -> str:
     return "\n".join(lines)
 
 
+def model_kind(model, kind: str | None, default: str) -> str:
+    """--kind, or its default: it picks a run directory's model; beside a model file it must name that file."""
+    if kind is not None and Path(model).is_file() and Path(model).name != MODEL_FILES[kind]:
+        raise InputError(f"--kind {kind} picks {MODEL_FILES[kind]} of a run directory; {model} is a model file itself "
+                         f"(pass the run directory with --kind, or the model file alone)")
+    return kind or default
+
+
 def add_input_arguments(p: argparse.ArgumentParser) -> None:
     """The input options, shared by predict and stream."""
     src = p.add_argument_group("input (one of)")
@@ -647,10 +692,7 @@ def read_input(args) -> Recording:
 
 def run(args) -> dict:
     check_input_options(args)
-    if Path(args.model).is_file() and args.kind != "float32":
-        raise InputError(f"--kind chooses a model of a run directory; {args.model} is a model file itself "
-                         f"(pass the run directory, or the file of the kind you want)")
-    clf = load_classifier(args.model, args.kind)
+    clf = load_classifier(args.model, model_kind(args.model, args.kind, "float32"))
     t0 = time.time()  # from here on: what a 30-minute record costs, model already loaded
     rec = read_input(args)
     x, gaps = prepare(rec)
@@ -718,8 +760,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="main.py predict", description=__doc__.split("\n")[0], allow_abbrev=False,
                                 formatter_class=HelpFormatter)
     p.add_argument("--model", required=True, help="run directory from `python main.py`, or a model file")
-    p.add_argument("--kind", choices=list(MODEL_FILES), default="float32",
-                   help="which model of a run directory to use")
+    p.add_argument("--kind", choices=list(MODEL_FILES), default=None,
+                   help="which model of a run directory to use (default: float32)")
     add_input_arguments(p)
     p.add_argument("--out", default=None, help="output folder (default predictions/<name>)")
     p.add_argument("--plot-start", type=float, default=0.0, help="start of the PNG strip, s")

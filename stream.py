@@ -18,7 +18,6 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -221,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from predict import MIN_BEATS, check_input_options, load_classifier, prepare, read_input, summary, too_few_beats
+    from predict import (MIN_BEATS, check_input_options, load_classifier, model_kind, prepare, read_input, summary,
+                         too_few_beats)
 
     args = build_parser().parse_args(argv)
     try:
@@ -230,10 +230,7 @@ def main(argv=None) -> int:
         if not (args.speed >= 0):
             raise dl.DataError(f"--speed must be >= 0 (0: as fast as possible), got {args.speed}")
         check_input_options(args)
-        if Path(args.model).is_file() and args.kind is not None:
-            raise dl.DataError(f"--kind chooses a model of a run directory; {args.model} is a model file itself "
-                               f"(pass the run directory, or the file of the kind you want)")
-        clf = load_classifier(args.model, args.kind or "static-int8", threads=1)
+        clf = load_classifier(args.model, model_kind(args.model, args.kind, "static-int8"), threads=1)
         rec = read_input(args)
         StreamClassifier(clf)  # refuses a diagnostic model before anything is replayed
         x, gaps = prepare(rec)

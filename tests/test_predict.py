@@ -341,7 +341,7 @@ def damaged_copy(run, dst, name, damage):
     ("fs_with_record", "--fs is for --csv only; a WFDB record states its rate"),
     ("column_with_edf", "--column is for --csv only; an EDF file states its rate"),
     ("lead_with_csv", "--lead is for WFDB records and EDF files; a CSV's column is chosen with --column V5"),
-    ("kind_with_model_file", "--kind chooses a model of a run directory"),
+    ("kind_with_model_file", "--kind static-int8 picks model_int8_static.onnx of a run directory; "),
     ("plot_seconds_inf", "--plot-seconds must be a positive number of seconds, got inf"),
     ("plot_start_nan", "--plot-start must be a number of seconds from the start, at least 0; got nan"),
     ("cut_onnx", "is not a readable ONNX model (cut short in a copy?)"),
@@ -533,21 +533,27 @@ def test_noise_without_an_ecg_is_flagged(diagnostic_run, tmp_path, capsys):
         assert ("the beats found do not resemble each other" in err) == flagged, err
 
 
-def test_a_time_column_must_agree_with_fs(tmp_path):
-    """A CSV's time column (seconds or milliseconds) that steps at another rate than --fs is refused; one that
-    agrees, or a sample index, passes."""
+def test_a_time_column_that_disagrees_with_fs_is_warned_of(tmp_path, capsys):
+    """A CSV's time column (seconds, milliseconds, ...) stepping at another rate than --fs: a warning naming
+    both rates. One that agrees (rounded in print, or with a gap), a sample index, or a clock too coarse or
+    irregular to tell, passes in silence."""
     x, _ = dl.read_record(fixture_record("100"))
     x = x[:360 * 20]
-    pd.DataFrame({"time": np.arange(len(x)) / 360, "ECG": x}).to_csv(tmp_path / "s.csv", index=False)
-    pd.DataFrame({"t_ms": np.arange(len(x)) * 1000 / 360, "ECG": x}).to_csv(tmp_path / "ms.csv", index=False)
-    pd.DataFrame({"time": np.arange(len(x)), "ECG": x}).to_csv(tmp_path / "index.csv", index=False)
-    for name in ("s", "ms", "index"):
+    t = np.arange(len(x)) / 360
+    files = {"s": {"time": t}, "ms": {"t_ms": t * 1000}, "index": {"time": np.arange(len(x))},
+             "rounded": {"Time (s)": np.round(t, 3)}, "gap": {"time": np.where(t < 10, t, t + 5)},
+             "whole_seconds": {"timestamp": 1.7e9 + np.floor(t)},
+             "jitter": {"time": t + np.random.default_rng(0).uniform(0, 0.01, len(t))}}
+    for name, columns in files.items():
+        pd.DataFrame({**columns, "ECG": x}).to_csv(tmp_path / f"{name}.csv", index=False)
         assert len(predict.read_csv(tmp_path / f"{name}.csv", 360.0).x) == len(x)
-    with pytest.raises(dl.DataError, match=r"'time' steps 0.00277778 per row: 360 Hz if it counts seconds.*"
-                                           r"--fs says 250 Hz; give the file's sampling rate with --fs"):
-        predict.read_csv(tmp_path / "s.csv", 250.0)
-    with pytest.raises(dl.DataError, match="'t_ms' steps"):
-        predict.read_csv(tmp_path / "ms.csv", 500.0)
+        assert "warning" not in capsys.readouterr().err, name
+    assert len(predict.read_csv(tmp_path / "s.csv", 250.0).x) == len(x)
+    assert ("column 'time' steps 0.00277778 per row: 360 Hz if it counts seconds, 3.6e+05 Hz if milliseconds, but "
+            "--fs says 250 Hz; if --fs is wrong, so is every RR interval and class") in capsys.readouterr().err
+    pd.DataFrame({"time_ms": np.arange(len(x)), "ECG": x}).to_csv(tmp_path / "ms1000.csv", index=False)
+    predict.read_csv(tmp_path / "ms1000.csv", 360.0)  # 1000 Hz in milliseconds, not a sample index
+    assert "column 'time_ms' steps 1 per row" in capsys.readouterr().err
 
 
 def test_a_text_first_cell_is_a_gap_not_a_units_row(tmp_path):
@@ -558,6 +564,10 @@ def test_a_text_first_cell_is_a_gap_not_a_units_row(tmp_path):
     assert len(rec.x) == 1002 and np.isnan(rec.x[:2]).all() and rec.x[2] == 0 and rec.x[3] == 0.1
     (tmp_path / "units.csv").write_text("ECG\n[uV]\n" + values)
     assert len(predict.read_csv(tmp_path / "units.csv", 360.0).x) == 1000
+    for units in ("msec,mV", "Seconds,Volts", "hh:mm:ss.mmm,millivolts"):  # any all-text row of several columns
+        (tmp_path / "units2.csv").write_text("time,ECG\n" + units + "\n" + "".join(
+            f"{k / 360:.4f},{np.sin(k / 10):.3f}\n" for k in range(1000)))
+        assert len(predict.read_csv(tmp_path / "units2.csv", 360.0).x) == 1000, units
 
 
 def test_a_record_cut_short_and_a_foreign_onnx_model_are_named(diagnostic_run, tmp_path, capsys):
@@ -592,3 +602,22 @@ def test_an_output_that_cannot_be_written_is_one_error_line_and_leaves_nothing(d
     code, _, err = run_predict(capsys, "--model", diagnostic_run, "--record", fixture_record("100"), "--out", out)
     assert code == 2 and err.startswith("error: cannot write the outputs in") and "(100_strip.png)" in err
     assert sorted(p.name for p in out.iterdir()) == ["100_strip.png"]  # the CSV and annotations taken away
+
+
+@pytest.mark.parametrize("rows, header, expected", [
+    (["995,1011", "990,1020", "1001,1005"], None, [[995, 990, 1001], [1011, 1020, 1005]]),  # two leads' counts
+    (["0,995", "0,990", "1,1001"], None, [[0, 0, 1], [995, 990, 1001]]),  # a marker and counts
+    (["-0,145", "0,150", "1,020"], None, [[-0.145, 0.15, 1.02]]),  # one column, decimal commas (-0: no integer)
+    (["-0,145", "0,150", "1,020"], '"EKG [mV, Abl. II]"', [[-0.145, 0.15, 1.02]]),  # one name, quoted
+    (["-1,145", "0,150", "1,020"], "EKG [mV, Abl. II]", [[-1.145, 0.15, 1.02]]),  # one name, a ',' in brackets
+    (["0,0000;-0,1450", "# lead off", "# lead off", "0,0028;-0,1400"], "Zeit;EKG",
+     [[0, np.nan, np.nan, 0.0028], [-0.145, np.nan, np.nan, -0.14]]),
+])
+def test_csv_rows_of_digits_and_commas(tmp_path, rows, header, expected):
+    """Rows of whole numbers split by ',' are two columns unless the header names one column or a row reads
+    -0,... (no whole number is written so); a ';' file's comment lines do not hide its separator (they are gaps)."""
+    (tmp_path / "f.csv").write_text("".join(f"{r}\n" for r in ([header] if header else []) + rows))
+    columns = [predict.read_csv(tmp_path / "f.csv", 360.0, str(i)).x for i in range(len(expected))]
+    assert [list(c) for c in columns] == [pytest.approx(e, nan_ok=True) for e in expected]
+    with pytest.raises(dl.DataError, match="has no column"):
+        predict.read_csv(tmp_path / "f.csv", 360.0, str(len(expected)))

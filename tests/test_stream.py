@@ -203,11 +203,15 @@ def test_stream_bad_options_exit_2(realtime_run, capsys, opts, message):
     assert code == 2 and message in capsys.readouterr().err
 
 
-def test_stream_refuses_a_kind_for_a_model_file(realtime_run, capsys):
-    """--kind picks a run directory's model; with a model file it was ignored (float32 run as asked int8)."""
+def test_stream_refuses_a_kind_for_another_model_file(realtime_run, capsys):
+    """--kind picks a run directory's model; with a model file it was ignored (float32 run as asked int8). The
+    kind that names the file given is no contradiction."""
     code = main.main(["stream", "--model", str(realtime_run / "model_float32.pt"), "--kind", "dynamic-int8",
                       "--record", fixture_record("100"), "--speed", "0"])
-    assert code == 2 and "--kind chooses a model of a run directory" in capsys.readouterr().err
+    assert code == 2 and "--kind dynamic-int8 picks model_int8.pt of a run directory" in capsys.readouterr().err
+    code = main.main(["stream", "--model", str(realtime_run / "model_int8.pt"), "--kind", "dynamic-int8",
+                      "--record", fixture_record("100"), "--speed", "0", "--quiet"])
+    assert code == 0 and "dynamic-int8 model" in capsys.readouterr().out
 
 
 def test_replay_speed_paces_the_stream(realtime_run):
