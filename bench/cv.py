@@ -162,6 +162,9 @@ CONFIGS["gamma2_se"] = {"model_se": True, "gamma": 2.0}
 CONFIGS["se"] = {"model_se": True}  # real-time mode's check (gamma 1)
 CONFIGS["gamma2_maxavg"] = {"model_global_max": True, "gamma": 2.0}
 CONFIGS["maxavg"] = {"model_global_max": True}  # real-time mode's check (gamma 1)
+# Round 47: sharpness-aware minimisation (train.TrainConfig.sam_rho), a flat minimum for unseen patients.
+CONFIGS["gamma2_sam05"] = {"sam_rho": 0.05, "gamma": 2.0}
+CONFIGS["sam05"] = {"sam_rho": 0.05}  # real-time mode's check (gamma 1)
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.

@@ -153,3 +153,34 @@ def test_time_warp_stretches_each_beat_about_its_r_peak(beats):
     train, _ = beats
     real = torch.from_numpy(train.x[:64])
     torch.testing.assert_close(warp_times(real, 1e-9, torch.Generator().manual_seed(0)), real, atol=1e-4, rtol=0)
+
+
+def test_sharpness_aware_gradient_is_taken_uphill_and_leaves_weights_and_statistics():
+    """SAM's gradient is the loss's gradient at the weights moved rho along the plain gradient; the weights
+    and the batch-norm statistics are as before."""
+    from torch import nn
+
+    from train import sharpness_aware_gradient
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2)).train()
+    x, y = torch.randn(16, 3), torch.randint(0, 2, (16,))
+    loss_of = lambda: nn.functional.cross_entropy(model(x), y)  # noqa: E731
+    loss_of().backward()
+    params = list(model.parameters())
+    weights, grads = [p.detach().clone() for p in params], [p.grad.clone() for p in params]
+    stats = [model[1].running_mean.clone(), model[1].running_var.clone()]
+    rho = 0.5
+    sharpness_aware_gradient(model, loss_of, rho)
+    assert all(torch.equal(p, w) for p, w in zip(params, weights))
+    assert torch.equal(model[1].running_mean, stats[0]) and torch.equal(model[1].running_var, stats[1])
+    norm = torch.norm(torch.stack([g.norm() for g in grads]))
+    moved = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2)).train()
+    moved.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for p, g in zip(moved.parameters(), grads):
+            p.add_(g * rho / norm)
+    nn.functional.cross_entropy(moved(x), y).backward()
+    for p, q in zip(params, moved.parameters()):
+        torch.testing.assert_close(p.grad, q.grad)
+    assert not all(torch.allclose(p.grad, g) for p, g in zip(params, grads))  # not the plain gradient
