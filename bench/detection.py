@@ -54,6 +54,9 @@ def main(argv=None) -> int:
         t = time.time()
         peaks = detect_r_peaks(x, fs)
         seconds = time.time() - t
+        # `predict`'s signal quality index: the median correlation of the beats with their templates
+        match = {mode: float(np.nanmedian(dl.template_match(dl.with_templates(
+            dl.beat_windows(dl.bandpass(x, fs, mode), peaks), peaks, fs)))) for mode in dl.MODES}
         ri, di = match_beats(ref, peaks, fs)
         offsets.append(peaks[di] - ref[ri])
         tp = len(ri)
@@ -72,12 +75,13 @@ def main(argv=None) -> int:
             strips["true"] += len(match_beats(ref, got, fs)[0])  # +P: detections that are beats
             strips["first_not_a_beat"] += int(len(got) > 0 and np.abs(ref - got[0]).min() > MATCH_S * fs)
         rows[rec] = {"lead": lead, "beats": len(ref), "detected": len(peaks), "tp": tp, "fn": len(ref) - tp,
-                     "fp": len(peaks) - tp, "seconds": seconds}
+                     "fp": len(peaks) - tp, "seconds": seconds, "template_match": match}
         print(f"{rec}: Se {tp / len(ref):.4f}  +P {tp / max(len(peaks), 1):.4f}  ({seconds:.1f} s)", flush=True)
     tot = {k: sum(r[k] for r in rows.values()) for k in ("beats", "detected", "tp", "fn", "fp", "seconds")}
     se, ppv = tot["tp"] / tot["beats"], tot["tp"] / tot["detected"]
     med_offset = float(np.median(np.concatenate(offsets)))
     strip_se, strip_ppv = strips["found"] / max(strips["beats"], 1), strips["true"] / max(strips["detected"], 1)
+    low = {mode: min(rows, key=lambda rec: rows[rec]["template_match"][mode]) for mode in dl.MODES}
     lines = ["# R-peak detection on MIT-BIH", "", f"Command: `python bench/detection.py {' '.join(sys.argv[1:])}`",
              "", f"Detector: `detect.detect_r_peaks`, the causal streaming `detect.QRSDetector` (Pan-Tompkins: "
              f"5-15 Hz band, derivative, squaring, 150 ms integration, adaptive levels on the RMS slope, "
@@ -93,9 +97,15 @@ def main(argv=None) -> int:
              f"{100 * strip_ppv:.2f}%**; the first detection is no beat in {strips['first_not_a_beat']} strips "
              f"(a cut between a QRS and its T wave shows the T wave first); of the beats in a strip's first 0.25 s, "
              f"{strips['early_found']} of {strips['early']} are found.", "",
-             "| record | beats | detected | FN | FP | Se (%) | +P (%) | time (s) |", "|---|---|---|---|---|---|---|---|"]
+             "**Template match** (`predict`'s signal quality index, warned of under 0.5: each record's median "
+             "correlation of its beats, at the detected R-peaks, with their templates): lowest "
+             + ", ".join(f"{rows[low[m]]['template_match'][m]:.2f} in {m} mode (record {low[m]})" for m in dl.MODES)
+             + ".", "",
+             "| record | beats | detected | FN | FP | Se (%) | +P (%) | time (s) | template match (diag. / real-time) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {rec} | {r['beats']} | {r['detected']} | {r['fn']} | {r['fp']} | {100 * r['tp'] / r['beats']:.2f} | "
-              f"{100 * r['tp'] / max(r['detected'], 1):.2f} | {r['seconds']:.2f} |" for rec, r in rows.items()]
+              f"{100 * r['tp'] / max(r['detected'], 1):.2f} | {r['seconds']:.2f} | "
+              f"{r['template_match']['diagnostic']:.2f} / {r['template_match']['realtime']:.2f} |" for rec, r in rows.items()]
     write_json(Path(args.out).with_suffix(".json"), {"total": {**tot, "se": se, "ppv": ppv, "median_offset_samples": med_offset},
                                                       "strips": {**strips, "se": strip_se, "ppv": strip_ppv}, "records": rows,
                                                       "wall_seconds": time.time() - t0,
