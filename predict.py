@@ -404,7 +404,7 @@ def _header_names(header: str) -> list[str]:
 UNIT_WORD = re.compile(r"^[\[(]?[A-Za-zµμ°%/. ]{1,16}[\])]?$")
 GAP_WORD = re.compile(r"off|lead|err|null|none|missing|gap|invalid|sat|^n/?a$|-", re.I)
 # A CSV column named as a time: checked against --fs.
-TIME_COLUMN = re.compile(r"time|zeit|temps|tiempo|tempo|^t$|^t[ _\[(]|sec|\[m?s\]|\(m?s\)|_m?s$", re.I)
+TIME_COLUMN = re.compile(r"time|zeit|temps|tiempo|tempo|^t$|^t[ _\[(]|\bsecs?\b|seconds|\[m?s\]|\(m?s\)|_m?s$", re.I)
 TIME_UNITS = {"seconds": 1.0, "milliseconds": 1e3, "microseconds": 1e6, "nanoseconds": 1e9, "minutes": 1 / 60,
               "days": 1 / 86400}
 
@@ -496,7 +496,7 @@ def check_rate(fs: float, name: str, source: str) -> None:
     low, high = FS_RANGE
     if not low <= fs <= high:
         fix = ("it is samples per second (e.g. 250 or 360), not the time between samples" if source == "--fs" else
-               "an ECG lead is sampled at 100 Hz or more: is this signal an ECG? (choose another with --lead)")
+               "is this signal an ECG? (choose another with --lead)")
         raise InputError(f"{name}: a sampling rate of {fs:g} Hz ({source}) is outside {low:g}-{high:g} Hz; {fix}")
 
 
