@@ -44,6 +44,9 @@ class InputError(dl.DataError):
     """Input the user can fix; the message names the problem and the fix."""
 
 
+ECG_NAME = re.compile(r"ECG|EKG|^(I|II|III|aV[RLF]|V[1-6]|ML.*)$", re.I)  # a lead's name, as records call them
+
+
 def warn(msg: str) -> None:
     print(f"warning: {msg}", file=sys.stderr)
 
@@ -156,7 +159,7 @@ def choose_lead(names: list[str], lead: str | None, source: str, word: str, firs
     unknown one is an error."""
     if lead is None:
         # MLII, else the first that looks like an ECG lead (a file may start with respiration or SpO2)
-        ecg = [n for n in names if re.search(r"ECG|EKG|^(I|II|III|aV[RLF]|V[1-6]|ML.*)$", n.strip(), re.I)]
+        ecg = [n for n in names if ECG_NAME.search(n.strip())]
         lead = dl.LEAD if dl.LEAD in names else (ecg or names)[0]
         if lead != dl.LEAD:
             warn(f"{source} has no {dl.LEAD} {word}; using its {'first ECG-like' if ecg else 'first'} {first} {lead!r} "
@@ -333,9 +336,11 @@ def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
         if not leads:
             raise InputError(f"{path} has no numeric column that could be an ECG lead; columns: "
                              f"{', '.join(map(str, frame.columns))} (choose one with --column)")
-        col = leads[0]
+        ecg = [c for c in leads if ECG_NAME.search(str(c).strip())]  # as a record's lead: an ECG-like name first
+        col = (ecg or leads)[0]
         if len(leads) > 1:
-            warn(f"{path.name} has several numeric columns; using {col!r} (choose one with --column)")
+            warn(f"{path.name} has several numeric columns; using {'its first ECG-like' if ecg else 'the first'}, "
+                 f"{col!r} (choose one with --column)")
     elif column in frame.columns:
         col = column
     elif column.lstrip("-").isdigit() and -frame.shape[1] <= int(column) < frame.shape[1]:

@@ -621,3 +621,14 @@ def test_csv_rows_of_digits_and_commas(tmp_path, rows, header, expected):
     assert [list(c) for c in columns] == [pytest.approx(e, nan_ok=True) for e in expected]
     with pytest.raises(dl.DataError, match="has no column"):
         predict.read_csv(tmp_path / "f.csv", 360.0, str(len(expected)))
+
+
+def test_a_csv_lead_is_chosen_by_its_name_as_a_records_is(tmp_path, capsys):
+    """time, Resp, ECG: the ECG column, as --lead would choose in a record (it was the first, Resp)."""
+    k = np.arange(3000)
+    pd.DataFrame({"time": k / 360, "Resp": np.sin(k / 500), "ECG": np.sin(k / 10)}).to_csv(tmp_path / "f.csv",
+                                                                                        index=False)
+    assert predict.read_csv(tmp_path / "f.csv", 360.0).lead == "ECG"
+    assert "using its first ECG-like, 'ECG'" in capsys.readouterr().err
+    pd.DataFrame({"a": np.sin(k / 500), "b": np.sin(k / 10)}).to_csv(tmp_path / "g.csv", index=False)
+    assert predict.read_csv(tmp_path / "g.csv", 360.0).lead == "a"  # no ECG-like name: the first
