@@ -119,9 +119,9 @@ def sharpness_aware_gradient(model, loss_of, rho: float) -> None:
     params = [p for p in model.parameters() if p.grad is not None]
     norm = torch.norm(torch.stack([p.grad.norm() for p in params])) + 1e-12
     with torch.no_grad():
-        moves = [p.grad * (rho / norm) for p in params]
-        for p, e in zip(params, moves):
-            p.add_(e)
+        kept = [p.detach().clone() for p in params]  # restored exactly (w + e - e need not be w in floats)
+        for p in params:
+            p.add_(p.grad * (rho / norm))
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
     for m in norms:
@@ -131,8 +131,8 @@ def sharpness_aware_gradient(model, loss_of, rho: float) -> None:
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     with torch.no_grad():
-        for p, e in zip(params, moves):
-            p.sub_(e)
+        for p, w in zip(params, kept):
+            p.copy_(w)
 
 
 def sample_weights(y: np.ndarray, balance: float) -> torch.Tensor:
