@@ -51,6 +51,9 @@ class TrainConfig:
     # minimum is said to carry better to data unlike the training set (here: unseen patients). Twice the
     # cost per step. 0: off.
     sam_rho: float = 0.0
+    # Label smoothing in the focal loss (losses.FocalLoss): 1 - this on the beat's class, the rest spread
+    # over all classes, so no beat is learnt with certainty. 0: off.
+    label_smoothing: float = 0.0
 
 
 def seed_everything(seed: int) -> None:
@@ -174,7 +177,7 @@ def fit(model, train: Beats, val: Beats, cfg: TrainConfig, progress: bool = True
     x, rr, y = to_tensors(train, device)
     if val is not None:
         vx, vrr, vy = to_tensors(val, device)
-    loss_fn = FocalLoss(cfg.gamma, cfg.alpha).to(device)
+    loss_fn = FocalLoss(cfg.gamma, cfg.alpha, cfg.label_smoothing).to(device)
     offset = torch.zeros(len(CLASSES), device=device)
     offset[CLASSES.index("S")] = cfg.s_offset
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

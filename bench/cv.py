@@ -165,6 +165,9 @@ CONFIGS["maxavg"] = {"model_global_max": True}  # real-time mode's check (gamma 
 # Round 47: sharpness-aware minimisation (train.TrainConfig.sam_rho), a flat minimum for unseen patients.
 CONFIGS["gamma2_sam05"] = {"sam_rho": 0.05, "gamma": 2.0}
 CONFIGS["sam05"] = {"sam_rho": 0.05}  # real-time mode's check (gamma 1)
+# Round 48: label smoothing 0.1 in the focal loss (train.TrainConfig.label_smoothing).
+CONFIGS["gamma2_smooth10"] = {"label_smoothing": 0.1, "gamma": 2.0}
+CONFIGS["smooth10"] = {"label_smoothing": 0.1}  # real-time mode's check (gamma 1)
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.
