@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -172,8 +174,9 @@ def split_records(max_records: int | None, validate: bool = False):
     return cut([r for r in dl.DS1 if r not in val]), cut(val), cut(dl.DS2)
 
 
-def run(args) -> dict:
-    """The whole experiment; returns the metrics written to metrics.json."""
+def run(args, made: dict | None = None) -> dict:
+    """The whole experiment; returns the metrics written to metrics.json. `made` (main's) learns which
+    config.json this run wrote, for undo_failed_run."""
     import torch
 
     from evaluate import classification_report, confusion, metrics, plot_confusion, plot_history, write_report
@@ -198,6 +201,8 @@ def run(args) -> dict:
     # and before config.json marks the directory as holding a run.
     dl.ensure_records(args.data_dir, train_recs + val_recs + test_recs, offline=args.offline)
     write_json(out / "config.json", config)
+    if made is not None:  # this file, not another run's of the same --out: written by rename, its own inode
+        made["config"] = (out / "config.json").stat().st_ino
     load = lambda recs: dl.load_beats(args.data_dir, recs, args.mode, args.cache_dir,  # noqa: E731
                                       offline=True, progress=progress)
     t_pre = time.time()
@@ -266,9 +271,13 @@ def main(argv=None) -> int:
         return importlib.import_module(argv[0]).main(argv[1:])
     args = build_parser().parse_args(argv)
     made = {}  # what a failed run takes away again: no folder marked as holding a run that is not there
+    stop = lambda signum, frame: sys.exit(128 + signum)  # noqa: E731  (kill, a closed terminal: undone as Ctrl-C)
+    signals = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    before = ({s: signal.signal(s, stop) for s in signals}
+              if threading.current_thread() is threading.main_thread() else {})
     try:
         check_args(args, made)
-        run(args)
+        run(args, made)
     except BaseException as exc:
         undo_failed_run(args, made)
         if isinstance(exc, (ConfigError, dl.DataError)):
@@ -279,24 +288,31 @@ def main(argv=None) -> int:
         elif isinstance(exc, KeyboardInterrupt):
             print("interrupted", file=sys.stderr)
             return 130
+        elif isinstance(exc, SystemExit):  # SIGTERM, SIGHUP
+            print("stopped", file=sys.stderr)
+            raise
         else:
             raise
         return 2
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
     return 0
 
 
 def undo_failed_run(args, made: dict) -> None:
-    """After a failed run (`made` from check_args): the config.json it wrote (the mark of a run) removed, so the
-    same command can run again, and each folder it made removed if still empty. Nothing else is removed: files
-    written before the failure are whole (written under a temporary name, then renamed) and stay."""
+    """After a failed run (`made` from check_args and run): the config.json it wrote (the mark of a run) removed,
+    so the same command can run again, and each folder it made removed if still empty. An --overwrite run that
+    wrote its config.json has replaced the earlier run's mark: the folder then holds no run. Nothing else is
+    removed: files written before the failure are whole (written under a temporary name, then renamed) and stay."""
     from contextlib import suppress
 
     if "had_config" not in made:  # refused before the folders were looked at
         return
     out = Path(args.out)
     with suppress(OSError):  # (what cannot be removed stays; the error printed is the run's own)
-        if not made["had_config"]:
-            (out / "config.json").unlink(missing_ok=True)
+        if "config" in made and (out / "config.json").stat().st_ino == made["config"]:  # this run's, no other's
+            (out / "config.json").unlink()
     for path, key in ((out, "out"), (Path(args.cache_dir), "cache")):
         with suppress(OSError):
             if made.get(key) and path.is_dir() and not any(path.iterdir()):

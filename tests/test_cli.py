@@ -112,6 +112,49 @@ def test_a_refused_or_failed_run_never_removes_what_it_did_not_make(tmp_path, ca
     assert not (tmp_path / "work" / "config.json").exists()
 
 
+def test_a_failed_overwrite_leaves_no_mark_and_another_runs_mark_is_kept(tmp_path, capsys, monkeypatch):
+    """--overwrite over a run that then fails: its config.json replaced the earlier run's, so the folder holds
+    no run any more (no mark over a mix of two runs). A config.json another run wrote since stays."""
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    out.mkdir()
+    (out / "config.json").write_text('{"mode": "diagnostic"}')
+    (out / "metrics.json").write_text("{}")
+    with monkeypatch.context() as m:
+        m.setattr(dl, "load_beats", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+        assert main.main(smoke_args(out, cache, "--overwrite")) == 130
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json"]
+    capsys.readouterr()
+    args = main.build_parser().parse_args(smoke_args(out, cache))
+    made = {}
+    main.check_args(args, made)
+    (out / "config.json").write_text("{}")
+    made["config"] = (out / "config.json").stat().st_ino
+    (out / "other.json").write_text('{"mode": "realtime"}')
+    (out / "other.json").replace(out / "config.json")  # a run beside it with the same --out wrote its own
+    main.undo_failed_run(args, made)
+    assert (out / "config.json").read_text() == '{"mode": "realtime"}'
+
+
+def test_a_run_stopped_by_sigterm_leaves_no_mark(tmp_path):
+    """`timeout`, a job scheduler or a closed terminal stop a run with SIGTERM or SIGHUP: undone as Ctrl-C."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    script = ("import sys, time; sys.path.insert(0, sys.argv[1]); import data_loader as dl, main; "
+              "dl.load_beats = lambda *a, **k: time.sleep(60); sys.exit(main.main(sys.argv[2:]))")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(ROOT), *smoke_args(out, tmp_path / "cache")],
+                            stderr=subprocess.PIPE, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while not (out / "config.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (out / "config.json").exists()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert proc.stderr.read().decode().strip() == "stopped"
+    assert not out.exists()  # its mark removed, and the folder it made with it
+
+
 def _corrupt(path, at=5000):
     data = bytearray(path.read_bytes())
     data[at] ^= 0xFF
