@@ -45,6 +45,14 @@ class InputError(dl.DataError):
 
 
 ECG_NAME = re.compile(r"ECG|EKG|^(I|II|III|aV[RLF]|V[1-6]|ML.*)$", re.I)  # a lead's name, as records call them
+NOT_A_LEAD = re.compile(r"rate|bpm|^hr\b|_hr\b|peak|beat|qual|sqi|class|label|annot", re.I)  # derived from a lead
+
+
+def lead_like(name) -> bool:
+    """Whether a signal's name is an ECG lead's: ECG, EKG, I-III, aVR-aVF, V1-V6, ML..., also with a unit or
+    'Lead' around it ('Lead II', 'V1 [mV]'); not a value derived from one ('ECG_Rate', 'ECG R-peak')."""
+    core = re.sub(r"^lead[\s_-]*", "", re.sub(r"[\[(].*?[\])]", "", str(name)).strip(), flags=re.I).strip()
+    return bool(ECG_NAME.search(core)) and not NOT_A_LEAD.search(str(name))
 
 
 def warn(msg: str) -> None:
@@ -159,7 +167,7 @@ def choose_lead(names: list[str], lead: str | None, source: str, word: str, firs
     unknown one is an error."""
     if lead is None:
         # MLII, else the first that looks like an ECG lead (a file may start with respiration or SpO2)
-        ecg = [n for n in names if ECG_NAME.search(n.strip())]
+        ecg = [n for n in names if lead_like(n)]
         lead = dl.LEAD if dl.LEAD in names else (ecg or names)[0]
         if lead != dl.LEAD:
             warn(f"{source} has no {dl.LEAD} {word}; using its {'first ECG-like' if ecg else 'first'} {first} {lead!r} "
@@ -336,10 +344,11 @@ def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
         if not leads:
             raise InputError(f"{path} has no numeric column that could be an ECG lead; columns: "
                              f"{', '.join(map(str, frame.columns))} (choose one with --column)")
-        ecg = [c for c in leads if ECG_NAME.search(str(c).strip())]  # as a record's lead: an ECG-like name first
+        # as a record's lead: MLII first, then an ECG-like name
+        ecg = [c for c in leads if str(c).strip() == dl.LEAD] + [c for c in leads if lead_like(c)]
         col = (ecg or leads)[0]
         if len(leads) > 1:
-            warn(f"{path.name} has several numeric columns; using {'its first ECG-like' if ecg else 'the first'}, "
+            warn(f"{path.name} has several numeric columns; using {'its ' + dl.LEAD if str(col).strip() == dl.LEAD else 'its first ECG-like' if ecg else 'the first'}, "
                  f"{col!r} (choose one with --column)")
     elif column in frame.columns:
         col = column
@@ -357,7 +366,7 @@ def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
     return Recording(values, float(fs), path.stem, str(col), str(path.resolve()))
 
 
-DIALECT_ROWS = 50  # rows under the first that tell a CSV's separator and decimal mark
+DIALECT_ROWS = 2000  # rows under the first that tell a CSV's separator and decimal mark (a few seconds of signal)
 
 
 def csv_dialect(header: str, rows: list[str], name: str) -> tuple[str, str]:
@@ -367,20 +376,22 @@ def csv_dialect(header: str, rows: list[str], name: str) -> tuple[str, str]:
 
     ';' or tab between columns (',' is then the decimal mark if the rows hold one, as in much of Europe),
     else ','. Where every row is one ',' between digits, the ',' is one column's decimal mark (-0,145) if
-    the header names one column, or, without a header, if a row reads -0,...; else it is two columns of
-    whole numbers (995,1011: two leads' ADC counts)."""
+    the header names one column, or if a row reads -0,... or has a 0 after the ',' and more digits (0,055);
+    else it is two columns of whole numbers (995,1011: two leads' ADC counts)."""
     rows = [r for r in rows if any(c.isdigit() for c in r) and not r.lstrip().startswith("#")] or [header]
     for sep in (";", "\t"):
         if sum(sep in r for r in rows) >= 0.9 * len(rows):
             return sep, "," if any("," in r for r in rows) else "."
     if not any("," in r for r in rows):
         return ",", "."  # one column, decimal points
-    one_decimal = re.compile(r'^\s*"?([-+]?\d+),\d+"?\s*$')
+    one_decimal = re.compile(r'^\s*"?([-+]?\d+),(\d+)"?\s*$')
     if not all(one_decimal.match(r) for r in rows):
         return ",", "."
     headerless = bool(one_decimal.match(header))
-    negative_zero = any(one_decimal.match(r).group(1) in ("-0", "+0") for r in [*rows, *([header] * headerless)])
-    if not headerless and len(_header_names(header)) == 1 or negative_zero:
+    parts = [one_decimal.match(r).groups() for r in [*rows, *([header] * headerless)]]
+    # No whole number is written -0, nor with a leading 0 (055): a decimal comma's digits are
+    decimal = any(whole in ("-0", "+0") or (len(frac) > 1 and frac[0] == "0") for whole, frac in parts)
+    if not headerless and len(_header_names(header)) == 1 or decimal:
         if headerless:
             warn(f"{name}: each row is one number with a decimal comma ({header.strip()} = "
                  f"{header.strip().strip(chr(34)).replace(',', '.')}); if it holds two columns of whole numbers, "
@@ -668,7 +679,7 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--csv", help="CSV file, one column per signal (a header row naming them is optional)")
     src.add_argument("--edf", help="EDF or EDF+ file")
     p.add_argument("--lead", default=None, help="WFDB or EDF lead (default MLII, else the first ECG-like signal, else the first)")
-    p.add_argument("--column", default=None, help="CSV column name or 0-based index (default: first numeric)")
+    p.add_argument("--column", default=None, help="CSV column name or 0-based index (default: MLII, else the first ECG-like, else the first numeric)")
     p.add_argument("--fs", type=float, default=None, help="CSV sampling rate in Hz (required with --csv)")
 
 

@@ -608,6 +608,8 @@ def test_an_output_that_cannot_be_written_is_one_error_line_and_leaves_nothing(d
     (["995,1011", "990,1020", "1001,1005"], None, [[995, 990, 1001], [1011, 1020, 1005]]),  # two leads' counts
     (["0,995", "0,990", "1,1001"], None, [[0, 0, 1], [995, 990, 1001]]),  # a marker and counts
     (["-0,145", "0,150", "1,020"], None, [[-0.145, 0.15, 1.02]]),  # one column, decimal commas (-0: no integer)
+    (["0,355", "0,061", "0,350"], None, [[0.355, 0.061, 0.35]]),  # all positive: 061 is no whole number
+    (["0,355", "0,061", "0,350"], "EKG, mV", [[0.355, 0.061, 0.35]]),  # a ',' in the one name
     (["-0,145", "0,150", "1,020"], '"EKG [mV, Abl. II]"', [[-0.145, 0.15, 1.02]]),  # one name, quoted
     (["-1,145", "0,150", "1,020"], "EKG [mV, Abl. II]", [[-1.145, 0.15, 1.02]]),  # one name, a ',' in brackets
     (["0,0000;-0,1450", "# lead off", "# lead off", "0,0028;-0,1400"], "Zeit;EKG",
@@ -615,7 +617,8 @@ def test_an_output_that_cannot_be_written_is_one_error_line_and_leaves_nothing(d
 ])
 def test_csv_rows_of_digits_and_commas(tmp_path, rows, header, expected):
     """Rows of whole numbers split by ',' are two columns unless the header names one column or a row reads
-    -0,... (no whole number is written so); a ';' file's comment lines do not hide its separator (they are gaps)."""
+    -0,... or 0,0... (no whole number is written so); a ';' file's comment lines do not hide its separator (they
+    are gaps)."""
     (tmp_path / "f.csv").write_text("".join(f"{r}\n" for r in ([header] if header else []) + rows))
     columns = [predict.read_csv(tmp_path / "f.csv", 360.0, str(i)).x for i in range(len(expected))]
     assert [list(c) for c in columns] == [pytest.approx(e, nan_ok=True) for e in expected]
@@ -623,12 +626,21 @@ def test_csv_rows_of_digits_and_commas(tmp_path, rows, header, expected):
         predict.read_csv(tmp_path / "f.csv", 360.0, str(len(expected)))
 
 
-def test_a_csv_lead_is_chosen_by_its_name_as_a_records_is(tmp_path, capsys):
-    """time, Resp, ECG: the ECG column, as --lead would choose in a record (it was the first, Resp)."""
+@pytest.mark.parametrize("names, chosen", [(("time", "Resp", "ECG"), "ECG"), (("time", "V5", "MLII"), "MLII"),
+                                           (("time", "Resp", "Lead II"), "Lead II"), (("Resp", "V1 [mV]"), "V1 [mV]"),
+                                           (("ECG_Rate", "ECG_Raw"), "ECG_Raw")])
+def test_a_csv_lead_is_chosen_by_its_name_as_a_records_is(tmp_path, capsys, names, chosen):
+    """MLII, else the first ECG-like name, as --lead would choose in a record (it was the first column that is
+    not a time or counter: Resp, V5, a heart rate)."""
     k = np.arange(3000)
-    pd.DataFrame({"time": k / 360, "Resp": np.sin(k / 500), "ECG": np.sin(k / 10)}).to_csv(tmp_path / "f.csv",
-                                                                                        index=False)
-    assert predict.read_csv(tmp_path / "f.csv", 360.0).lead == "ECG"
-    assert "using its first ECG-like, 'ECG'" in capsys.readouterr().err
+    columns = {n: (k / 360 if n == "time" else np.sin(k / (10 + 7 * i))) for i, n in enumerate(names)}
+    pd.DataFrame(columns).to_csv(tmp_path / "f.csv", index=False)
+    assert predict.read_csv(tmp_path / "f.csv", 360.0).lead == chosen
+    assert f"'{chosen}'" in capsys.readouterr().err
+    assert predict.lead_like(chosen)
+
+
+def test_a_csv_without_lead_names_takes_its_first_numeric_column(tmp_path):
+    k = np.arange(3000)
     pd.DataFrame({"a": np.sin(k / 500), "b": np.sin(k / 10)}).to_csv(tmp_path / "g.csv", index=False)
     assert predict.read_csv(tmp_path / "g.csv", 360.0).lead == "a"  # no ECG-like name: the first
