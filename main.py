@@ -273,12 +273,14 @@ def main(argv=None) -> int:
     made = {}  # what a failed run takes away again: no folder marked as holding a run that is not there
     stop = lambda signum, frame: sys.exit(128 + signum)  # noqa: E731  (kill, a closed terminal: undone as Ctrl-C)
     signals = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
-    before = ({s: signal.signal(s, stop) for s in signals}
+    before = ({s: signal.signal(s, stop) for s in signals if signal.getsignal(s) is not signal.SIG_IGN}  # (nohup)
               if threading.current_thread() is threading.main_thread() else {})
     try:
         check_args(args, made)
         run(args, made)
     except BaseException as exc:
+        for s in before:  # a second signal does not cut the undo short
+            signal.signal(s, signal.SIG_IGN)
         undo_failed_run(args, made)
         if isinstance(exc, (ConfigError, dl.DataError)):
             print(f"error: {exc}", file=sys.stderr)

@@ -45,14 +45,30 @@ class InputError(dl.DataError):
 
 
 ECG_NAME = re.compile(r"ECG|EKG|^(I|II|III|aV[RLF]|V[1-6]|ML.*)$", re.I)  # a lead's name, as records call them
-NOT_A_LEAD = re.compile(r"rate|bpm|^hr\b|_hr\b|peak|beat|qual|sqi|class|label|annot", re.I)  # derived from a lead
+# A value derived from a lead, not the lead: a rate, an RR interval, a peak or beat mark, a quality index, a label
+NOT_A_LEAD = re.compile(r"(^|[\s_]|heart)rate\b|bpm|(^|[\s_])(hr|rr)\b|peak|beat|qual|sqi|class|label|annot", re.I)
+UNIT = re.compile(r"[\[(]\s*([^\])]*?)\s*[\])]")  # 'V5 (mV)', 'MLII [uV]'
+
+
+def lead_core(name) -> str:
+    """A signal's name without quotes, a unit in brackets or a 'Lead' before it: 'Lead II (mV)' -> 'II'."""
+    core = UNIT.sub("", str(name).strip().strip("'\"")).strip()
+    return re.sub(r"^lead[\s_-]*", "", core, flags=re.I).strip()
 
 
 def lead_like(name) -> bool:
-    """Whether a signal's name is an ECG lead's: ECG, EKG, I-III, aVR-aVF, V1-V6, ML..., also with a unit or
-    'Lead' around it ('Lead II', 'V1 [mV]'); not a value derived from one ('ECG_Rate', 'ECG R-peak')."""
-    core = re.sub(r"^lead[\s_-]*", "", re.sub(r"[\[(].*?[\])]", "", str(name)).strip(), flags=re.I).strip()
-    return bool(ECG_NAME.search(core)) and not NOT_A_LEAD.search(str(name))
+    """Whether a signal's name is an ECG lead's: ECG, EKG, I-III, aVR-aVF, V1-V6, ML..., also with a voltage
+    unit or 'Lead' around it ('Lead II', 'V1 [mV]'); not a value derived from one ('ECG_Rate', 'ECG HR') nor
+    another quantity ('I [mA]')."""
+    units = UNIT.findall(str(name))
+    if any(not re.fullmatch(r"[mµuμn]?V", u) for u in units):
+        return False
+    return bool(ECG_NAME.search(lead_core(name))) and not NOT_A_LEAD.search(str(name))
+
+
+def is_mlii(name) -> bool:
+    """The lead the model was trained on (dl.LEAD), also with quotes or a voltage unit: 'MLII (mV)'."""
+    return lead_core(name).upper() == dl.LEAD and lead_like(name)
 
 
 def warn(msg: str) -> None:
@@ -167,9 +183,9 @@ def choose_lead(names: list[str], lead: str | None, source: str, word: str, firs
     unknown one is an error."""
     if lead is None:
         # MLII, else the first that looks like an ECG lead (a file may start with respiration or SpO2)
-        ecg = [n for n in names if lead_like(n)]
+        ecg = [n for n in names if is_mlii(n)] + [n for n in names if lead_like(n)]
         lead = dl.LEAD if dl.LEAD in names else (ecg or names)[0]
-        if lead != dl.LEAD:
+        if not is_mlii(lead):
             warn(f"{source} has no {dl.LEAD} {word}; using its {'first ECG-like' if ecg else 'first'} {first} {lead!r} "
                  f"(the model was trained on MLII; choose another with --lead)")
     elif lead not in names:
@@ -345,11 +361,11 @@ def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
             raise InputError(f"{path} has no numeric column that could be an ECG lead; columns: "
                              f"{', '.join(map(str, frame.columns))} (choose one with --column)")
         # as a record's lead: MLII first, then an ECG-like name
-        ecg = [c for c in leads if str(c).strip() == dl.LEAD] + [c for c in leads if lead_like(c)]
+        ecg = [c for c in leads if is_mlii(c)] + [c for c in leads if lead_like(c)]
         col = (ecg or leads)[0]
         if len(leads) > 1:
-            warn(f"{path.name} has several numeric columns; using {'its ' + dl.LEAD if str(col).strip() == dl.LEAD else 'its first ECG-like' if ecg else 'the first'}, "
-                 f"{col!r} (choose one with --column)")
+            which = f"its {dl.LEAD}" if is_mlii(col) else "its first ECG-like" if ecg else "the first"
+            warn(f"{path.name} has several numeric columns; using {which}, {col!r} (choose one with --column)")
     elif column in frame.columns:
         col = column
     elif column.lstrip("-").isdigit() and -frame.shape[1] <= int(column) < frame.shape[1]:
@@ -375,9 +391,9 @@ def csv_dialect(header: str, rows: list[str], name: str) -> tuple[str, str]:
     starts with a row of data.
 
     ';' or tab between columns (',' is then the decimal mark if the rows hold one, as in much of Europe),
-    else ','. Where every row is one ',' between digits, the ',' is one column's decimal mark (-0,145) if
-    the header names one column, or if a row reads -0,... or has a 0 after the ',' and more digits (0,055);
-    else it is two columns of whole numbers (995,1011: two leads' ADC counts)."""
+    else ','. Where every row is one ',' between digits (or a whole number), the ',' is one column's decimal
+    mark (-0,145) if the header names one column, or if a row reads -0,... or has a 0 after the ',' and more
+    digits (0,055); else it is two columns of whole numbers (995,1011: two leads' ADC counts)."""
     rows = [r for r in rows if any(c.isdigit() for c in r) and not r.lstrip().startswith("#")] or [header]
     for sep in (";", "\t"):
         if sum(sep in r for r in rows) >= 0.9 * len(rows):
@@ -385,10 +401,11 @@ def csv_dialect(header: str, rows: list[str], name: str) -> tuple[str, str]:
     if not any("," in r for r in rows):
         return ",", "."  # one column, decimal points
     one_decimal = re.compile(r'^\s*"?([-+]?\d+),(\d+)"?\s*$')
-    if not all(one_decimal.match(r) for r in rows):
+    whole = re.compile(r'^\s*"?[-+]?\d+"?\s*$')  # a row of one whole number: 0 as Excel or %g write 0,000
+    if not all(one_decimal.match(r) or whole.match(r) for r in rows):
         return ",", "."
     headerless = bool(one_decimal.match(header))
-    parts = [one_decimal.match(r).groups() for r in [*rows, *([header] * headerless)]]
+    parts = [one_decimal.match(r).groups() for r in [*rows, *([header] * headerless)] if one_decimal.match(r)]
     # No whole number is written -0, nor with a leading 0 (055): a decimal comma's digits are
     decimal = any(whole in ("-0", "+0") or (len(frac) > 1 and frac[0] == "0") for whole, frac in parts)
     if not headerless and len(_header_names(header)) == 1 or decimal:
@@ -678,8 +695,10 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--record", help="WFDB record path without extension")
     src.add_argument("--csv", help="CSV file, one column per signal (a header row naming them is optional)")
     src.add_argument("--edf", help="EDF or EDF+ file")
-    p.add_argument("--lead", default=None, help="WFDB or EDF lead (default MLII, else the first ECG-like signal, else the first)")
-    p.add_argument("--column", default=None, help="CSV column name or 0-based index (default: MLII, else the first ECG-like, else the first numeric)")
+    p.add_argument("--lead", default=None,
+                   help="WFDB or EDF lead (default MLII, else the first ECG-like signal, else the first)")
+    p.add_argument("--column", default=None, help="CSV column name or 0-based index "
+                                                   "(default: MLII, else the first ECG-like, else the first numeric)")
     p.add_argument("--fs", type=float, default=None, help="CSV sampling rate in Hz (required with --csv)")
 
 

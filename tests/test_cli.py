@@ -155,6 +155,26 @@ def test_a_run_stopped_by_sigterm_leaves_no_mark(tmp_path):
     assert not out.exists()  # its mark removed, and the folder it made with it
 
 
+def test_a_run_under_nohup_is_not_stopped_by_sighup(tmp_path):
+    """nohup ignores SIGHUP so that a run outlives its terminal: the run keeps it ignored."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    script = ("import signal, sys, time; signal.signal(signal.SIGHUP, signal.SIG_IGN); sys.path.insert(0, sys.argv[1]); "
+              "import data_loader as dl, main\n"
+              "def slow(*a, **k):\n    time.sleep(3)\n    raise KeyboardInterrupt\n"
+              "dl.load_beats = slow; sys.exit(main.main(sys.argv[2:]))")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(ROOT), *smoke_args(out, tmp_path / "cache")],
+                            stderr=subprocess.PIPE, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while not (out / "config.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(timeout=60) == 130  # it ran on, to the interruption the test made
+    assert proc.stderr.read().decode().strip() == "interrupted"
+
+
 def _corrupt(path, at=5000):
     data = bytearray(path.read_bytes())
     data[at] ^= 0xFF

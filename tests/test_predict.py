@@ -610,6 +610,7 @@ def test_an_output_that_cannot_be_written_is_one_error_line_and_leaves_nothing(d
     (["-0,145", "0,150", "1,020"], None, [[-0.145, 0.15, 1.02]]),  # one column, decimal commas (-0: no integer)
     (["0,355", "0,061", "0,350"], None, [[0.355, 0.061, 0.35]]),  # all positive: 061 is no whole number
     (["0,355", "0,061", "0,350"], "EKG, mV", [[0.355, 0.061, 0.35]]),  # a ',' in the one name
+    (["0,355", "0", "0,061"], "ECG", [[0.355, 0, 0.061]]),  # 0,000 written as 0 (Excel, %g)
     (["-0,145", "0,150", "1,020"], '"EKG [mV, Abl. II]"', [[-0.145, 0.15, 1.02]]),  # one name, quoted
     (["-1,145", "0,150", "1,020"], "EKG [mV, Abl. II]", [[-1.145, 0.15, 1.02]]),  # one name, a ',' in brackets
     (["0,0000;-0,1450", "# lead off", "# lead off", "0,0028;-0,1400"], "Zeit;EKG",
@@ -628,7 +629,9 @@ def test_csv_rows_of_digits_and_commas(tmp_path, rows, header, expected):
 
 @pytest.mark.parametrize("names, chosen", [(("time", "Resp", "ECG"), "ECG"), (("time", "V5", "MLII"), "MLII"),
                                            (("time", "Resp", "Lead II"), "Lead II"), (("Resp", "V1 [mV]"), "V1 [mV]"),
-                                           (("ECG_Rate", "ECG_Raw"), "ECG_Raw")])
+                                           (("ECG_Rate", "ECG_Raw"), "ECG_Raw"),
+                                           (("V5 (mV)", "MLII (mV)"), "MLII (mV)"), (("ECG HR", "RESP", "II"), "II"),
+                                           (("I [mA]", "ECG"), "ECG"), (("Resp", "ECG calibrated", "V1"), "ECG calibrated")])
 def test_a_csv_lead_is_chosen_by_its_name_as_a_records_is(tmp_path, capsys, names, chosen):
     """MLII, else the first ECG-like name, as --lead would choose in a record (it was the first column that is
     not a time or counter: Resp, V5, a heart rate)."""
@@ -644,3 +647,10 @@ def test_a_csv_without_lead_names_takes_its_first_numeric_column(tmp_path):
     k = np.arange(3000)
     pd.DataFrame({"a": np.sin(k / 500), "b": np.sin(k / 10)}).to_csv(tmp_path / "g.csv", index=False)
     assert predict.read_csv(tmp_path / "g.csv", 360.0).lead == "a"  # no ECG-like name: the first
+
+
+def test_a_records_lead_is_mlii_with_a_unit_too(capsys):
+    assert predict.choose_lead(["V5 (mV)", "MLII (mV)"], None, "record r", "lead", "channel") == "MLII (mV)"
+    assert capsys.readouterr().err == ""  # MLII: no warning
+    assert predict.choose_lead(["RESP", "ECG HR", "II"], None, "record r", "lead", "channel") == "II"
+    assert "has no MLII lead; using its first ECG-like channel 'II'" in capsys.readouterr().err
