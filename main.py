@@ -143,8 +143,8 @@ def check_args(args, made: dict | None = None) -> None:
         args.out = f"runs/{args.mode}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     args.out = os.path.normpath(args.out)  # 'new/..' is '.' and 'a/new/../b' is 'a/b', as they are once made
     out = Path(args.out)
-    made["had_config"] = (out / "config.json").exists()
-    if made["had_config"] and not args.overwrite:
+    made["checked"] = True  # from here on a failure may have made something to take away
+    if (out / "config.json").exists() and not args.overwrite:
         raise ConfigError(f"{out} already holds a run; choose another --out or pass --overwrite")
     from outputs import FolderError, make_folder
 
@@ -284,9 +284,14 @@ def main(argv=None) -> int:
         undo_failed_run(args, made)
         if isinstance(exc, (ConfigError, dl.DataError)):
             print(f"error: {exc}", file=sys.stderr)
-        elif isinstance(exc, OSError) and exc.filename:  # a folder not writable, a full disk
-            print(f"error: cannot write {exc.filename2 or exc.filename}: {exc.strerror or exc}; choose another "
-                  f"--out or --cache-dir, or free space there", file=sys.stderr)
+        elif isinstance(exc, BrokenPipeError):  # stdout's reader has gone (`| head`): stopped, quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+        elif isinstance(exc, OSError) and exc.filename:  # a folder not writable, a full disk; a file unreadable
+            path = Path(exc.filename2 or exc.filename).resolve()
+            ours = any(path.is_relative_to(Path(d).resolve()) for d in (args.out, args.cache_dir) if d)
+            print(f"error: cannot {'write' if ours else 'read'} {exc.filename2 or exc.filename}: {exc.strerror or exc}"
+                  + ("; choose another --out or --cache-dir, or free space there" if ours else ""), file=sys.stderr)
         elif isinstance(exc, KeyboardInterrupt):
             print("interrupted", file=sys.stderr)
             return 130
@@ -309,7 +314,7 @@ def undo_failed_run(args, made: dict) -> None:
     removed: files written before the failure are whole (written under a temporary name, then renamed) and stay."""
     from contextlib import suppress
 
-    if "had_config" not in made:  # refused before the folders were looked at
+    if "checked" not in made:  # refused before the folders were looked at
         return
     out = Path(args.out)
     with suppress(OSError):  # (what cannot be removed stays; the error printed is the run's own)

@@ -72,7 +72,10 @@ def is_mlii(name) -> bool:
 
 
 def warn(msg: str) -> None:
-    print(f"warning: {msg}", file=sys.stderr)
+    try:
+        print(f"warning: {msg}", file=sys.stderr)
+    except BrokenPipeError:  # stderr's reader has gone (`2>&1 | head`): the work goes on, unwarned
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
 
 
 # --------------------------------------------------------------------------- the model
@@ -133,7 +136,7 @@ def load_classifier(path, kind: str = "float32", threads: int | None = None) -> 
         if inputs != list(INPUTS) or OUTPUT not in outputs:
             raise InputError(f"{path} is not a Deep-ECG model: it takes {', '.join(inputs)} and gives "
                              f"{', '.join(outputs)} (a Deep-ECG model takes {', '.join(INPUTS)} and gives {OUTPUT}); "
-                             f"pass a model a `python main.py` run exported")
+                             f"pass a model exported by a `python main.py` run")
         if onnx.mode is not None and onnx.mode != mode:
             raise InputError(f"{path} is a {onnx.mode} model, but the config.json beside it is a {mode} run's: "
                              f"keep each model with its own run's config.json")
@@ -401,14 +404,14 @@ def csv_dialect(header: str, rows: list[str], name: str) -> tuple[str, str]:
     if not any("," in r for r in rows):
         return ",", "."  # one column, decimal points
     one_decimal = re.compile(r'^\s*"?([-+]?\d+),(\d+)"?\s*$')
-    whole = re.compile(r'^\s*"?[-+]?\d+"?\s*$')  # a row of one whole number: 0 as Excel or %g write 0,000
-    if not all(one_decimal.match(r) or whole.match(r) for r in rows):
+    whole_row = re.compile(r'^\s*"?[-+]?\d+"?\s*$')  # one whole number: 0 as Excel or %g write 0,000
+    if not all(one_decimal.match(r) or whole_row.match(r) for r in rows):
         return ",", "."
     headerless = bool(one_decimal.match(header))
     parts = [one_decimal.match(r).groups() for r in [*rows, *([header] * headerless)] if one_decimal.match(r)]
     # No whole number is written -0, nor with a leading 0 (055): a decimal comma's digits are
-    decimal = any(whole in ("-0", "+0") or (len(frac) > 1 and frac[0] == "0") for whole, frac in parts)
-    if not headerless and len(_header_names(header)) == 1 or decimal:
+    decimal_comma = any(whole in ("-0", "+0") or (len(frac) > 1 and frac[0] == "0") for whole, frac in parts)
+    if (not headerless and len(_header_names(header)) == 1) or decimal_comma:
         if headerless:
             warn(f"{name}: each row is one number with a decimal comma ({header.strip()} = "
                  f"{header.strip().strip(chr(34)).replace(',', '.')}); if it holds two columns of whole numbers, "
@@ -784,8 +787,11 @@ def run(args) -> dict:
                              f"{f' ({Path(name).name})' if name else ''}; choose another folder with --out") from None
         raise
     text = summary(beats, len(x) / dl.FS, args.low_confidence)
-    print(f"{rec.name}: {clf.mode} model {clf.path} ({clf.kind})\n{text}\n"
-          f"classified in {seconds:.2f} s; outputs in {out} ({frame.shape[0]} rows, annotations {ann.name})")
+    try:
+        print(f"{rec.name}: {clf.mode} model {clf.path} ({clf.kind})\n{text}\n"
+              f"classified in {seconds:.2f} s; outputs in {out} ({frame.shape[0]} rows, annotations {ann.name})")
+    except BrokenPipeError:  # the reader stopped (`| head`): the outputs are written; stop without a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return {"beats": beats, "frame": frame, "out": out, "seconds": seconds}
 
 
@@ -823,8 +829,9 @@ def main(argv=None) -> int:
     except dl.DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # the reader stopped (`| head`): the outputs are written; stop without a traceback
+    except BrokenPipeError:  # (before the outputs were written: a failure, without a traceback)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return 0
 
 

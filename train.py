@@ -117,8 +117,8 @@ def scale_rates(rr: torch.Tensor, seconds: torch.Tensor, rate: float, gen: torch
 
 def sharpness_aware_gradient(model, loss_of, rho: float) -> None:
     """Replace the gradients in `model` (of its loss at its weights) by those at the weights moved `rho`
-    along them (SAM's ascent step), then move the weights back. Batch-norm statistics are not updated by
-    the second pass."""
+    along them (SAM's ascent step), then move the weights back. Batch-norm statistics (and their step count)
+    are not updated by the second pass."""
     params = [p for p in model.parameters() if p.grad is not None]
     norm = torch.norm(torch.stack([p.grad.norm() for p in params])) + 1e-12
     with torch.no_grad():
@@ -127,12 +127,15 @@ def sharpness_aware_gradient(model, loss_of, rho: float) -> None:
             p.add_(p.grad * (rho / norm))
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
+    counts = [None if m.num_batches_tracked is None else m.num_batches_tracked.clone() for m in norms]
     for m in norms:
         m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
     model.zero_grad(set_to_none=True)
     loss_of().backward()
-    for m, momentum in zip(norms, momenta):
+    for m, momentum, count in zip(norms, momenta, counts):
         m.momentum = momentum
+        if count is not None:
+            m.num_batches_tracked.copy_(count)
     with torch.no_grad():
         for p, w in zip(params, kept):
             p.copy_(w)

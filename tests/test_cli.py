@@ -155,6 +155,17 @@ def test_a_run_stopped_by_sigterm_leaves_no_mark(tmp_path):
     assert not out.exists()  # its mark removed, and the folder it made with it
 
 
+def test_an_unreadable_input_is_not_called_a_write_failure(tmp_path, capsys, monkeypatch):
+    data = tmp_path / "data" / "106.dat"
+
+    def unreadable(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(data))
+
+    monkeypatch.setattr(dl, "load_beats", unreadable)
+    assert main.main(smoke_args(tmp_path / "run", tmp_path / "cache")) == 2
+    assert capsys.readouterr().err == f"error: cannot read {data}: Permission denied\n"
+
+
 def test_a_run_under_nohup_is_not_stopped_by_sighup(tmp_path):
     """nohup ignores SIGHUP so that a run outlives its terminal: the run keeps it ignored."""
     import signal

@@ -239,6 +239,21 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(realtime_run, tmp_pa
     assert proc.wait(timeout=120) == 0 and "Traceback" not in err, err
 
 
+def test_predict_piped_with_its_warnings_into_head_still_writes_its_outputs(realtime_run, tmp_path):
+    """`predict ... 2>&1 | head -1`: a warning meets the closed pipe before anything is written; the outputs
+    are written all the same (it once exited 0 having written nothing)."""
+    import pandas as pd
+
+    x, _ = dl.read_record(fixture_record("100"))
+    pd.DataFrame({"MLII": x[:360 * 30], "V5": x[:360 * 30]}).to_csv(tmp_path / "two.csv", index=False)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "predict", "--model", str(realtime_run),
+                             "--csv", str(tmp_path / "two.csv"), "--fs", "360", "--out", str(tmp_path / "o"),
+                             "--no-plot"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 0
+    assert (tmp_path / "o" / "two_beats.csv").is_file()
+
+
 def test_a_stream_without_beats_fails_as_predict_does(realtime_run, tmp_path, capsys):
     """A lead with no ECG on it (here: slow baseline wander alone) is an error, exit 2, not 'heart rate nan'."""
     import wfdb

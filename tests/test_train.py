@@ -169,11 +169,12 @@ def test_sharpness_aware_gradient_is_taken_uphill_and_leaves_weights_and_statist
     loss_of().backward()
     params = list(model.parameters())
     weights, grads = [p.detach().clone() for p in params], [p.grad.clone() for p in params]
-    stats = [model[1].running_mean.clone(), model[1].running_var.clone()]
+    stats = [model[1].running_mean.clone(), model[1].running_var.clone(), model[1].num_batches_tracked.clone()]
     rho = 0.5
     sharpness_aware_gradient(model, loss_of, rho)
     assert all(torch.equal(p, w) for p, w in zip(params, weights))
     assert torch.equal(model[1].running_mean, stats[0]) and torch.equal(model[1].running_var, stats[1])
+    assert torch.equal(model[1].num_batches_tracked, stats[2])
     norm = torch.norm(torch.stack([g.norm() for g in grads]))
     moved = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2)).train()
     moved.load_state_dict(model.state_dict())
