@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_args(args, made: dict | None = None) -> None:
     """ConfigError for an option out of range; makes the output folders. `made` records what a failed run
-    may take away again: whether --out held a config.json before, and which folders this call made."""
+    may take away again: that the folders were reached ('checked'), and which of them this call made."""
     made = {} if made is None else made
     if args.epochs < 1:
         raise ConfigError(f"--epochs must be at least 1, got {args.epochs}")
