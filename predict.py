@@ -44,7 +44,9 @@ class InputError(dl.DataError):
     """Input the user can fix; the message names the problem and the fix."""
 
 
-ECG_NAME = re.compile(r"ECG|EKG|^(I|II|III|aV[RLF]|V[1-6]|ML.*)$", re.I)  # a lead's name, as records call them
+# A lead's name, as records call them: the limb and chest leads (D1-D3 in much of Europe, V alone in bedside
+# monitors' exports), modified limb (ML...) and Holter (CM5) leads
+ECG_NAME = re.compile(r"ECG|EKG|^(I|II|III|aV[RLF]|V[1-6]?|ML.*|CM\d|D(I{1,3}|[1-3]))$", re.I)
 # A value derived from a lead, not the lead: a rate, an RR interval, a peak or beat mark, a quality index, a label
 NOT_A_LEAD = re.compile(r"(^|[\s_]|heart)rate\b|bpm|(^|[\s_])(hr|rr)\b|peak|beat|qual|sqi|class|label|annot", re.I)
 UNIT = re.compile(r"[\[(]\s*([^\])]*?)\s*[\])]")  # 'V5 (mV)', 'MLII [uV]'
@@ -52,12 +54,12 @@ UNIT = re.compile(r"[\[(]\s*([^\])]*?)\s*[\])]")  # 'V5 (mV)', 'MLII [uV]'
 
 def lead_core(name) -> str:
     """A signal's name without quotes, a unit in brackets or a 'Lead' before it: 'Lead II (mV)' -> 'II'."""
-    core = UNIT.sub("", str(name).strip().strip("'\"")).strip()
+    core = UNIT.sub("", str(name).strip().strip("'\"")).strip().rstrip(",;:").strip()
     return re.sub(r"^lead[\s_-]*", "", core, flags=re.I).strip()
 
 
 def lead_like(name) -> bool:
-    """Whether a signal's name is an ECG lead's: ECG, EKG, I-III, aVR-aVF, V1-V6, ML..., also with a voltage
+    """Whether a signal's name is an ECG lead's: ECG, EKG, I-III (D1-D3), aVR-aVF, V1-V6 (V), ML..., CM5, also with a voltage
     unit or 'Lead' around it ('Lead II', 'V1 [mV]'); not a value derived from one ('ECG_Rate', 'ECG HR') nor
     another quantity ('I [mA]')."""
     units = UNIT.findall(str(name))

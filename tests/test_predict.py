@@ -654,3 +654,6 @@ def test_a_records_lead_is_mlii_with_a_unit_too(capsys):
     assert capsys.readouterr().err == ""  # MLII: no warning
     assert predict.choose_lead(["RESP", "ECG HR", "II"], None, "record r", "lead", "channel") == "II"
     assert "has no MLII lead; using its first ECG-like channel 'II'" in capsys.readouterr().err
+    for names, lead in ((["RESP", "CM5"], "CM5"), (["RESP", "D3"], "D3"), (["PLETH", "RESP", "V"], "V"),
+                        (["RESP,", "II,"], "II,")):  # Holter, European, monitor names; trailing commas (BIDMC)
+        assert predict.choose_lead(names, None, "record r", "lead", "channel") == lead
