@@ -59,9 +59,9 @@ def lead_core(name) -> str:
 
 
 def lead_like(name) -> bool:
-    """Whether a signal's name is an ECG lead's: ECG, EKG, I-III (D1-D3), aVR-aVF, V1-V6 (V), ML..., CM5, also with a voltage
-    unit or 'Lead' around it ('Lead II', 'V1 [mV]'); not a value derived from one ('ECG_Rate', 'ECG HR') nor
-    another quantity ('I [mA]')."""
+    """Whether a signal's name is an ECG lead's: ECG, EKG, I-III (D1-D3), aVR-aVF, V1-V6 (V), ML..., CM5,
+    also with a voltage unit or 'Lead' around it ('Lead II', 'V1 [mV]'); not a value derived from one ('ECG_Rate',
+    'ECG HR') nor another quantity ('I [mA]')."""
     units = UNIT.findall(str(name))
     if any(not re.fullmatch(r"[mµuμn]?V", u) for u in units):
         return False
