@@ -135,20 +135,29 @@ def test_a_failed_overwrite_leaves_no_mark_and_another_runs_mark_is_kept(tmp_pat
     assert (out / "config.json").read_text() == '{"mode": "realtime"}'
 
 
-def test_a_run_stopped_by_sigterm_leaves_no_mark(tmp_path):
-    """`timeout`, a job scheduler or a closed terminal stop a run with SIGTERM or SIGHUP: undone as Ctrl-C."""
-    import signal
+def _run_past_its_mark(tmp_path, load_beats: str, before: str = ""):
+    """A training run in its own process, whose data_loader.load_beats is `load_beats` (source of a function
+    body), once it has written config.json; `before`: source run first (e.g. a signal ignored)."""
     import time
 
     out = tmp_path / "run"
-    script = ("import sys, time; sys.path.insert(0, sys.argv[1]); import data_loader as dl, main; "
-              "dl.load_beats = lambda *a, **k: time.sleep(60); sys.exit(main.main(sys.argv[2:]))")
+    script = (f"import signal, sys, time; {before}sys.path.insert(0, sys.argv[1]); import data_loader as dl, main\n"
+              f"def load_beats(*a, **k):\n    {load_beats}\n"
+              "dl.load_beats = load_beats; sys.exit(main.main(sys.argv[2:]))")
     proc = subprocess.Popen([sys.executable, "-c", script, str(ROOT), *smoke_args(out, tmp_path / "cache")],
                             stderr=subprocess.PIPE, cwd=tmp_path)
     deadline = time.monotonic() + 60
     while not (out / "config.json").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert (out / "config.json").exists()
+    return proc, out
+
+
+def test_a_run_stopped_by_sigterm_leaves_no_mark(tmp_path):
+    """`timeout`, a job scheduler or a closed terminal stop a run with SIGTERM or SIGHUP: undone as Ctrl-C."""
+    import signal
+
+    proc, out = _run_past_its_mark(tmp_path, "time.sleep(60)")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     assert proc.stderr.read().decode().strip() == "stopped"
@@ -169,18 +178,9 @@ def test_an_unreadable_input_is_not_called_a_write_failure(tmp_path, capsys, mon
 def test_a_run_under_nohup_is_not_stopped_by_sighup(tmp_path):
     """nohup ignores SIGHUP so that a run outlives its terminal: the run keeps it ignored."""
     import signal
-    import time
 
-    out = tmp_path / "run"
-    script = ("import signal, sys, time; signal.signal(signal.SIGHUP, signal.SIG_IGN); sys.path.insert(0, sys.argv[1]); "
-              "import data_loader as dl, main\n"
-              "def slow(*a, **k):\n    time.sleep(3)\n    raise KeyboardInterrupt\n"
-              "dl.load_beats = slow; sys.exit(main.main(sys.argv[2:]))")
-    proc = subprocess.Popen([sys.executable, "-c", script, str(ROOT), *smoke_args(out, tmp_path / "cache")],
-                            stderr=subprocess.PIPE, cwd=tmp_path)
-    deadline = time.monotonic() + 60
-    while not (out / "config.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    proc, _ = _run_past_its_mark(tmp_path, "time.sleep(3); raise KeyboardInterrupt",
+                                 before="signal.signal(signal.SIGHUP, signal.SIG_IGN); ")
     proc.send_signal(signal.SIGHUP)
     assert proc.wait(timeout=60) == 130  # it ran on, to the interruption the test made
     assert proc.stderr.read().decode().strip() == "interrupted"
