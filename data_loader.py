@@ -435,14 +435,10 @@ def cache_key(record: str, digest: str, mode: str) -> str:
 
 
 def _save_atomic(path: Path, arrays: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
-    try:
+    from outputs import atomic_path
+
+    with atomic_path(path) as tmp:  # (its name ends in .npz: np.savez adds nothing)
         np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except OSError as exc:  # (a full disk leaves no part-written file; the error names the cache, not tmp)
-        tmp.unlink(missing_ok=True)
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
 
 
 def load_beats(data_dir, records, mode: str = "diagnostic", cache_dir=None,

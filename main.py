@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import data_loader as dl
-from outputs import write_json
+from outputs import discard, write_json
 
 
 # Networks per model, by mode (--ensemble). Diagnostic: two seeds' networks, logits averaged (DS1
@@ -285,7 +285,7 @@ def main(argv=None) -> int:
         if isinstance(exc, (ConfigError, dl.DataError)):
             print(f"error: {exc}", file=sys.stderr)
         elif isinstance(exc, BrokenPipeError):  # stdout's reader has gone (`| head`): stopped, quietly
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            discard(sys.stdout)
             return 1
         elif isinstance(exc, OSError) and exc.filename:  # a folder not writable, a full disk; a file unreadable
             path = Path(exc.filename2 or exc.filename).resolve()

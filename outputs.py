@@ -26,23 +26,32 @@ def make_folder(path, option: str) -> Path:
 
 @contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds. An OSError
+    (a folder not writable, a full disk) names `path`, the file asked for, not the temporary one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    except OSError as exc:  # named by the file asked for, not the temporary one
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
-    try:
+        os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename not in (None, tmp) and exc.filename2 is None:
+            raise  # another file's error, in the block
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
+
+
+def discard(stream) -> None:
+    """Send what is still written to `stream` (sys.stdout, sys.stderr) nowhere: its reader has gone
+    (`| head`), and the next write would raise BrokenPipeError again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
 def write_text(path, text: str) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import data_loader as dl
+from outputs import discard
 
 MIN_SECONDS = 5.0  # shorter recordings hold too few beats for RR features
 FS_RANGE = (100.0, 20000.0)  # Hz: below, a QRS is a sample or two; above, most likely not Hz at all
@@ -77,7 +77,7 @@ def warn(msg: str) -> None:
     try:
         print(f"warning: {msg}", file=sys.stderr)
     except BrokenPipeError:  # stderr's reader has gone (`2>&1 | head`): the work goes on, unwarned
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+        discard(sys.stderr)
 
 
 # --------------------------------------------------------------------------- the model
@@ -793,7 +793,7 @@ def run(args) -> dict:
         print(f"{rec.name}: {clf.mode} model {clf.path} ({clf.kind})\n{text}\n"
               f"classified in {seconds:.2f} s; outputs in {out} ({frame.shape[0]} rows, annotations {ann.name})")
     except BrokenPipeError:  # the reader stopped (`| head`): the outputs are written; stop without a traceback
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        discard(sys.stdout)
     return {"beats": beats, "frame": frame, "out": out, "seconds": seconds}
 
 
@@ -832,7 +832,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # (before the outputs were written: a failure, without a traceback)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        discard(sys.stdout)
         return 1
     return 0
 

@@ -13,7 +13,6 @@ Its output equals the batch real-time pipeline's (`predict.classify`) whatever t
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections import deque
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import data_loader as dl
+from outputs import discard
 from detect import FIRST_S, PEAK_HALF_S, SEARCH_S, QRSDetector
 
 
@@ -273,7 +273,7 @@ def main(argv=None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader stopped (`| head`): stop too, without a traceback
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        discard(sys.stdout)
     return 0
 
 if __name__ == "__main__":

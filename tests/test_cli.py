@@ -164,6 +164,23 @@ def test_a_run_stopped_by_sigterm_leaves_no_mark(tmp_path):
     assert not out.exists()  # its mark removed, and the folder it made with it
 
 
+def test_a_write_that_fails_names_the_file_asked_for_and_leaves_nothing(tmp_path):
+    """outputs.atomic_path (every output and cache file): a full disk's error names the file, not the temporary
+    one beside it, and no part-written file is left."""
+    import errno
+
+    import numpy as np
+
+    from outputs import atomic_path
+
+    with pytest.raises(OSError) as info:
+        with atomic_path(tmp_path / "101.npz") as tmp:
+            np.savez(tmp, a=np.arange(3))
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+    assert info.value.filename == str(tmp_path / "101.npz") and info.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_unreadable_input_is_not_called_a_write_failure(tmp_path, capsys, monkeypatch):
     data = tmp_path / "data" / "106.dat"
 
