@@ -122,11 +122,19 @@ def signals_complete(data_dir: Path, record: str) -> bool:
         header = wfdb.rdheader(str(Path(data_dir) / record))
     except Exception:
         return False
-    formats = set(header.fmt or [])
-    if len(formats) != 1 or not header.sig_len or next(iter(formats)) not in BYTES_PER_SAMPLE:
-        return True  # a layout this check does not know: left to SHA256SUMS.txt
-    need = header.sig_len * header.n_sig * BYTES_PER_SAMPLE[formats.pop()]
-    return (Path(data_dir) / f"{record}.dat").stat().st_size >= int(need)
+    return short_signal_file(Path(data_dir), header) is None  # (a layout it does not know: left to SHA256SUMS.txt)
+
+
+def short_signal_file(folder: Path, header) -> Path | None:
+    """The record's signal file if it holds fewer bytes than its header's samples need (one file, one
+    format this knows); None otherwise."""
+    files, formats = set(header.file_name or []), set(header.fmt or [])
+    if len(files) != 1 or len(formats) != 1 or formats & set(BYTES_PER_SAMPLE) != formats or not header.sig_len:
+        return None
+    path = folder / files.pop()
+    offset = max([b or 0 for b in (header.byte_offset or [])] or [0])
+    need = offset + header.sig_len * header.n_sig * BYTES_PER_SAMPLE[formats.pop()]
+    return path if path.is_file() and path.stat().st_size < need else None
 
 
 def check_records(data_dir: Path, records) -> tuple[list[str], dict[str, str]]:

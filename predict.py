@@ -216,7 +216,7 @@ def read_wfdb(path, lead: str | None = None) -> Recording:
         raise InputError(f"record {path} has no signals")
     if header.sig_len == 0:
         raise InputError(f"record {path} holds no samples (its header says 0)")
-    short = _short_signal_file(path.parent, header)
+    short = dl.short_signal_file(path.parent, header)  # (None: wfdb's own error tells what else is wrong)
     if short:
         raise InputError(f"{short} holds fewer samples than {path.name}.hea promises ({header.sig_len}): a copy "
                          f"cut short? Copy the record again")
@@ -227,18 +227,6 @@ def read_wfdb(path, lead: str | None = None) -> Recording:
         raise InputError(f"cannot read the signal of record {path}: {exc}") from None
     source = str(path.with_suffix(".hea").resolve().with_suffix(""))  # through links to the files
     return Recording(rec.p_signal[:, 0].astype(np.float64), float(rec.fs), path.name, lead, source)
-
-
-def _short_signal_file(folder: Path, header) -> Path | None:
-    """The record's signal file if it holds fewer bytes than its header's samples need (one file, one
-    format this knows); None otherwise (wfdb's own error then tells what else is wrong)."""
-    files, formats = set(header.file_name or []), set(header.fmt or [])
-    if len(files) != 1 or len(formats) != 1 or formats & set(dl.BYTES_PER_SAMPLE) != formats or not header.sig_len:
-        return None
-    path = folder / files.pop()
-    offset = max([b or 0 for b in (header.byte_offset or [])] or [0])
-    need = offset + header.sig_len * header.n_sig * dl.BYTES_PER_SAMPLE[formats.pop()]
-    return path if path.is_file() and path.stat().st_size < need else None
 
 
 EDF_ANNOTATIONS = "EDF Annotations"  # EDF+'s signal of events and time-keeping, not a lead
