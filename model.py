@@ -44,6 +44,8 @@ class AvgMaxPool(nn.Module):
 # against 0.730 (seeds 0-1).
 RR_HIDDEN = 128
 KERNELS = (7, 5, 5, 5)  # kernel size of each convolution block, in order
+RR_SCALES = ("raw", "log", "batchnorm")  # how the RR inputs may enter the dense branch (DualBranchNet)
+RR_LOG_FLOOR = 1e-3  # rr_scale="log": inputs below this (none are: intervals and their ratios) count as it
 LEGACY_RR_HIDDEN = 32  # the width of every model saved before the width was recorded (round 38)
 
 
@@ -64,14 +66,19 @@ class DualBranchNet(nn.Module):
     cnn_dropout: in training, the CNN branch's features of that fraction of beats are zeroed (the
     others scaled up to keep their mean), so the head learns to decide from the RR branch alone too.
     se: squeeze-excitation gating in each convolution block; global_max: each feature map's maximum
-    beside its mean (cross-validation's comparisons, round 46).
+    beside its mean (cross-validation's comparisons, round 46). rr_scale: how the RR inputs (seconds and
+    ratios, all positive) enter the dense branch: "raw" as they are, "log" their logarithms (an early beat
+    and a late one equally far from 1 on either side; a long pause no longer dwarfs the rest), "batchnorm"
+    each standardised by a batch-norm layer (cross-validation's comparisons, round 49).
     """
 
     def __init__(self, n_rr: int, channels=(16, 32, 48), rr_hidden: int = RR_HIDDEN,
                  hidden: int = 64, dropout: float = 0.3, window: int = WINDOW, template: bool = True,
                  leads: int = 1, pool: int = 1, cnn_dropout: float = 0.0, se: bool = False,
-                 global_max: bool = False):
+                 global_max: bool = False, rr_scale: str = "raw"):
         super().__init__()
+        if rr_scale not in RR_SCALES:
+            raise ValueError(f"rr_scale must be one of {', '.join(RR_SCALES)}, got {rr_scale!r}")
         self.template, self.leads = template, leads
         layers, c_in = [], (2 if template else 1) * leads
         if pool < 1:
@@ -83,13 +90,15 @@ class DualBranchNet(nn.Module):
             c_in = c_out
         self.cnn = nn.Sequential(*layers, AvgMaxPool(pool) if global_max else nn.AdaptiveAvgPool1d(pool), nn.Flatten())
         c_in *= pool * (2 if global_max else 1)
-        self.rr = nn.Sequential(nn.Linear(n_rr, rr_hidden), nn.ReLU(),
+        self.rr = nn.Sequential(*([nn.BatchNorm1d(n_rr)] if rr_scale == "batchnorm" else []),
+                                nn.Linear(n_rr, rr_hidden), nn.ReLU(),
                                 nn.Linear(rr_hidden, rr_hidden), nn.ReLU())
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(c_in + rr_hidden, hidden),
                                   nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, len(CLASSES)))
         self.window = window
         self.cnn_dropout = cnn_dropout
         self.n_rr, self.rr_hidden = n_rr, rr_hidden
+        self.rr_log = rr_scale == "log"
 
     def forward(self, x: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
         if self.template:  # each lead's beat and its difference from the lead's template
@@ -99,6 +108,8 @@ class DualBranchNet(nn.Module):
         if self.training and self.cnn_dropout > 0:  # whole beats' CNN features, not single units
             keep = (torch.rand(len(features), 1, device=features.device) >= self.cnn_dropout).to(features.dtype)
             features = features * keep / (1 - self.cnn_dropout)
+        if self.rr_log:
+            rr = torch.log(rr.clamp_min(RR_LOG_FLOOR))
         return self.head(torch.cat([features, self.rr(rr)], dim=1))
 
 

@@ -168,6 +168,13 @@ CONFIGS["sam05"] = {"sam_rho": 0.05}  # real-time mode's check (gamma 1)
 # Round 48: label smoothing 0.1 in the focal loss (train.TrainConfig.label_smoothing).
 CONFIGS["gamma2_smooth10"] = {"label_smoothing": 0.1, "gamma": 2.0}
 CONFIGS["smooth10"] = {"label_smoothing": 0.1}  # real-time mode's check (gamma 1)
+# Round 49: how the RR inputs enter the dense branch, never searched: raw seconds and ratios until now.
+# rr_log: their logarithms (early and late equally far from 0; a pause of seconds no longer dwarfs the
+# rest); rr_bn: each input standardised by a batch-norm layer before the first dense layer.
+CONFIGS["gamma2_rr_log"] = {"model_rr_scale": "log", "gamma": 2.0}
+CONFIGS["rr_log"] = {"model_rr_scale": "log"}  # real-time mode's check (gamma 1)
+CONFIGS["gamma2_rr_bn"] = {"model_rr_scale": "batchnorm", "gamma": 2.0}
+CONFIGS["rr_bn"] = {"model_rr_scale": "batchnorm"}  # real-time mode's check (gamma 1)
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.

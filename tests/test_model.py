@@ -186,3 +186,21 @@ def test_squeeze_excitation_and_max_pooling_options():
     x, rr = torch.randn(3, 2, 280), torch.randn(3, 9)
     for kwargs in ({"se": True}, {"global_max": True}, {"global_max": True, "pool": 5}):
         assert DualBranchNet(9, **kwargs)(x, rr).shape == (3, 5)
+
+
+def test_rr_scale_option_transforms_only_the_rr_inputs():
+    from model import DualBranchNet
+
+    torch.manual_seed(0)
+    x, rr = torch.randn(4, 2, 280), torch.rand(4, 9) * 2 + 0.1  # intervals and ratios: positive
+    raw = DualBranchNet(9).eval()
+    logged = DualBranchNet(9, rr_scale="log").eval()
+    logged.load_state_dict(raw.state_dict())  # same weights: the log is no layer of its own
+    torch.testing.assert_close(logged(x, rr), raw(x, torch.log(rr)))
+    assert not torch.allclose(logged(x, rr), raw(x, rr))
+    bn = DualBranchNet(9, rr_scale="batchnorm")
+    assert isinstance(bn.rr[0], nn.BatchNorm1d) and bn.rr[0].num_features == 9
+    assert bn(x, rr).shape == (4, 5)
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in raw.rr)  # the default is unchanged
+    with pytest.raises(ValueError, match="rr_scale must be one of raw, log, batchnorm"):
+        DualBranchNet(9, rr_scale="sqrt")
