@@ -407,6 +407,10 @@ def csv_dialect(header: str, rows: list[str], name: str) -> tuple[str, str]:
                  f"{header.strip().strip(chr(34)).replace(',', '.')}); if it holds two columns of whole numbers, "
                  f"give it a header row naming them")
         return ";", ","  # (read as ';'-separated: one column)
+    if headerless and len({whole for whole, _ in parts}) == 1:
+        warn(f"{name}: each row is {parts[0][0]},<digits> ({header.strip()}): read as two columns, the first "
+             f"{parts[0][0]} throughout; if it is one column of numbers with a decimal comma "
+             f"({header.strip().replace(',', '.')}), give it a header row naming that one column")
     return ",", "."
 
 

@@ -627,6 +627,18 @@ def test_csv_rows_of_digits_and_commas(tmp_path, rows, header, expected):
         predict.read_csv(tmp_path / "f.csv", 360.0, str(len(expected)))
 
 
+def test_a_headerless_csv_of_one_whole_number_and_digits_is_read_as_two_columns_with_a_warning(tmp_path, capsys):
+    """Rows that all read 0,ddd (no -0, no 0,0dd) could be one column with a decimal comma or a constant column
+    beside counts: read as two, and the user told how to have it read as one."""
+    (tmp_path / "f.csv").write_text("0,355\n0,361\n0,350\n")
+    assert list(predict.read_csv(tmp_path / "f.csv", 360.0, "1").x) == [355, 361, 350]
+    err = capsys.readouterr().err
+    assert "each row is 0,<digits> (0,355): read as two columns" in err and "give it a header row" in err
+    (tmp_path / "g.csv").write_text("995,1011\n990,1020\n")  # two leads' counts: nothing to warn of
+    predict.read_csv(tmp_path / "g.csv", 360.0, "1")
+    assert "read as two columns" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("names, chosen", [(("time", "Resp", "ECG"), "ECG"), (("time", "V5", "MLII"), "MLII"),
                                            (("time", "Resp", "Lead II"), "Lead II"), (("Resp", "V1 [mV]"), "V1 [mV]"),
                                            (("ECG_Rate", "ECG_Raw"), "ECG_Raw"),
