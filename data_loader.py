@@ -375,6 +375,16 @@ def rr_features(r_peaks: np.ndarray, fs: float = FS, mode: str = "diagnostic", n
     return np.stack(cols, axis=1).astype(np.float32).reshape(n, len(cols))[from_beat:]
 
 
+def rr_history_start(r_peaks: np.ndarray, k: int, fs: float = FS) -> int:
+    """The first of r_peaks that beat k's real-time RR features read: the beat before the last
+    LONG_SECONDS (whose interval is the span's first), and at least LOCAL_BEATS + 2 beats back. A stream
+    keeps the peaks from here on, so its work per beat does not grow with the time it has run;
+    rr_features(r_peaks[start:k + 1], from_beat=k - start) gives beat k's row (tests/test_rr.py)."""
+    t = np.asarray(r_peaks[:k + 1], dtype=np.float64) / fs
+    long_start = int(np.searchsorted(t, t[k] - LONG_SECONDS, side="left"))
+    return max(0, min(long_start, k - LOCAL_BEATS - 2) - 1)
+
+
 class StaleModelError(ValueError):
     """A model trained on other inputs (RR features, window channels) than this version computes."""
 

@@ -33,6 +33,11 @@ FS_RANGE = (100.0, 20000.0)  # Hz: below, a QRS is a sample or two; above, most 
 MIN_BEATS = 3
 SOURCE_MARK = ".source"  # in a default output folder: the input whose outputs it holds
 MIN_MATCH = 0.5  # median beat-template correlation below which the "beats" are most likely noise
+# A lead with more than this share of its power (above 0.5 Hz) within MAINS_BAND_HZ of a mains frequency is
+# mostly hum (electrodes off, no ECG): its "beats" are cycles of the hum, and they resemble each other. The 48
+# MIT-BIH records hold 0.005 at most; a lead of pure hum with a little noise, 0.998.
+MAX_MAINS = 0.5
+MAINS_HZ, MAINS_BAND_HZ = (50.0, 60.0), 1.0
 LOW_CONFIDENCE = 0.6  # beats whose top probability is below this are counted as uncertain
 ANNOTATION_EXT = "aami"
 SYMBOLS = {"N": "N", "S": "S", "V": "V", "F": "F", "Q": "Q"}  # AAMI class -> WFDB beat symbol
@@ -232,12 +237,23 @@ def read_wfdb(path, lead: str | None = None) -> Recording:
 EDF_ANNOTATIONS = "EDF Annotations"  # EDF+'s signal of events and time-keeping, not a lead
 
 
+def not_a_file(path: Path, kind: str) -> str:
+    """Why an input path that is no regular file cannot be read: absent, a folder, or a pipe or device (read
+    twice here: once for its layout, once for its values)."""
+    if not path.exists():
+        return f"{kind} file {path} not found"
+    if path.is_dir():
+        return f"{path} is a folder; give the path of a {kind} file in it"
+    return (f"{path} is not a regular file (a pipe, standard input or a device), which cannot be read here; "
+            f"save the {kind} data to a file and give its path")
+
+
 def read_edf(path, lead: str | None = None) -> Recording:
     """One signal of an EDF/EDF+ file, at its own rate and in physical units (EDF+'s annotations
     signal skipped). Read here, not by wfdb, which resamples every signal to one rate."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"EDF file {path} not found")
+        raise InputError(not_a_file(path, "EDF"))
     with open(path, "rb") as f:  # the header only: the samples are mapped (a day's Holter file need not fit in memory)
         data = f.read(256)
         signals = data[252:256].decode("latin-1").strip()
@@ -293,7 +309,7 @@ def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
 
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"CSV file {path} not found")
+        raise InputError(not_a_file(path, "CSV"))
     if fs is None:
         raise InputError(f"--fs is required with --csv: the sampling rate of {path.name} in Hz")
     if not (np.isfinite(fs) and fs > 0):
@@ -555,6 +571,33 @@ def prepare(rec: Recording) -> tuple[np.ndarray, np.ndarray]:
     return _fill(x), gaps
 
 
+def mains_fraction(x: np.ndarray, fs: float = dl.FS) -> float:
+    """The share of a signal's power above 0.5 Hz that lies within MAINS_BAND_HZ of 50 or 60 Hz."""
+    from scipy.signal import welch
+
+    x = np.asarray(x, dtype=np.float64)
+    f, p = welch(x - np.mean(x), fs, nperseg=min(len(x), 2048))
+    mains = np.any([np.abs(f - hz) <= MAINS_BAND_HZ for hz in MAINS_HZ], axis=0)
+    total = p[f >= 0.5].sum()
+    return float(p[mains].sum() / total) if total > 0 else 0.0
+
+
+def check_signal(rec: Recording, x: np.ndarray, match: np.ndarray) -> None:
+    """Warnings that a recording's classes are not to be trusted (predict and stream give the same): its lead
+    is mostly mains hum (x: the 360 Hz signal, gaps filled), or the beats found do not resemble each other
+    (match: each beat's correlation with its template, dl.template_match)."""
+    hum = mains_fraction(x)
+    if hum > MAX_MAINS:
+        warn(f"{rec.name}: lead {rec.lead!r} is mostly mains hum ({100 * hum:.0f}% of its power within "
+             f"{MAINS_BAND_HZ:g} Hz of 50 or 60 Hz; each of the 48 MIT-BIH records has under 1%): electrodes off, or "
+             f"not an ECG? Do not trust these classes")
+    median = float(np.nanmedian(match)) if np.isfinite(match).any() else float("nan")
+    if not median >= MIN_MATCH:
+        warn(f"{rec.name}: the beats found do not resemble each other (median correlation with their "
+             f"template {median:.2f}, under {MIN_MATCH:g}; each of the 48 MIT-BIH records has 0.79 or more): "
+             f"is lead {rec.lead!r} an ECG, or noise (lead off, mains hum)? Do not trust these classes")
+
+
 # --------------------------------------------------------------------------- classification
 
 def beat_inputs(x: np.ndarray, peaks: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
@@ -732,11 +775,7 @@ def run(args) -> dict:
     if len(beats["sample"]) < MIN_BEATS:
         raise InputError(too_few_beats(rec, len(beats["sample"]), len(x) / dl.FS))
     seconds = time.time() - t0  # read, resample, filter, detect, classify
-    match = float(np.nanmedian(beats["match"]))
-    if not match >= MIN_MATCH:
-        warn(f"{rec.name}: the beats found do not resemble each other (median correlation with their "
-             f"template {match:.2f}, under {MIN_MATCH:g}; each of the 48 MIT-BIH records has 0.79 or more): "
-             f"is lead {rec.lead!r} an ECG, or noise (lead off, mains hum)? Do not trust these classes")
+    check_signal(rec, x, beats["match"])
     if not args.no_plot and args.plot_start >= len(x) / dl.FS:
         raise InputError(f"--plot-start {args.plot_start:g} s is past the end of the recording "
                          f"({len(x) / dl.FS:.1f} s)")

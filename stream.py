@@ -32,6 +32,7 @@ class Beat:
     proba: np.ndarray  # (5,) class probabilities, NaN when unclassifiable
     decided_at: int  # samples received when the label was emitted
     waited: bool = False  # an early first beat that waited for the next one (detect.FIRST_S): off the bound
+    match: float = float("nan")  # correlation of the beat's window with its template (dl.template_match)
 
     @property
     def latency_s(self) -> float:
@@ -74,7 +75,7 @@ class StreamClassifier:
         self._gap = np.zeros(0, bool)
         self._first = None  # first band-passed sample: edge padding before the stream's start
         self._n = 0
-        self.peaks: list[int] = []  # every R-peak so far
+        self.peaks: list[int] = []  # the R-peaks the next beats' RR features and gap checks still need
         self._pending: list[int] = []  # indices into self.peaks awaiting their window
         self._past = deque(maxlen=dl.TEMPLATE_BEATS)  # the last on-time beats' windows: the template's source
 
@@ -150,16 +151,35 @@ class StreamClassifier:
             prev = self.peaks[k - 1] if k > 0 else 0
             g0, g1 = max(prev - dl.WINDOW_BEFORE, self._start, 0), min(hi, self._n)
             bad.append(bool(self._gap[g0 - self._start:g1 - self._start].any()))
-        proba = self.clf.predict_proba(np.stack(windows), np.stack(rrs)).astype(np.float64)
+        windows, rrs = np.stack(windows), np.stack(rrs)
+        if self.clf.kind == "dynamic-int8":
+            # Dynamic int8 scales its activations by the range of each call's beats: one beat per call (as a
+            # device deciding each beat when it comes), so the chunk size does not change the classes.
+            proba = np.concatenate([self.clf.predict_proba(w[None], r[None]) for w, r in zip(windows, rrs)])
+        else:
+            proba = self.clf.predict_proba(windows, rrs)
+        proba = proba.astype(np.float64)
+        match = dl.template_match(windows)
         beats = []
-        for k, p, b in zip(ready, proba, bad):
+        for k, p, b, m in zip(ready, proba, bad, match):
             if b:
                 p = np.full(len(dl.CLASSES), np.nan)
             label = dl.CLASS_INDEX["Q"] if b else int(np.argmax(p))
             waited = self.peaks[k] - self._offset in self.detector.waited
-            beats.append(Beat(self.peaks[k], label, p, self._n, waited))
+            beats.append(Beat(self.peaks[k], label, p, self._n, waited, float(m)))
         self._trim()
+        self._forget_peaks()
         return beats
+
+    def _forget_peaks(self) -> None:
+        # The oldest beat still to be decided (or the newest peak: every later beat comes after it) reads
+        # the peaks from dl.rr_history_start on; the ones before are dropped, so the work per beat and the
+        # memory stay bounded however long the stream runs.
+        k = min(self._pending) if self._pending else len(self.peaks) - 1
+        drop = dl.rr_history_start(np.asarray(self.peaks[:k + 1], dtype=np.int64), k, dl.FS) if k >= 0 else 0
+        if drop > 0:
+            del self.peaks[:drop]
+            self._pending = [i - drop for i in self._pending]
 
     def _segment(self, lo: int, hi: int) -> np.ndarray:
         """Band-passed samples lo..hi-1, padded with the edge values as dl.beat_windows pads."""
@@ -177,6 +197,9 @@ class StreamClassifier:
             self._xf = self._xf[keep - self._start:]
             self._gap = self._gap[keep - self._start:]
             self._start = keep
+
+
+MIN_SPEED = 1e-3  # --speed: a slower replay waits past what a timer can count (1e-12: years per sample)
 
 
 def run_stream(x: np.ndarray, clf, chunk: int, on_beat=None, speed: float = 0.0) -> list[Beat]:
@@ -220,61 +243,71 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from predict import (MIN_BEATS, check_input_options, load_classifier, model_kind, prepare, read_input, summary,
-                         too_few_beats)
+    import warnings
+
+    from predict import (MIN_BEATS, check_input_options, check_signal, load_classifier, model_kind, prepare,
+                         read_input, summary, too_few_beats)
 
     args = build_parser().parse_args(argv)
+    beats = None
     try:
-        if args.chunk < 1:
-            raise dl.DataError(f"--chunk must be at least 1 sample, got {args.chunk}")
-        if not (args.speed >= 0):
-            raise dl.DataError(f"--speed must be >= 0 (0: as fast as possible), got {args.speed}")
-        check_input_options(args)
-        clf = load_classifier(args.model, model_kind(args.model, args.kind, "static-int8"), threads=1)
-        rec = read_input(args)
-        StreamClassifier(clf)  # refuses a diagnostic model before anything is replayed
-        x, gaps = prepare(rec)
-        x = np.where(gaps, np.nan, x)  # the stream sees the gaps as they come
+        with warnings.catch_warnings():  # torch's notices on loading a model are not the user's business
+            warnings.simplefilter("ignore", UserWarning)
+            if args.chunk < 1:
+                raise dl.DataError(f"--chunk must be at least 1 sample, got {args.chunk}")
+            if not (args.speed == 0 or args.speed >= MIN_SPEED):
+                raise dl.DataError(f"--speed must be 0 (as fast as possible) or at least {MIN_SPEED:g} "
+                                   f"(1: real time), got {args.speed}")
+            check_input_options(args)
+            clf = load_classifier(args.model, model_kind(args.model, args.kind, "static-int8"), threads=1)
+            rec = read_input(args)
+            StreamClassifier(clf)  # refuses a diagnostic model before anything is replayed
+            x, gaps = prepare(rec)
+
+            def show(b: Beat) -> None:
+                if not args.quiet:
+                    conf = "  -  " if np.isnan(b.proba).any() else f"{b.confidence:.2f}"
+                    print(f"{b.sample / dl.FS:9.3f} s  {dl.CLASSES[b.label]}  {conf}  "
+                          f"(label {1000 * b.latency_s:.0f} ms after the R-peak)", flush=True)
+
+            t0 = time.perf_counter()
+            print(f"streaming {rec.name} ({rec.lead}, {len(x) / dl.FS / 60:.1f} min) at "
+                  f"{'full speed' if args.speed == 0 else f'{args.speed:g}x real time'} in chunks of {args.chunk} "
+                  f"samples; {clf.kind} model; stated latency <= {1000 * stated_latency_s():.0f} ms after the "
+                  f"R-peak, plus up to {1000 * (args.chunk - 1) / dl.FS:.0f} ms of waiting for the chunk to fill",
+                  flush=True)
+            beats = run_stream(np.where(gaps, np.nan, x), clf, args.chunk, show, args.speed)  # gaps as they come
+            wall = time.perf_counter() - t0
+            if len(beats) < MIN_BEATS:  # as predict: no rhythm to report is a failed run, not a result
+                raise dl.DataError(too_few_beats(rec, len(beats), len(x) / dl.FS))
+            check_signal(rec, x, np.array([b.match for b in beats]))
+            # Beats decided only when the record ended (the flush) have no live latency; an early first beat
+            # waited for the next one (it may be a T wave), outside the stated bound.
+            lat = np.array([b.latency_s for b in beats if b.decided_at < len(x) and not b.waited]) * 1000
+            result = {"sample": np.array([b.sample for b in beats], dtype=np.int64),
+                      "class": np.array([b.label for b in beats], dtype=np.int64),
+                      "proba": np.array([b.proba for b in beats]).reshape(-1, len(dl.CLASSES))}
+            print(summary(result, len(x) / dl.FS))
+            if len(lat):
+                print(f"  latency R-peak -> label: mean {lat.mean():.0f} ms, max {lat.max():.0f} ms "
+                      f"(chunks of {args.chunk} samples add up to {1000 * (args.chunk - 1) / dl.FS:.0f} ms; a first "
+                      f"beat in the first {FIRST_S:g} s waits for the next one)")
+            print(f"  {len(x) / dl.FS:.0f} s of signal in {wall:.1f} s ({len(x) / dl.FS / wall:.0f}x real time)",
+                  flush=True)
     except dl.DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-
-    def show(b: Beat) -> None:
-        if not args.quiet:
-            conf = "  -  " if np.isnan(b.proba).any() else f"{b.confidence:.2f}"
-            print(f"{b.sample / dl.FS:9.3f} s  {dl.CLASSES[b.label]}  {conf}  "
-                  f"(label {1000 * b.latency_s:.0f} ms after the R-peak)", flush=True)
-
-    t0 = time.perf_counter()
-    try:
-        print(f"streaming {rec.name} ({rec.lead}, {len(x) / dl.FS / 60:.1f} min) at "
-              f"{'full speed' if args.speed == 0 else f'{args.speed:g}x real time'} in chunks of {args.chunk} "
-              f"samples; {clf.kind} model; stated latency <= {1000 * stated_latency_s():.0f} ms after the R-peak, "
-              f"plus up to {1000 * (args.chunk - 1) / dl.FS:.0f} ms of waiting for the chunk to fill", flush=True)
-        beats = run_stream(x, clf, args.chunk, show, args.speed)
-        wall = time.perf_counter() - t0
-        # Beats decided only when the record ended (the flush) have no live latency; an early first beat
-        # waited for the next one (it may be a T wave), outside the stated bound.
-        lat = np.array([b.latency_s for b in beats if b.decided_at < len(x) and not b.waited]) * 1000
-        result = {"sample": np.array([b.sample for b in beats], dtype=np.int64),
-                  "class": np.array([b.label for b in beats], dtype=np.int64),
-                  "proba": np.array([b.proba for b in beats]).reshape(-1, len(dl.CLASSES))}
-        print(summary(result, len(x) / dl.FS))
-        if len(lat):
-            print(f"  latency R-peak -> label: mean {lat.mean():.0f} ms, max {lat.max():.0f} ms "
-                  f"(chunks of {args.chunk} samples add up to {1000 * (args.chunk - 1) / dl.FS:.0f} ms; a first "
-                  f"beat in the first {FIRST_S:g} s waits for the next one)")
-        print(f"  {len(x) / dl.FS:.0f} s of signal in {wall:.1f} s ({len(x) / dl.FS / wall:.0f}x real time)",
-              flush=True)
-        if len(beats) < MIN_BEATS:  # as predict: no rhythm to report is a failed run, not a result
-            print(f"error: {too_few_beats(rec, len(beats), len(x) / dl.FS)}", file=sys.stderr)
-            return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader stopped (`| head`): stop too, without a traceback
         discard(sys.stdout)
+    except OSError as exc:  # standard output on a full disk, or closed some other way
+        discard(sys.stdout)
+        print(f"error: cannot write the beats to standard output: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,6 +1,7 @@
 """`main.py predict` on recordings without annotations: each input kind, each output, bad input."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -325,6 +326,8 @@ def damaged_copy(run, dst, name, damage):
 @pytest.mark.parametrize("case, message", [
     ("missing_record", "no WFDB record at"),
     ("missing_csv", "not found"),
+    ("csv_folder", "is a folder; give the path of a CSV file in it"),
+    ("csv_pipe", "is not a regular file (a pipe, standard input or a device)"),
     ("missing_edf", "EDF file"),
     ("not_edf", "cannot read"),
     ("unknown_lead", "has no lead 'V9'; it has MLII, V5"),
@@ -364,6 +367,8 @@ def test_bad_input_exits_2_with_a_clear_message_and_no_output(diagnostic_run, tm
     args = {
         "missing_record": lambda: ["--model", model, "--record", tmp_path / "nope"],
         "missing_csv": lambda: ["--model", model, "--csv", tmp_path / "nope.csv", "--fs", 360],
+        "csv_folder": lambda: ["--model", model, "--csv", tmp_path, "--fs", 360],
+        "csv_pipe": lambda: (os.mkfifo(tmp_path / "fifo"), ["--model", model, "--csv", tmp_path / "fifo", "--fs", 360])[1],
         "missing_edf": lambda: ["--model", model, "--edf", tmp_path / "nope.edf"],
         "not_edf": lambda: ["--model", model, "--edf", write_csv(tmp_path, x, "x.edf")],
         "unknown_lead": lambda: ["--model", model, *rec, "--lead", "V9"],

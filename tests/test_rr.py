@@ -173,3 +173,15 @@ def test_from_beat_gives_the_same_rows(mode):
     assert "slow" in dl.RR_FEATURES[mode]  # the quantile, computed only from from_beat on
     for k in (0, 1, 250, len(s) - 1):
         np.testing.assert_array_equal(dl.rr_features(s, FS, mode, from_beat=k), full[k:])
+
+
+def test_rr_history_start_gives_each_beats_features():
+    """rr_features over the peaks from rr_history_start on gives each beat the row it has over all of them."""
+    peaks, _ = dl.read_beats(fixture_record("100"))
+    peaks = np.concatenate([peaks, peaks + peaks[-1] + 300, peaks + 2 * (peaks[-1] + 300)])  # past 300 s
+    full = dl.rr_features(peaks, dl.FS, "realtime")
+    starts = [dl.rr_history_start(peaks, k) for k in range(len(peaks))]
+    assert max(starts) > 0
+    for k in range(0, len(peaks), 7):
+        j = starts[k]
+        np.testing.assert_array_equal(dl.rr_features(peaks[j:k + 1], dl.FS, "realtime", from_beat=k - j)[0], full[k])

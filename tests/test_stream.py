@@ -194,7 +194,8 @@ def test_stream_reads_a_csv_as_predict_does(realtime_run, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("opts, message", [(["--chunk", "0"], "--chunk must be at least 1"),
-                                           (["--speed", "-1"], "--speed must be >= 0"),
+                                           (["--speed", "-1"], "--speed must be 0 (as fast as possible) or at least"),
+                                           (["--speed", "1e-12"], "--speed must be 0 (as fast as possible) or at least"),
                                            (["--lead", "V9"], "has no lead 'V9'"),
                                            (["--fs", "250"], "--fs is for --csv only"),
                                            (["--csv", "x.csv"], "give one input")])
@@ -267,3 +268,72 @@ def test_a_stream_without_beats_fails_as_predict_does(realtime_run, tmp_path, ca
     assert code == 2
     assert "beats detected in 20.0 s; is lead 'MLII' an ECG?" in captured.err
     assert "nan" not in captured.out
+
+
+def test_a_long_stream_keeps_a_bounded_history_and_still_equals_batch(realtime_run):
+    """Twelve minutes (the fixture record four times over, past the 300 s that 'long' and 'slow' span): the
+    stream forgets the peaks no later beat reads (its work per beat once grew with the time it had run), and its
+    beats still equal predict's on the whole recording."""
+    x, _ = dl.read_record(fixture_record("100"))
+    x = np.tile(x, 4)
+    clf = predict.load_classifier(realtime_run, "static-int8")
+    sc = stream.StreamClassifier(clf)
+    beats, held = [], 0
+    for i in range(0, len(x), 360):
+        beats += sc.feed(x[i:i + 360])
+        held = max(held, len(sc.peaks))
+    beats += sc.flush()
+    batch = predict.classify(x, clf)
+    assert len(beats) == len(batch["sample"]) > 700
+    assert np.array_equal([b.sample for b in beats], batch["sample"])
+    assert np.array_equal([b.label for b in beats], batch["class"])
+    assert np.abs(np.array([b.proba for b in beats]) - batch["proba"]).max() < 1e-5
+    per_second = len(beats) / (len(x) / dl.FS)
+    assert held <= per_second * dl.LONG_SECONDS * 1.2 + 20  # about 300 s of peaks, not all twelve minutes'
+
+
+def test_a_dynamic_int8_stream_does_not_depend_on_its_chunks(realtime_run):
+    """Dynamic int8 scales its activations by each call's beats; the stream classifies each beat alone, so one
+    chunk size gives what another does (it once changed a class of record 208 between 36 and 3600)."""
+    x, _ = dl.read_record(fixture_record("100"))
+    clf = predict.load_classifier(realtime_run, "dynamic-int8")
+    a = stream.run_stream(x[:360 * 60], clf, 1)
+    b = stream.run_stream(x[:360 * 60], clf, 3600)
+    assert [(s.sample, s.label) for s in a] == [(s.sample, s.label) for s in b]
+    np.testing.assert_array_equal(np.array([s.proba for s in a]), np.array([s.proba for s in b]))
+
+
+def test_a_lead_of_mains_hum_or_noise_is_warned_of_by_stream_and_predict(realtime_run, tmp_path, capsys):
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    t = np.arange(360 * 30) / 360
+    pd.DataFrame({"ECG": 0.3 * np.sin(2 * np.pi * 50 * t) + 0.01 * rng.normal(size=len(t))}).to_csv(
+        tmp_path / "hum.csv", index=False)
+    pd.DataFrame({"ECG": 0.1 * rng.normal(size=len(t))}).to_csv(tmp_path / "noise.csv", index=False)
+    for command in ("stream", "predict"):
+        for name, message in (("hum", "is mostly mains hum"), ("noise", "do not resemble each other")):
+            options = ["--speed", "0", "--quiet"] if command == "stream" else ["--out", str(tmp_path / name), "--no-plot"]
+            main.main([command, "--model", str(realtime_run), "--csv", str(tmp_path / f"{name}.csv"), "--fs", "360",
+                       *options])
+            assert message in capsys.readouterr().err, (command, name)
+    ecg, _ = dl.read_record(fixture_record("100"))
+    assert predict.mains_fraction(ecg) < 0.01
+
+
+def test_stream_interrupted_while_loading_and_stdout_full(realtime_run, monkeypatch, capsys):
+    """Ctrl-C before the replay began ended in a traceback, and so did a full disk on standard output."""
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict, "read_input", interrupted)
+    code = main.main(["stream", "--model", str(realtime_run), "--record", fixture_record("100"), "--speed", "0"])
+    assert code == 130 and "interrupted" in capsys.readouterr().err
+    monkeypatch.undo()
+    if not __import__("os").path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    proc = subprocess.run(f'"{sys.executable}" main.py stream --model "{realtime_run}" --record '
+                          f'"{fixture_record("100")}" --speed 0 > /dev/full', shell=True, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "error: cannot write the beats to standard output: No space left on device" in proc.stderr
