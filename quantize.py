@@ -67,7 +67,7 @@ def save_model(model: nn.Module, path, mode: str, kind: str, model_kwargs: dict 
     members = members_of(model)
     net = model.members[0] if members > 1 else model
     model_kwargs = {**({"members": members} if members > 1 else {}), "rr_hidden": net.rr_hidden,
-                    **(model_kwargs or {})}
+                    "rr_scale": net.rr_scale, **(model_kwargs or {})}
     payload = {"format": "deep-ecg-model/1", "mode": mode, "kind": kind, **model_inputs(mode),
                "model_kwargs": model_kwargs, "state_dict": model.state_dict()}
     with atomic_path(path) as tmp:

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import data_loader as dl  # noqa: E402
 import main as pipeline  # noqa: E402
 from evaluate import f1_score as f1  # noqa: E402
+from model import design  # noqa: E402
 from outputs import write_json, write_text  # noqa: E402
 
 # Published DS1 -> DS2 results (the evaluation protocol's table): S Se, S +P, V Se, V +P in %, or F1
@@ -172,7 +173,8 @@ def finished_alike(out: Path, argv: list[str]) -> bool:
     run them today: every option its config.json recorded equal to today's (one it did not record,
     from an older version, is not compared) and every model input (data_loader.model_inputs) equal,
     recorded or as older versions computed it. --resume reuses only such runs, so a changed default
-    (e.g. main.GAMMA) or input (the template) trains again instead of reporting the old model."""
+    (e.g. main.GAMMA), input (the template) or network (model.design) trains again instead of reporting the old
+    model."""
     if not (out / "metrics.json").exists() or not (out / "config.json").exists():
         return False
     args = pipeline.build_parser().parse_args([*argv, "--overwrite"])  # out holds a run: that is the point
@@ -181,6 +183,8 @@ def finished_alike(out: Path, argv: list[str]) -> bool:
     try:
         dl.check_model_inputs(out, args.mode, saved)  # the rule predict.py loads models by
     except dl.StaleModelError:
+        return False
+    if saved.get("model") != design(args.mode):  # the network (a run from before it was recorded: not known)
         return False
     now = {k: v for k, v in vars(args).items() if k not in PLACES}
     return all(json.loads(json.dumps(v)) == saved[k] for k, v in now.items() if k in saved)

@@ -402,7 +402,7 @@ def run_job(job: dict) -> dict:
         out = predictions_path(job["save_models"], mode, job["config"], job["seed"], job["fold"]).with_suffix(".pt")
         out.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"state_dict": model.state_dict(), "n_rr": train.rr.shape[1],
-                    "model_kw": {"rr_hidden": model.rr_hidden, **model_kw}}, out)
+                    "model_kw": {"rr_hidden": model.rr_hidden, "rr_scale": model.rr_scale, **model_kw}}, out)
     if job.get("save_predictions"):  # the held-out beats' log-probabilities, for rules scored afterwards
         out = predictions_path(job["save_predictions"], mode, job["config"], job["seed"], job["fold"])
         out.parent.mkdir(parents=True, exist_ok=True)

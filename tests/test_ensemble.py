@@ -14,7 +14,7 @@ import main
 import quantize
 from conftest import FIXTURE_DIR, fixture_record, smoke_args
 from export import OnnxModel, export_onnx
-from model import RR_HIDDEN, DualBranchNet, SeedEnsemble, build_model, members_of
+from model import RR_HIDDEN, RR_SCALE, DualBranchNet, SeedEnsemble, build_model, members_of
 from train import TrainConfig, fit, fit_ensemble, member_seeds, predict_proba, seed_everything
 
 
@@ -81,7 +81,7 @@ def test_an_ensemble_file_loads_as_the_same_ensemble(ensemble, beats, tmp_path, 
         model = quantize.quantize_dynamic(model)
     quantize.save_model(model, tmp_path / "m.pt", "diagnostic", kind)
     loaded, meta = quantize.load_model(tmp_path / "m.pt")
-    assert meta["model_kwargs"] == {"members": 3, "rr_hidden": RR_HIDDEN} and members_of(loaded) == 3
+    assert meta["model_kwargs"] == {"members": 3, "rr_hidden": RR_HIDDEN, "rr_scale": RR_SCALE["diagnostic"]} and members_of(loaded) == 3
     torch.testing.assert_close(_logits(loaded, beats[1]), _logits(model, beats[1]), rtol=0, atol=1e-6)
 
 
@@ -108,7 +108,8 @@ def test_main_trains_and_reports_an_ensemble_that_predict_uses(tmp_path):
     assert metrics["best_epoch"] == [1, 1] and [h["seed"] for h in metrics["history"]] == [6, 7]
     assert "| network (seed) | epoch |" in (out / "report.md").read_text()
     model, meta = quantize.load_model(out / "model_float32.pt")
-    assert members_of(model) == 2 and meta["model_kwargs"] == {"members": 2, "rr_hidden": RR_HIDDEN}
+    assert members_of(model) == 2 and meta["model_kwargs"] == {"members": 2, "rr_hidden": RR_HIDDEN,
+                                                     "rr_scale": RR_SCALE["diagnostic"]}
     pred = tmp_path / "pred"
     assert main.main(["predict", "--model", str(out), "--record", fixture_record("100"), "--out", str(pred)]) == 0
     assert any(pred.glob("*.csv"))

@@ -140,23 +140,25 @@ def test_load_model_rejects_other_files(tmp_path):
 
 
 def test_the_rr_branch_width_is_recorded_and_older_models_still_load(tmp_path):
-    """The width is recorded with the model; a model saved before it was recorded has the old width."""
-    from model import LEGACY_RR_HIDDEN, RR_HIDDEN
+    """The width and the RR scale are recorded with the model; a model saved before they were recorded has the
+    old width and raw RR inputs."""
+    from model import LEGACY_RR_HIDDEN, RR_HIDDEN, RR_SCALE
 
     for mode in dl.MODES:
         torch.manual_seed(0)
         model = build_model(mode).eval()
-        assert model.rr[0].out_features == RR_HIDDEN
+        assert model.rr[0].out_features == RR_HIDDEN and model.rr_scale == RR_SCALE[mode]
         quantize.save_model(model, tmp_path / f"{mode}.pt", mode, "float32")
         loaded, _ = quantize.load_model(tmp_path / f"{mode}.pt")
         x, rr = _inputs(5, mode)
         with torch.no_grad():
             torch.testing.assert_close(loaded(x, rr), model(x, rr))
     torch.manual_seed(0)
-    old = build_model("diagnostic", rr_hidden=LEGACY_RR_HIDDEN).eval()
+    old = build_model("diagnostic", rr_hidden=LEGACY_RR_HIDDEN, rr_scale="raw").eval()
     quantize.save_model(old, tmp_path / "old.pt", "diagnostic", "float32")
     payload = torch.load(tmp_path / "old.pt", weights_only=False)
     del payload["model_kwargs"]["rr_hidden"]  # as every model saved before round 38
+    del payload["model_kwargs"]["rr_scale"]  # ... and before round 49
     torch.save(payload, tmp_path / "old.pt")
     loaded, _ = quantize.load_model(tmp_path / "old.pt")
     x, rr = _inputs(5, "diagnostic")

@@ -41,5 +41,14 @@ def test_resume_reuses_only_runs_with_the_same_options(tmp_path, monkeypatch):
         m.setattr(dl, "TEMPLATE_ON_TIME", 0.5)
         assert not accuracy.finished_alike(out, argv)
     assert accuracy.finished_alike(out, argv)
+    # and a changed network: a run records its design (model.design); one from before it did is not reused
+    import model
+    with monkeypatch.context() as m:
+        m.setitem(model.RR_SCALE, config["mode"], "batchnorm")
+        assert not accuracy.finished_alike(out, argv)
+    assert accuracy.finished_alike(out, argv)
+    (out / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "model"}))
+    assert not accuracy.finished_alike(out, argv)
+    (out / "config.json").write_text(json.dumps(config))
     (out / "metrics.json").unlink()  # an interrupted run is never reused
     assert not accuracy.finished_alike(out, argv)
