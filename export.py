@@ -51,6 +51,32 @@ def stamp_mode(path, mode: str) -> None:
         onnx.save(model, str(tmp))
 
 
+def rr_input_range(path) -> tuple[float, float]:
+    """The range of RR inputs (seconds and ratios) a static int8 ONNX model represents: its uint8 quantization of
+    the 'rr' input, straight or after the logarithm (model.RR_SCALE). An input outside it reads as the nearest end
+    (a pause longer than the upper end is seen that long)."""
+    import math
+
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    init = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    for node in graph.node:
+        if node.op_type != "QuantizeLinear":
+            continue
+        src, log = node.input[0], False
+        while src != "rr" and src in producer and producer[src].op_type in ("Log", "Clip"):
+            log |= producer[src].op_type == "Log"
+            src = producer[src].input[0]
+        if src == "rr":
+            scale, zero = float(init[node.input[1]]), int(init[node.input[2]])
+            lo, hi = -zero * scale, (255 - zero) * scale
+            return (math.exp(lo), math.exp(hi)) if log else (lo, hi)
+    raise ValueError(f"{path} quantizes no RR input: not a static int8 model")
+
+
 def export_torchscript(model, path, n_rr: int) -> None:
     """TorchScript (traced) of a float32 or dynamic-int8 model: loads with torch.jit.load, no source."""
     import torch

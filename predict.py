@@ -825,6 +825,10 @@ def run(args) -> dict:
               f"classified in {seconds:.2f} s; outputs in {out} ({frame.shape[0]} rows, annotations {ann.name})")
     except BrokenPipeError:  # the reader stopped (`| head`): the outputs are written; stop without a traceback
         discard(sys.stdout)
+    except OSError as exc:  # standard output on a full disk: the outputs are written, the summary is lost
+        discard(sys.stdout)
+        raise InputError(f"cannot write the summary to standard output: {exc.strerror or exc}; the outputs are "
+                         f"in {out}") from None
     return {"beats": beats, "frame": frame, "out": out, "seconds": seconds}
 
 

@@ -249,7 +249,7 @@ def main(argv=None) -> int:
                          read_input, summary, too_few_beats)
 
     args = build_parser().parse_args(argv)
-    beats = None
+    replaying = False  # from the first line printed on: an OSError is standard output's
     try:
         with warnings.catch_warnings():  # torch's notices on loading a model are not the user's business
             warnings.simplefilter("ignore", UserWarning)
@@ -270,7 +270,7 @@ def main(argv=None) -> int:
                     print(f"{b.sample / dl.FS:9.3f} s  {dl.CLASSES[b.label]}  {conf}  "
                           f"(label {1000 * b.latency_s:.0f} ms after the R-peak)", flush=True)
 
-            t0 = time.perf_counter()
+            t0, replaying = time.perf_counter(), True
             print(f"streaming {rec.name} ({rec.lead}, {len(x) / dl.FS / 60:.1f} min) at "
                   f"{'full speed' if args.speed == 0 else f'{args.speed:g}x real time'} in chunks of {args.chunk} "
                   f"samples; {clf.kind} model; stated latency <= {1000 * stated_latency_s():.0f} ms after the "
@@ -302,8 +302,12 @@ def main(argv=None) -> int:
         return 130
     except BrokenPipeError:  # the reader stopped (`| head`): stop too, without a traceback
         discard(sys.stdout)
-    except OSError as exc:  # standard output on a full disk, or closed some other way
-        discard(sys.stdout)
+    except OSError as exc:
+        if not replaying:  # the input or the model could not be read
+            name = f" {exc.filename}" if exc.filename else ""
+            print(f"error: cannot read{name}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        discard(sys.stdout)  # standard output on a full disk, or closed some other way
         print(f"error: cannot write the beats to standard output: {exc.strerror or exc}", file=sys.stderr)
         return 2
     return 0

@@ -11,7 +11,7 @@ import torch
 
 import data_loader as dl
 import quantize
-from export import OnnxModel, export_onnx, export_torchscript
+from export import OnnxModel, export_onnx, export_torchscript, rr_input_range
 from train import predict_proba
 
 N_RR = len(dl.RR_FEATURES["diagnostic"])
@@ -140,3 +140,25 @@ def test_the_readme_deployment_example_runs_as_written(mode, request):
     onnx_model = OnnxModel(Path(run) / "model_int8_static.onnx")
     expected = onnx_model.predict_proba(scope["window"], scope["rr"]).argmax(1)
     assert scope["classes"] == [dl.CLASSES[i] for i in expected]
+
+
+@pytest.mark.parametrize("mode", ["diagnostic", "realtime"])
+def test_the_static_int8_models_rr_range_is_where_its_inputs_stop_counting(mode, request):
+    """README's rule 7: an RR input past the range rr_input_range reports reads as the range's end (a longer
+    pause changes nothing), while one inside it does count; after the logarithm (diagnostic) at both ends."""
+    run = request.getfixturevalue(f"{mode}_run")
+    lo, hi = rr_input_range(run / "model_int8_static.onnx")
+    assert 0 <= lo < 0.8 < hi < 10
+    onnx_model = OnnxModel(run / "model_int8_static.onnx", threads=1)
+    x = np.random.default_rng(0).normal(size=(8, 2, dl.WINDOW)).astype(np.float32)
+    rr = np.full((8, len(dl.RR_FEATURES[mode])), 0.8, np.float32)
+
+    def with_pre(value):  # the first input, 'pre', set to value
+        changed = rr.copy()
+        changed[:, 0] = value
+        return onnx_model.predict_proba(x, changed)
+
+    np.testing.assert_array_equal(with_pre(hi), with_pre(3 * hi))
+    assert not np.array_equal(with_pre(hi), with_pre(0.8))
+    if lo > 0:  # a logarithm's range ends above 0
+        np.testing.assert_array_equal(with_pre(lo), with_pre(lo / 3))

@@ -337,3 +337,14 @@ def test_stream_interrupted_while_loading_and_stdout_full(realtime_run, monkeypa
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "error: cannot write the beats to standard output: No space left on device" in proc.stderr
+
+
+def test_predict_with_stdout_full_says_so_and_keeps_its_outputs(realtime_run, tmp_path):
+    if not __import__("os").path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    proc = subprocess.run(f'"{sys.executable}" main.py predict --model "{realtime_run}" --record '
+                          f'"{fixture_record("100")}" --out "{tmp_path}" --no-plot > /dev/full', shell=True, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "error: cannot write the summary to standard output: No space left on device" in proc.stderr
+    assert (tmp_path / "100_beats.csv").is_file()
