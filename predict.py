@@ -240,6 +240,9 @@ EDF_ANNOTATIONS = "EDF Annotations"  # EDF+'s signal of events and time-keeping,
 def not_a_file(path: Path, kind: str) -> str:
     """Why an input path that is no regular file cannot be read: absent, a folder, or a pipe or device (read
     twice here: once for its layout, once for its values)."""
+    if str(path) == "-":
+        return (f"'-' (standard input) cannot be read here (it is read twice: once for its layout, once for its "
+                f"values); save the {kind} data to a file and give its path")
     if not path.exists():
         return f"{kind} file {path} not found"
     if path.is_dir():
@@ -572,21 +575,28 @@ def prepare(rec: Recording) -> tuple[np.ndarray, np.ndarray]:
 
 
 def mains_fraction(x: np.ndarray, fs: float = dl.FS) -> float:
-    """The share of a signal's power above 0.5 Hz that lies within MAINS_BAND_HZ of 50 or 60 Hz."""
+    """The share of a signal's power above 0.5 Hz that lies within MAINS_BAND_HZ of 50 or 60 Hz, or of where
+    they fold to at a rate too low for them (60 Hz sampled at 100 Hz reads as 40 Hz). x at its own rate fs;
+    NaN samples (gaps) count as the signal's median."""
     from scipy.signal import welch
 
     x = np.asarray(x, dtype=np.float64)
+    x = np.where(np.isnan(x), np.nanmedian(x), x)
     f, p = welch(x - np.mean(x), fs, nperseg=min(len(x), 2048))
-    mains = np.any([np.abs(f - hz) <= MAINS_BAND_HZ for hz in MAINS_HZ], axis=0)
+    folded = [abs(hz - fs * round(hz / fs)) for hz in MAINS_HZ]
+    folded = [hz for hz in folded if hz >= 0.5 + MAINS_BAND_HZ]  # folded onto 0 Hz (fs 50, 60...): not seen
     total = p[f >= 0.5].sum()
-    return float(p[mains].sum() / total) if total > 0 else 0.0
+    if not folded or total <= 0:
+        return 0.0
+    mains = np.any([np.abs(f - hz) <= MAINS_BAND_HZ for hz in folded], axis=0)
+    return float(p[mains].sum() / total)
 
 
-def check_signal(rec: Recording, x: np.ndarray, match: np.ndarray) -> None:
+def check_signal(rec: Recording, match: np.ndarray) -> None:
     """Warnings that a recording's classes are not to be trusted (predict and stream give the same): its lead
-    is mostly mains hum (x: the 360 Hz signal, gaps filled), or the beats found do not resemble each other
+    is mostly mains hum (judged on the input at its own rate), or the beats found do not resemble each other
     (match: each beat's correlation with its template, dl.template_match)."""
-    hum = mains_fraction(x)
+    hum = mains_fraction(rec.x, rec.fs)
     if hum > MAX_MAINS:
         warn(f"{rec.name}: lead {rec.lead!r} is mostly mains hum ({100 * hum:.0f}% of its power within "
              f"{MAINS_BAND_HZ:g} Hz of 50 or 60 Hz; each of the 48 MIT-BIH records has under 1%): electrodes off, or "
@@ -775,7 +785,7 @@ def run(args) -> dict:
     if len(beats["sample"]) < MIN_BEATS:
         raise InputError(too_few_beats(rec, len(beats["sample"]), len(x) / dl.FS))
     seconds = time.time() - t0  # read, resample, filter, detect, classify
-    check_signal(rec, x, beats["match"])
+    check_signal(rec, beats["match"])
     if not args.no_plot and args.plot_start >= len(x) / dl.FS:
         raise InputError(f"--plot-start {args.plot_start:g} s is past the end of the recording "
                          f"({len(x) / dl.FS:.1f} s)")
@@ -869,6 +879,10 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # (before the outputs were written: a failure, without a traceback)
         discard(sys.stdout)
         return 1
+    except OSError as exc:  # reading the input or the model (a failed write says so as an InputError)
+        print(f"error: cannot read {exc.filename or args.record or args.csv or args.edf}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 2
     return 0
 
 

@@ -280,7 +280,7 @@ def main(argv=None) -> int:
             wall = time.perf_counter() - t0
             if len(beats) < MIN_BEATS:  # as predict: no rhythm to report is a failed run, not a result
                 raise dl.DataError(too_few_beats(rec, len(beats), len(x) / dl.FS))
-            check_signal(rec, x, np.array([b.match for b in beats]))
+            check_signal(rec, np.array([b.match for b in beats]))
             # Beats decided only when the record ended (the flush) have no live latency; an early first beat
             # waited for the next one (it may be a T wave), outside the stated bound.
             lat = np.array([b.latency_s for b in beats if b.decided_at < len(x) and not b.waited]) * 1000
@@ -304,8 +304,8 @@ def main(argv=None) -> int:
         discard(sys.stdout)
     except OSError as exc:
         if not replaying:  # the input or the model could not be read
-            name = f" {exc.filename}" if exc.filename else ""
-            print(f"error: cannot read{name}: {exc.strerror or exc}", file=sys.stderr)
+            name = exc.filename or args.record or args.csv or args.edf
+            print(f"error: cannot read {name}: {exc.strerror or exc}", file=sys.stderr)
             return 2
         discard(sys.stdout)  # standard output on a full disk, or closed some other way
         print(f"error: cannot write the beats to standard output: {exc.strerror or exc}", file=sys.stderr)

@@ -28,6 +28,10 @@ from outputs import write_json, write_text  # noqa: E402
 
 # Each config changes one thing from "base" (the product's defaults); values are TrainConfig
 # fields, model keyword arguments (model_*) or "rr": the subset of RR features the model sees.
+# base's training is TrainConfig's (focal gamma 1: the product's diagnostic mode trains gamma 2, hence the
+# "gamma2" configs); its network is the product's for the job's mode (model.design: since round 49 the
+# diagnostic network takes the logarithms of its RR inputs; the configs of earlier rounds trained raw inputs,
+# so rerun one as it ran with "model_rr_scale": "raw" added).
 CONFIGS = {
     "base": {},
     "rr_pre_post_only": {"rr": {"diagnostic": ("pre", "post"), "realtime": ("pre", "prev")}},
@@ -329,10 +333,16 @@ def load_saved_model(path):
     return model.eval()
 
 
+def job_network(mode: str, n_rr: int, model_kw: dict):
+    """A job's network: the product's for its mode (model.design), with its config's model_* changes."""
+    from model import DualBranchNet, design
+
+    return DualBranchNet(n_rr=n_rr, **{**design(mode), **model_kw})
+
+
 def run_job(job: dict) -> dict:
     import torch
 
-    from model import DualBranchNet
     from train import TrainConfig, fit, predict_proba, seed_everything
 
     torch.set_num_threads(job["threads"])
@@ -387,7 +397,7 @@ def run_job(job: dict) -> dict:
             b.x = b.x[:, :1]
     t0 = time.time()
     seed_everything(cfg.seed)  # the initial weights too, as main.py: same seed, same model
-    model, _, best_epoch = fit(DualBranchNet(n_rr=train.rr.shape[1], **model_kw), train, val, cfg, progress=False,
+    model, _, best_epoch = fit(job_network(mode, train.rr.shape[1], model_kw), train, val, cfg, progress=False,
                                rr_names=rr_names or dl.RR_FEATURES[mode])
     logp = np.log(np.maximum(predict_proba(model, test.x, test.rr), 1e-12))
     s_col = dl.CLASSES.index("S")

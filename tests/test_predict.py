@@ -674,3 +674,17 @@ def test_a_records_lead_is_mlii_with_a_unit_too(capsys):
     for names, lead in ((["RESP", "CM5"], "CM5"), (["RESP", "D3"], "D3"), (["PLETH", "RESP", "V"], "V"),
                         (["RESP,", "II,"], "II,")):  # Holter, European, monitor names; trailing commas (BIDMC)
         assert predict.choose_lead(names, None, "record r", "lead", "channel") == lead
+
+
+def test_mains_hum_is_found_at_its_own_rate_and_where_it_folds():
+    """60 Hz hum sampled at 100 Hz reads as 40 Hz (the check once looked for it at 60 Hz after resampling and never
+    found it); an ECG holds almost none."""
+    rng = np.random.default_rng(0)
+    for fs, hz in ((100, 60), (125, 50), (250, 60), (360, 50)):
+        t = np.arange(fs * 30) / fs
+        hum = 0.3 * np.sin(2 * np.pi * hz * t + 0.3) + 0.01 * rng.normal(size=len(t))
+        assert predict.mains_fraction(hum, fs) > 0.9, (fs, hz)
+    x, _ = dl.read_record(fixture_record("100"))
+    assert predict.mains_fraction(x, 360) < 0.01
+    x[1000:2000] = np.nan  # a gap counts as the signal's median
+    assert predict.mains_fraction(x, 360) < 0.01
