@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import data_loader as dl  # noqa: E402
 from detect import MATCH_S, detect_r_peaks, match_beats  # noqa: E402
 from outputs import write_json, write_text  # noqa: E402
-from predict import choose_lead  # noqa: E402
+from predict import MAINS_BAND_HZ, MAX_MAINS, choose_lead, mains_fraction  # noqa: E402
 
 STRIP = 10 * dl.FS  # samples in a strip
 
@@ -57,6 +57,7 @@ def main(argv=None) -> int:
         # `predict`'s signal quality index: the median correlation of the beats with their templates
         match = {mode: float(np.nanmedian(dl.template_match(dl.with_templates(
             dl.beat_windows(dl.bandpass(x, fs, mode), peaks), peaks, fs)))) for mode in dl.MODES}
+        mains = mains_fraction(x, fs)  # `predict`'s other warning: a lead that is mostly mains hum
         ri, di = match_beats(ref, peaks, fs)
         offsets.append(peaks[di] - ref[ri])
         tp = len(ri)
@@ -75,12 +76,13 @@ def main(argv=None) -> int:
             strips["true"] += len(match_beats(ref, got, fs)[0])  # +P: detections that are beats
             strips["first_not_a_beat"] += int(len(got) > 0 and np.abs(ref - got[0]).min() > MATCH_S * fs)
         rows[rec] = {"lead": lead, "beats": len(ref), "detected": len(peaks), "tp": tp, "fn": len(ref) - tp,
-                     "fp": len(peaks) - tp, "seconds": seconds, "template_match": match}
+                     "fp": len(peaks) - tp, "seconds": seconds, "template_match": match, "mains": mains}
         print(f"{rec}: Se {tp / len(ref):.4f}  +P {tp / max(len(peaks), 1):.4f}  ({seconds:.1f} s)", flush=True)
     tot = {k: sum(r[k] for r in rows.values()) for k in ("beats", "detected", "tp", "fn", "fp", "seconds")}
     se, ppv = tot["tp"] / tot["beats"], tot["tp"] / tot["detected"]
     med_offset = float(np.median(np.concatenate(offsets)))
     strip_se, strip_ppv = strips["found"] / max(strips["beats"], 1), strips["true"] / max(strips["detected"], 1)
+    hum = max(rows, key=lambda rec: rows[rec]["mains"])
     low = {mode: min(rows, key=lambda rec: rows[rec]["template_match"][mode]) for mode in dl.MODES}
     lines = ["# R-peak detection on MIT-BIH", "", f"Command: `python bench/detection.py {' '.join(sys.argv[1:])}`",
              "", f"Detector: `detect.detect_r_peaks`, the causal streaming `detect.QRSDetector` (Pan-Tompkins: "
@@ -101,6 +103,9 @@ def main(argv=None) -> int:
              "correlation of its beats, at the detected R-peaks, with their templates): lowest "
              + ", ".join(f"{rows[low[m]]['template_match'][m]:.2f} in {m} mode (record {low[m]})" for m in dl.MODES)
              + ".", "",
+             f"**Mains hum** (`predict`'s other warning, over {100 * MAX_MAINS:.0f}%: the share of a lead's power above "
+             f"0.5 Hz within {MAINS_BAND_HZ:g} Hz of 50 or 60 Hz): highest {100 * rows[hum]['mains']:.2f}% (record {hum}).",
+             "",
              "| record | beats | detected | FN | FP | Se (%) | +P (%) | time (s) | template match (diag. / real-time) |",
              "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {rec} | {r['beats']} | {r['detected']} | {r['fn']} | {r['fp']} | {100 * r['tp'] / r['beats']:.2f} | "
