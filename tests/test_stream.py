@@ -1,6 +1,7 @@
 """Streaming real-time classification equals the batch real-time pipeline, whatever the chunk size."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -321,30 +322,31 @@ def test_a_lead_of_mains_hum_or_noise_is_warned_of_by_stream_and_predict(realtim
     assert predict.mains_fraction(ecg) < 0.01
 
 
-def test_stream_interrupted_while_loading_and_stdout_full(realtime_run, monkeypatch, capsys):
-    """Ctrl-C before the replay began ended in a traceback, and so did a full disk on standard output."""
+def test_stream_interrupted_while_loading_ends_quietly(realtime_run, monkeypatch, capsys):
+    """Ctrl-C before the replay began ended in a traceback."""
     def interrupted(args):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(predict, "read_input", interrupted)
     code = main.main(["stream", "--model", str(realtime_run), "--record", fixture_record("100"), "--speed", "0"])
     assert code == 130 and "interrupted" in capsys.readouterr().err
-    monkeypatch.undo()
-    if not __import__("os").path.exists("/dev/full"):
+
+
+def _onto_a_full_disk(*args) -> subprocess.CompletedProcess:
+    """main.py with these arguments, its standard output on a full disk (/dev/full)."""
+    if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full here")
-    proc = subprocess.run(f'"{sys.executable}" main.py stream --model "{realtime_run}" --record '
-                          f'"{fixture_record("100")}" --speed 0 > /dev/full', shell=True, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    command = " ".join(f'"{a}"' for a in (sys.executable, "main.py", *args))
+    return subprocess.run(f"{command} > /dev/full", shell=True, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_stream_and_predict_with_stdout_full_say_so(realtime_run, tmp_path):
+    """A full disk on standard output ended in a traceback; predict's outputs, written before, stay."""
+    proc = _onto_a_full_disk("stream", "--model", realtime_run, "--record", fixture_record("100"), "--speed", "0")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "error: cannot write the beats to standard output: No space left on device" in proc.stderr
-
-
-def test_predict_with_stdout_full_says_so_and_keeps_its_outputs(realtime_run, tmp_path):
-    if not __import__("os").path.exists("/dev/full"):
-        pytest.skip("no /dev/full here")
-    proc = subprocess.run(f'"{sys.executable}" main.py predict --model "{realtime_run}" --record '
-                          f'"{fixture_record("100")}" --out "{tmp_path}" --no-plot > /dev/full', shell=True, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = _onto_a_full_disk("predict", "--model", realtime_run, "--record", fixture_record("100"), "--out", tmp_path,
+                             "--no-plot")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "error: cannot write the summary to standard output: No space left on device" in proc.stderr
     assert (tmp_path / "100_beats.csv").is_file()
