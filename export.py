@@ -51,10 +51,12 @@ def stamp_mode(path, mode: str) -> None:
         onnx.save(model, str(tmp))
 
 
-def rr_input_range(path) -> tuple[float, float]:
-    """The range of RR inputs (seconds and ratios) a static int8 ONNX model represents: its uint8 quantization of
-    the 'rr' input, straight or after the logarithm (model.RR_SCALE). An input outside it reads as the nearest end
-    (a pause longer than the upper end is seen that long)."""
+def rr_input_ranges(path) -> list[tuple[float, float]]:
+    """The ranges of RR inputs (seconds and ratios) a static int8 ONNX model represents, one per quantization on a
+    path from its 'rr' input (an ensemble's networks may each have one): of the inputs themselves, or of their
+    logarithms in a network that takes those (model.DESIGNS), itself reading the inputs after any quantization
+    before it. An input outside a range reads, to that network, as the range's nearest end (a pause longer than
+    the upper end is seen that long)."""
     import math
 
     import onnx
@@ -63,18 +65,36 @@ def rr_input_range(path) -> tuple[float, float]:
     graph = onnx.load(str(path)).graph
     init = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     producer = {out: node for node in graph.node for out in node.output}
-    for node in graph.node:
-        if node.op_type != "QuantizeLinear":
-            continue
-        src, log = node.input[0], False
-        while src != "rr" and src in producer and producer[src].op_type in ("Log", "Clip"):
-            log |= producer[src].op_type == "Log"
-            src = producer[src].input[0]
-        if src == "rr":
+
+    def walk(tensor):  # (lo, hi, logarithm taken) of what `tensor` can hold, in rr's units or their logarithms
+        if tensor == "rr":
+            return -math.inf, math.inf, False
+        node = producer.get(tensor)
+        if node is None or node.op_type not in ("QuantizeLinear", "DequantizeLinear", "Clip", "Log"):
+            return None
+        got = walk(node.input[0])
+        if got is None:
+            return None
+        lo, hi, log = got
+        if node.op_type == "Log":
+            return math.log(max(lo, 1e-300)), (math.log(hi) if hi > 0 else -math.inf), True
+        if node.op_type == "Clip":
+            bounds = [float(init[n]) if n in init else None for n in (list(node.input[1:]) + [None, None])[:2]]
+            return (max(lo, bounds[0]) if bounds[0] is not None else lo,
+                    min(hi, bounds[1]) if bounds[1] is not None else hi, log)
+        if node.op_type == "QuantizeLinear":
             scale, zero = float(init[node.input[1]]), int(init[node.input[2]])
-            lo, hi = -zero * scale, (255 - zero) * scale
-            return (math.exp(lo), math.exp(hi)) if log else (lo, hi)
-    raise ValueError(f"{path} quantizes no RR input: not a static int8 model")
+            return max(lo, -zero * scale), min(hi, (255 - zero) * scale), log
+        return lo, hi, log
+
+    ranges = []
+    for node in graph.node:
+        if node.op_type == "QuantizeLinear" and (got := walk(node.output[0])) is not None:
+            lo, hi, log = got
+            ranges.append((math.exp(lo), math.exp(hi)) if log else (lo, hi))
+    if not ranges:
+        raise ValueError(f"{path} quantizes no RR input: not a static int8 model")
+    return ranges
 
 
 def export_torchscript(model, path, n_rr: int) -> None:

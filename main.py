@@ -193,7 +193,7 @@ def run(args, made: dict | None = None) -> dict:
     config = {**vars(args), "train_records": train_recs, "validation_records": val_recs,
               "test_records": test_recs, "window": [dl.WINDOW_BEFORE, dl.WINDOW_AFTER],
               "bandpass_hz": list(dl.BANDPASS_HZ), "filter_order": dl.FILTER_ORDER,
-              **dl.model_inputs(args.mode), "model": model_design(args.mode),
+              **dl.model_inputs(args.mode), "model": [model_design(args.mode, i) for i in range(args.ensemble)],
               "member_seeds": member_seeds(args.seed, args.ensemble)}
     progress = not args.quiet
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))

@@ -45,12 +45,25 @@ class AvgMaxPool(nn.Module):
 RR_HIDDEN = 128
 KERNELS = (7, 5, 5, 5)  # kernel size of each convolution block, in order
 RR_SCALES = ("raw", "log", "batchnorm")  # how the RR inputs may enter the dense branch (DualBranchNet)
-# The product's, by mode. Diagnostic: their logarithms, DS1 cross-validation round 49: macro-F1 0.803 +/- 0.009
-# over four seeds against raw inputs' 0.796 +/- 0.006 (S Se 0.70 against 0.64; batch-norm 0.735). Real-time:
-# raw (log 0.746 against 0.759, seeds 0-1).
-RR_SCALE = {"diagnostic": "log", "realtime": "raw"}
+# The product's networks by mode: the design of each member of its ensemble, in turn (member i takes
+# DESIGNS[mode][i % len]). Diagnostic: a network taking the logarithms of its RR inputs (DS1 cross-validation
+# round 49: macro-F1 0.803 +/- 0.009 over four seeds against raw inputs' 0.796 +/- 0.006, S Se 0.70 against
+# 0.64), beside one taking them raw whose CNN averages over five spans of the window (round 42's; the pair, round
+# 50: 0.814 +/- 0.010 over 16 pairs against two log networks' 0.807 +/- 0.004: the first finds S beats, the
+# second keeps V's false alarms down). Real-time: raw inputs (log 0.746 against 0.759, seeds 0-1), one network.
+DESIGNS = {"diagnostic": ({"rr_scale": "log"}, {"rr_scale": "raw", "pool": 5}),
+           "realtime": ({"rr_scale": "raw"},)}
 RR_LOG_FLOOR = 1e-3  # rr_scale="log": inputs below this (none are: intervals and their ratios) count as it
 LEGACY_RR_HIDDEN = 32  # the width of every model saved before the width was recorded (round 38)
+
+
+def saved_members(model_kwargs: dict) -> list[dict]:
+    """Each member's keyword arguments from a saved model's model_kwargs: recorded one by one since round 50
+    (member_kwargs); before, one set for every member (members, rr_hidden, rr_scale), as saved_kwargs completes it."""
+    if "member_kwargs" in model_kwargs:
+        return [saved_kwargs(kw) for kw in model_kwargs["member_kwargs"]]
+    shared = saved_kwargs({k: v for k, v in model_kwargs.items() if k != "members"})
+    return [shared] * model_kwargs.get("members", 1)
 
 
 def saved_kwargs(kwargs: dict) -> dict:
@@ -102,7 +115,7 @@ class DualBranchNet(nn.Module):
                                   nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, len(CLASSES)))
         self.window = window
         self.cnn_dropout = cnn_dropout
-        self.n_rr, self.rr_hidden, self.rr_scale = n_rr, rr_hidden, rr_scale
+        self.n_rr, self.rr_hidden, self.rr_scale, self.pool = n_rr, rr_hidden, rr_scale, pool
         self.rr_log = rr_scale == "log"
 
     def forward(self, x: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
@@ -134,19 +147,27 @@ class SeedEnsemble(nn.Module):
         return torch.stack([m(x, rr) for m in self.members]).mean(0)
 
 
-def design(mode: str) -> dict:
-    """The product's network for a mode, as DualBranchNet keyword arguments that differ by version or mode:
-    recorded in each run's config.json, so a finished run of another design is not taken for today's."""
-    return {"rr_hidden": RR_HIDDEN, "rr_scale": RR_SCALE[mode]}
+def design(mode: str, member: int = 0) -> dict:
+    """The product's network for a mode (its ensemble's member `member`), as DualBranchNet keyword arguments:
+    recorded, for every member, in each run's config.json, so a finished run of another design is not taken for
+    today's."""
+    return {"rr_hidden": RR_HIDDEN, **DESIGNS[mode][member % len(DESIGNS[mode])]}
 
 
-def build_model(mode: str, members: int = 1, **kwargs) -> nn.Module:
-    """The network for a mode (its RR input width follows the mode's feature list; design(mode) unless
-    kwargs say otherwise); members > 1: a SeedEnsemble of that many."""
-    if members < 1:
-        raise ValueError(f"an ensemble needs at least 1 member, got {members}")
-    kwargs = {**design(mode), **kwargs}
-    return ensemble_of([DualBranchNet(n_rr=len(RR_FEATURES[mode]), **kwargs) for _ in range(members)])
+def net_kwargs(net: "DualBranchNet") -> dict:
+    """What a saved network records of how it was built (what designs vary), to be rebuilt alike."""
+    return {"rr_hidden": net.rr_hidden, "rr_scale": net.rr_scale, "pool": net.pool}
+
+
+def build_model(mode: str, members: int = 1, member_kwargs: list[dict] | None = None, **kwargs) -> nn.Module:
+    """New networks for a mode (its RR input width follows the mode's feature list): member i of the product's
+    design, design(mode, i), with kwargs changed in each; or, given member_kwargs (a saved model's), exactly
+    those networks. More than one: a SeedEnsemble."""
+    if member_kwargs is None:
+        if members < 1:
+            raise ValueError(f"an ensemble needs at least 1 member, got {members}")
+        member_kwargs = [{**design(mode, i), **kwargs} for i in range(members)]
+    return ensemble_of([DualBranchNet(n_rr=len(RR_FEATURES[mode]), **kw) for kw in member_kwargs])
 
 
 def ensemble_of(nets: list[nn.Module]) -> nn.Module:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from data_loader import CLASSES, RR_FEATURES, check_model_inputs, model_inputs
-from model import build_model, members_of, saved_kwargs
+from model import build_model, members_of, net_kwargs, saved_members
 from outputs import atomic_path
 
 
@@ -65,9 +65,9 @@ def save_model(model: nn.Module, path, mode: str, kind: str, model_kwargs: dict 
     """Save weights with what it takes to rebuild the network (an ensemble's member count among
     them); return the file size in bytes."""
     members = members_of(model)
-    net = model.members[0] if members > 1 else model
-    model_kwargs = {**({"members": members} if members > 1 else {}), "rr_hidden": net.rr_hidden,
-                    "rr_scale": net.rr_scale, **(model_kwargs or {})}
+    nets = list(model.members) if members > 1 else [model]
+    model_kwargs = {**({"members": members} if members > 1 else {}),
+                    "member_kwargs": [net_kwargs(net) for net in nets], **(model_kwargs or {})}
     payload = {"format": "deep-ecg-model/1", "mode": mode, "kind": kind, **model_inputs(mode),
                "model_kwargs": model_kwargs, "state_dict": model.state_dict()}
     with atomic_path(path) as tmp:
@@ -126,7 +126,7 @@ def load_model(path) -> tuple[nn.Module, dict]:
     if not isinstance(payload, dict) or payload.get("format") != "deep-ecg-model/1":
         raise ValueError(f"{path} is not a Deep-ECG model file (saved by main.py as model_*.pt)")
     check_model_inputs(path, payload["mode"], payload)
-    model = build_model(payload["mode"], **saved_kwargs(payload["model_kwargs"])).eval()
+    model = build_model(payload["mode"], member_kwargs=saved_members(payload["model_kwargs"])).eval()
     if payload["kind"] == "dynamic-int8":
         model = quantize_dynamic(model)
     model.load_state_dict(payload["state_dict"])

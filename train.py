@@ -262,12 +262,13 @@ def fit_ensemble(mode: str, train: Beats, val: Beats, cfg: TrainConfig, members:
     One member: the network itself. More: a model.SeedEnsemble of them. The history holds every
     member's epochs, each record naming its member and seed.
     """
-    from model import build_model, ensemble_of
+    from model import build_model, design, ensemble_of
 
     nets, history, best_epochs = [], [], []
     for i, seed in enumerate(member_seeds(cfg.seed, members)):
         seed_everything(seed)  # the initial weights too: same seed, same model
-        net, hist, best = fit(build_model(mode), train, val, replace(cfg, seed=seed), progress=progress,
+        net, hist, best = fit(build_model(mode, member_kwargs=[design(mode, i)]), train, val, replace(cfg, seed=seed),
+                              progress=progress,
                               rr_names=RR_FEATURES[mode])
         nets.append(net)
         history += [{"member": i, "seed": seed, **h} for h in hist]

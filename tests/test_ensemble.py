@@ -14,7 +14,7 @@ import main
 import quantize
 from conftest import FIXTURE_DIR, fixture_record, smoke_args
 from export import OnnxModel, export_onnx
-from model import RR_HIDDEN, RR_SCALE, DualBranchNet, SeedEnsemble, build_model, members_of
+from model import DualBranchNet, SeedEnsemble, build_model, design, members_of
 from train import TrainConfig, fit, fit_ensemble, member_seeds, predict_proba, seed_everything
 
 
@@ -47,14 +47,14 @@ def test_the_ensemble_decides_by_its_members_mean_log_probabilities(ensemble, be
 
 
 def test_members_are_trained_from_their_own_seeds(ensemble, beats):
-    """Seed s with K members trains seeds K*s ... K*s+K-1: each member is the network that seed
-    trains alone, and the ensembles of two seeds share no member."""
+    """Seed s with K members trains seeds K*s ... K*s+K-1: each member is the network that seed trains alone
+    in that member's design (model.design), and the ensembles of two seeds share no member."""
     model, history, best = ensemble
     assert member_seeds(1, 3) == [3, 4, 5] and not set(member_seeds(0, 3)) & set(member_seeds(1, 3))
     assert isinstance(model, SeedEnsemble) and members_of(model) == 3 and best == [1, 1, 1]
     assert [(h["member"], h["seed"]) for h in history] == [(0, 3), (1, 4), (2, 5)]
     seed_everything(4)
-    alone, _, _ = fit(build_model("diagnostic"), beats[0], None, TrainConfig(epochs=1, batch_size=128, seed=4),
+    alone, _, _ = fit(build_model("diagnostic", member_kwargs=[design("diagnostic", 1)]), beats[0], None, TrainConfig(epochs=1, batch_size=128, seed=4),
                       progress=False)
     for k, v in alone.state_dict().items():
         assert torch.equal(v, model.members[1].state_dict()[k]), k
@@ -81,7 +81,7 @@ def test_an_ensemble_file_loads_as_the_same_ensemble(ensemble, beats, tmp_path, 
         model = quantize.quantize_dynamic(model)
     quantize.save_model(model, tmp_path / "m.pt", "diagnostic", kind)
     loaded, meta = quantize.load_model(tmp_path / "m.pt")
-    assert meta["model_kwargs"] == {"members": 3, "rr_hidden": RR_HIDDEN, "rr_scale": RR_SCALE["diagnostic"]} and members_of(loaded) == 3
+    assert meta["model_kwargs"] == {"members": 3, "member_kwargs": [design("diagnostic", i) | {"pool": design("diagnostic", i).get("pool", 1)} for i in range(3)]} and members_of(loaded) == 3
     torch.testing.assert_close(_logits(loaded, beats[1]), _logits(model, beats[1]), rtol=0, atol=1e-6)
 
 
@@ -108,8 +108,7 @@ def test_main_trains_and_reports_an_ensemble_that_predict_uses(tmp_path):
     assert metrics["best_epoch"] == [1, 1] and [h["seed"] for h in metrics["history"]] == [6, 7]
     assert "| network (seed) | epoch |" in (out / "report.md").read_text()
     model, meta = quantize.load_model(out / "model_float32.pt")
-    assert members_of(model) == 2 and meta["model_kwargs"] == {"members": 2, "rr_hidden": RR_HIDDEN,
-                                                     "rr_scale": RR_SCALE["diagnostic"]}
+    assert members_of(model) == 2 and [m["rr_scale"] for m in meta["model_kwargs"]["member_kwargs"]] == ["log", "raw"]
     pred = tmp_path / "pred"
     assert main.main(["predict", "--model", str(out), "--record", fixture_record("100"), "--out", str(pred)]) == 0
     assert any(pred.glob("*.csv"))

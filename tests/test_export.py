@@ -11,7 +11,7 @@ import torch
 
 import data_loader as dl
 import quantize
-from export import OnnxModel, export_onnx, export_torchscript, rr_input_range
+from export import OnnxModel, export_onnx, export_torchscript, rr_input_ranges
 from train import predict_proba
 
 N_RR = len(dl.RR_FEATURES["diagnostic"])
@@ -144,10 +144,14 @@ def test_the_readme_deployment_example_runs_as_written(mode, request):
 
 @pytest.mark.parametrize("mode", ["diagnostic", "realtime"])
 def test_the_static_int8_models_rr_range_is_where_its_inputs_stop_counting(mode, request):
-    """README's rule 7: an RR input past the range rr_input_range reports reads as the range's end (a longer
-    pause changes nothing), while one inside it does count; after the logarithm (diagnostic) at both ends."""
+    """README's rule 7: an RR input past every range rr_input_ranges reports reads as the ranges' end (a longer
+    pause changes nothing), while one inside them does count; a range after the logarithm ends above 0."""
     run = request.getfixturevalue(f"{mode}_run")
-    lo, hi = rr_input_range(run / "model_int8_static.onnx")
+    ranges = rr_input_ranges(run / "model_int8_static.onnx")
+    designs = quantize.load_model(run / "model_float32.pt")[1]["model_kwargs"]["member_kwargs"]  # one per network
+    assert len(ranges) == len(designs)
+    assert sorted(r[0] > 0 for r in ranges) == sorted(d["rr_scale"] == "log" for d in designs)  # a logarithm's: > 0
+    lo, hi = min(r[0] for r in ranges), max(r[1] for r in ranges)
     assert 0 <= lo < 0.8 < hi < 10
     onnx_model = OnnxModel(run / "model_int8_static.onnx", threads=1)
     x = np.random.default_rng(0).normal(size=(8, 2, dl.WINDOW)).astype(np.float32)

@@ -22,14 +22,14 @@ def test_saved_networks_load_at_their_width(tmp_path):
 
 
 def test_a_cross_validation_job_trains_the_products_network_for_its_mode():
-    """cv's base is the product's network of the job's mode (model.design; round 49's log RR inputs in diagnostic
-    mode), and a config's model_* keys change it."""
-    from model import RR_HIDDEN, RR_SCALE
+    """cv's base is the product's (first) network of the job's mode (model.design; round 49's log RR inputs in
+    diagnostic mode), and a config's model_* keys change it."""
+    from model import design, net_kwargs
 
     cv = import_bench("cv")
     for mode in dl.MODES:
         net = cv.job_network(mode, len(dl.RR_FEATURES[mode]), {})
-        assert (net.rr_scale, net.rr_hidden) == (RR_SCALE[mode], RR_HIDDEN)
+        assert net_kwargs(net) == {"pool": 1, **design(mode, 0)}
     assert cv.job_network("diagnostic", 9, {"rr_scale": "raw", "rr_hidden": 32}).rr_scale == "raw"
 
 

@@ -139,31 +139,35 @@ def test_load_model_rejects_other_files(tmp_path):
         quantize.load_model(tmp_path / "other.pt")
 
 
-def test_the_rr_branch_width_is_recorded_and_older_models_still_load(tmp_path):
-    """The width and the RR scale are recorded with the model; a model saved before they were recorded has the
-    old width and raw RR inputs."""
-    from model import LEGACY_RR_HIDDEN, RR_HIDDEN, RR_SCALE
+def test_each_members_design_is_recorded_and_older_models_still_load(tmp_path):
+    """Each member's design (RR width, RR scale, pooling) is recorded with the model, and a two-member
+    diagnostic model is one network of each of the mode's designs; a model saved before any of it was recorded
+    (one set of keyword arguments, or none) loads with the old width and raw RR inputs for every member."""
+    from model import DESIGNS, LEGACY_RR_HIDDEN, RR_HIDDEN, net_kwargs
 
     for mode in dl.MODES:
         torch.manual_seed(0)
-        model = build_model(mode).eval()
-        assert model.rr[0].out_features == RR_HIDDEN and model.rr_scale == RR_SCALE[mode]
+        model = build_model(mode, members=2).eval()
+        assert [net_kwargs(m) for m in model.members] == [
+            {"rr_hidden": RR_HIDDEN, "rr_scale": "raw", "pool": 1, **DESIGNS[mode][i % len(DESIGNS[mode])]}
+            for i in range(2)]
         quantize.save_model(model, tmp_path / f"{mode}.pt", mode, "float32")
         loaded, _ = quantize.load_model(tmp_path / f"{mode}.pt")
         x, rr = _inputs(5, mode)
         with torch.no_grad():
             torch.testing.assert_close(loaded(x, rr), model(x, rr))
-    torch.manual_seed(0)
-    old = build_model("diagnostic", rr_hidden=LEGACY_RR_HIDDEN, rr_scale="raw").eval()
-    quantize.save_model(old, tmp_path / "old.pt", "diagnostic", "float32")
-    payload = torch.load(tmp_path / "old.pt", weights_only=False)
-    del payload["model_kwargs"]["rr_hidden"]  # as every model saved before round 38
-    del payload["model_kwargs"]["rr_scale"]  # ... and before round 49
-    torch.save(payload, tmp_path / "old.pt")
-    loaded, _ = quantize.load_model(tmp_path / "old.pt")
-    x, rr = _inputs(5, "diagnostic")
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(x, rr), old(x, rr))
+    assert [net_kwargs(m)["rr_scale"] for m in build_model("diagnostic", members=2).members] == ["log", "raw"]
+    for members, recorded in ((1, {}), (1, {"rr_hidden": LEGACY_RR_HIDDEN}), (2, {"members": 2})):
+        torch.manual_seed(0)
+        old = build_model("diagnostic", members=members, rr_hidden=LEGACY_RR_HIDDEN, rr_scale="raw", pool=1).eval()
+        quantize.save_model(old, tmp_path / "old.pt", "diagnostic", "float32")
+        payload = torch.load(tmp_path / "old.pt", weights_only=False)
+        payload["model_kwargs"] = recorded  # as models saved before rounds 38, 49 and 50 recorded them
+        torch.save(payload, tmp_path / "old.pt")
+        loaded, _ = quantize.load_model(tmp_path / "old.pt")
+        x, rr = _inputs(5, "diagnostic")
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x, rr), old(x, rr))
 
 
 def test_pooling_over_spans_keeps_the_output_and_refuses_none():

@@ -44,7 +44,7 @@ def test_resume_reuses_only_runs_with_the_same_options(tmp_path, monkeypatch):
     # and a changed network: a run records its design (model.design); one from before it did is not reused
     import model
     with monkeypatch.context() as m:
-        m.setitem(model.RR_SCALE, config["mode"], "batchnorm")
+        m.setitem(model.DESIGNS, config["mode"], ({"rr_scale": "batchnorm"},))
         assert not accuracy.finished_alike(out, argv)
     assert accuracy.finished_alike(out, argv)
     (out / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "model"}))
