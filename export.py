@@ -53,7 +53,7 @@ def stamp_mode(path, mode: str) -> None:
 
 def rr_input_ranges(path) -> list[tuple[float, float]]:
     """The ranges of RR inputs (seconds and ratios) a static int8 ONNX model represents, one per quantization on a
-    path from its 'rr' input (an ensemble's networks may each have one): of the inputs themselves, or of their
+    path from its 'rr' input (networks of one design share theirs): of the inputs themselves, or of their
     logarithms in a network that takes those (model.DESIGNS), itself reading the inputs after any quantization
     before it. An input outside a range reads, to that network, as the range's nearest end (a pause longer than
     the upper end is seen that long)."""

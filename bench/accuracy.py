@@ -184,7 +184,10 @@ def finished_alike(out: Path, argv: list[str]) -> bool:
         dl.check_model_inputs(out, args.mode, saved)  # the rule predict.py loads models by
     except dl.StaleModelError:
         return False
-    if saved.get("model") != [design(args.mode, i) for i in range(args.ensemble)]:  # the networks (not recorded: unknown)
+    recorded = saved.get("model")  # the networks: one design for every member until round 50; not recorded: unknown
+    if isinstance(recorded, dict):
+        recorded = [recorded] * args.ensemble
+    if recorded != [design(args.mode, i) for i in range(args.ensemble)]:
         return False
     now = {k: v for k, v in vars(args).items() if k not in PLACES}
     return all(json.loads(json.dumps(v)) == saved[k] for k, v in now.items() if k in saved)
