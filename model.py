@@ -132,7 +132,8 @@ class DualBranchNet(nn.Module):
 
 
 class SeedEnsemble(nn.Module):
-    """Networks trained alike from different seeds, deciding together: their mean logits.
+    """Networks trained from different seeds (of one design or several: DESIGNS), deciding together: their
+    mean logits.
 
     The argmax of the mean logits is the argmax of the members' mean log-probabilities (each
     member's log-softmax differs from its logits by a per-beat constant). One module, so the int8,
