@@ -730,6 +730,11 @@ def summary(beats: dict, duration_s: float, low: float = LOW_CONFIDENCE) -> str:
     return "\n".join(lines)
 
 
+def cannot_read(exc: OSError, args) -> str:
+    """An OSError while reading a command's input or model, naming the file (else the input given)."""
+    return f"cannot read {exc.filename or args.record or args.csv or args.edf}: {exc.strerror or exc}"
+
+
 def model_kind(model, kind: str | None, default: str) -> str:
     """--kind, or its default: it picks a run directory's model; beside a model file it must name that file."""
     if kind is not None and Path(model).is_file() and Path(model).name != MODEL_FILES[kind]:
@@ -879,8 +884,7 @@ def main(argv=None) -> int:
         discard(sys.stdout)
         return 1
     except OSError as exc:  # reading the input or the model (a failed write says so as an InputError)
-        print(f"error: cannot read {exc.filename or args.record or args.csv or args.edf}: {exc.strerror or exc}",
-              file=sys.stderr)
+        print(f"error: {cannot_read(exc, args)}", file=sys.stderr)
         return 2
     return 0
 

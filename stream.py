@@ -168,15 +168,15 @@ class StreamClassifier:
             waited = self.peaks[k] - self._offset in self.detector.waited
             beats.append(Beat(self.peaks[k], label, p, self._n, waited, float(m)))
         self._trim()
-        self._forget_peaks()
+        self._forget_peaks(peaks)
         return beats
 
-    def _forget_peaks(self) -> None:
+    def _forget_peaks(self, peaks: np.ndarray) -> None:
         # The oldest beat still to be decided (or the newest peak: every later beat comes after it) reads
         # the peaks from dl.rr_history_start on; the ones before are dropped, so the work per beat and the
-        # memory stay bounded however long the stream runs.
-        k = min(self._pending) if self._pending else len(self.peaks) - 1
-        drop = dl.rr_history_start(np.asarray(self.peaks[:k + 1], dtype=np.int64), k, dl.FS) if k >= 0 else 0
+        # memory stay bounded however long the stream runs. (peaks: self.peaks as an array, from _emit.)
+        k = min(self._pending) if self._pending else len(peaks) - 1
+        drop = dl.rr_history_start(peaks, k, dl.FS) if k >= 0 else 0
         if drop > 0:
             del self.peaks[:drop]
             self._pending = [i - drop for i in self._pending]
@@ -245,8 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     import warnings
 
-    from predict import (MIN_BEATS, check_input_options, check_signal, load_classifier, model_kind, prepare,
-                         read_input, summary, too_few_beats)
+    from predict import (MIN_BEATS, cannot_read, check_input_options, check_signal, load_classifier, model_kind,
+                         prepare, read_input, summary, too_few_beats)
 
     args = build_parser().parse_args(argv)
     replaying = False  # from the first line printed on: an OSError is standard output's
@@ -304,8 +304,7 @@ def main(argv=None) -> int:
         discard(sys.stdout)
     except OSError as exc:
         if not replaying:  # the input or the model could not be read
-            name = exc.filename or args.record or args.csv or args.edf
-            print(f"error: cannot read {name}: {exc.strerror or exc}", file=sys.stderr)
+            print(f"error: {cannot_read(exc, args)}", file=sys.stderr)
             return 2
         discard(sys.stdout)  # standard output on a full disk, or closed some other way
         print(f"error: cannot write the beats to standard output: {exc.strerror or exc}", file=sys.stderr)
