@@ -108,7 +108,7 @@ def test_main_trains_and_reports_an_ensemble_that_predict_uses(tmp_path):
     assert metrics["best_epoch"] == [1, 1] and [h["seed"] for h in metrics["history"]] == [6, 7]
     assert "| network (seed) | epoch |" in (out / "report.md").read_text()
     model, meta = quantize.load_model(out / "model_float32.pt")
-    assert members_of(model) == 2 and [m["rr_scale"] for m in meta["model_kwargs"]["member_kwargs"]] == ["log", "raw"]
+    assert members_of(model) == 2 and [m["rr_scale"] for m in meta["model_kwargs"]["member_kwargs"]] == ["log", "log"]
     pred = tmp_path / "pred"
     assert main.main(["predict", "--model", str(out), "--record", fixture_record("100"), "--out", str(pred)]) == 0
     assert any(pred.glob("*.csv"))

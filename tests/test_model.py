@@ -156,7 +156,7 @@ def test_each_members_design_is_recorded_and_older_models_still_load(tmp_path):
         x, rr = _inputs(5, mode)
         with torch.no_grad():
             torch.testing.assert_close(loaded(x, rr), model(x, rr))
-    assert [net_kwargs(m)["rr_scale"] for m in build_model("diagnostic", members=2).members] == ["log", "raw"]
+    assert [net_kwargs(m)["rr_scale"] for m in build_model("diagnostic", members=2).members] == ["log", "log"]
     for members, recorded in ((1, {}), (1, {"rr_hidden": LEGACY_RR_HIDDEN}), (2, {"members": 2})):
         torch.manual_seed(0)
         old = build_model("diagnostic", members=members, rr_hidden=LEGACY_RR_HIDDEN, rr_scale="raw", pool=1).eval()
