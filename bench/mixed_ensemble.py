@@ -4,11 +4,12 @@ The product's diagnostic model averages two networks of one design trained from 
 Two designs that err differently may do better together than two seeds of either. This scores,
 from the held-out log-probabilities `bench/cv.py --save-predictions` kept (no training):
 
+- each network of run A and of run B alone (the base a pair has to beat),
 - every pair of seeds within run A and within run B (the product's kind of ensemble), and
 - every pair of one A network and one B network,
 
 each pair deciding by the argmax of its members' mean log-probabilities (as model.SeedEnsemble
-does), its confusion pooled over the four held-out folds; mean +/- std over the pairs.
+does), its confusion pooled over the four held-out folds; mean +/- std over the networks or pairs.
 
     python bench/mixed_ensemble.py --predictions cache/cv_predictions \\
         --runs diagnostic/gamma2_alpha_F1,diagnostic/gamma2_pool5 --out results/cv_round43
@@ -38,6 +39,14 @@ def pair_metrics(a: list[dict], b: list[dict]) -> dict:
             raise ValueError("the two runs' held-out beats differ: they were not cut into the same folds "
                              "(run both with today's bench/cv.py folds and preprocessing)")
         cm += confusion(fa["labels"], ((fa["logp"] + fb["logp"]) / 2).argmax(1))
+    return metrics(cm)
+
+
+def single_metrics(folds: list[dict]) -> dict:
+    """Metrics of one network's held-out folds, its confusion pooled over them (as bench/cv.py scores a seed)."""
+    cm = np.zeros((len(dl.CLASSES),) * 2, int)
+    for f in folds:
+        cm += confusion(f["labels"], f["logp"].argmax(1))
     return metrics(cm)
 
 
@@ -75,7 +84,9 @@ def main(argv=None) -> int:
             return 2
     a, b = names
     try:
-        rows = {f"{name} x2 seeds": summary([pair_metrics(full[name][i], full[name][j])
+        rows = {f"{name}, one network": summary([single_metrics(full[name][s]) for s in sorted(full[name])])
+                for name in names}
+        rows |= {f"{name} x2 seeds": summary([pair_metrics(full[name][i], full[name][j])
                                              for i, j in itertools.combinations(sorted(full[name]), 2)])
                 for name in names}
         rows[f"{a} + {b}"] = summary([pair_metrics(full[a][i], full[b][j])
@@ -86,8 +97,8 @@ def main(argv=None) -> int:
     lines = ["# Two-network ensembles: one design twice, or two designs", "",
              f"Command: `python bench/mixed_ensemble.py {' '.join(sys.argv[1:])}`", "",
              "Held-out DS1 folds of bench/cv.py's jobs; each pair's confusion pooled over the four folds; "
-             "mean ± std over the pairs.", "",
-             "| ensemble | pairs | S Se | S +P | S F1 | V +P | V F1 | N F1 | macro-F1 (N,S,V) |",
+             "mean ± std over the networks or pairs scored.", "",
+             "| ensemble | scored | S Se | S +P | S F1 | V +P | V F1 | N F1 | macro-F1 (N,S,V) |",
              "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {k} | {r['pairs']} | {r['S_se']:.3f} | {r['S_ppv']:.3f} | {r['S_f1']:.3f} | {r['V_ppv']:.3f} | "
               f"{r['V_f1']:.3f} | {r['N_f1']:.3f} | {r['macro_f1_nsv']:.4f} ± {r['macro_f1_nsv_std']:.4f} |"

@@ -48,7 +48,12 @@ def test_scores_all_pairs_and_refuses_a_run_without_two_whole_seeds(mixed, tmp_p
     assert mixed.main(["--predictions", str(tmp_path), "--runs", "diagnostic/gamma2,diagnostic/gamma2_pool5",
                        "--out", str(out)]) == 0
     rows = __import__("json").loads(out.with_suffix(".json").read_text())["rows"]
-    assert [r["pairs"] for r in rows.values()] == [3, 1, 6]
+    assert [r["pairs"] for r in rows.values()] == [3, 2, 3, 1, 6]  # one network each, pairs of a run's seeds, mixed
+    alone = rows["diagnostic/gamma2, one network"]["macro_f1_nsv"]
+    from evaluate import confusion, metrics
+    by_seed = [metrics(sum(confusion(f["labels"], f["logp"].argmax(1)) for f in (fold(100 * s + k) for k in range(4))))
+               for s in range(3)]  # each network alone, its folds pooled
+    assert alone == pytest.approx(np.mean([m["macro_f1_nsv"] for m in by_seed]))
     assert "seed(s) 2 left out" in capsys.readouterr().err
     save(tmp_path, "gamma2_cnn4", (0,))
     assert mixed.main(["--predictions", str(tmp_path), "--runs", "diagnostic/gamma2,diagnostic/gamma2_cnn4",
