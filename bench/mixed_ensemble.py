@@ -1,15 +1,16 @@
-"""DS1 cross-validation of a two-network ensemble whose members differ in design (round 43 of results/cv.md).
+"""DS1 cross-validation of ensembles whose members differ in design (rounds 43, 50, 51, 53 of results/cv.md).
 
-The product's diagnostic model averages two networks of one design trained from different seeds.
 Two designs that err differently may do better together than two seeds of either. This scores,
 from the held-out log-probabilities `bench/cv.py --save-predictions` kept (no training):
 
-- each network of run A and of run B alone (the base a pair has to beat),
-- every pair of seeds within run A and within run B (the product's kind of ensemble), and
-- every pair of one A network and one B network,
+- each network of every run named alone (the base an ensemble has to beat),
+- with two runs A,B: every pair of seeds within A and within B (an ensemble of one design), and every pair of
+  one A network and one B network;
+- with three runs A,B,C: every pair of one A and one B network, and every trio of one network of each. A run
+  may be named twice (A,B,A): its two members then take two different seeds.
 
-each pair deciding by the argmax of its members' mean log-probabilities (as model.SeedEnsemble
-does), its confusion pooled over the four held-out folds; mean +/- std over the networks or pairs.
+Each ensemble decides by the argmax of its members' mean log-probabilities (as model.SeedEnsemble
+does), its confusion pooled over the four held-out folds; mean +/- std over the networks or ensembles.
 
     python bench/mixed_ensemble.py --predictions cache/cv_predictions \\
         --runs diagnostic/gamma2_alpha_F1,diagnostic/gamma2_pool5 --out results/cv_round43
@@ -31,15 +32,27 @@ from evaluate import confusion, metrics  # noqa: E402
 from outputs import write_json, write_text  # noqa: E402
 
 
-def pair_metrics(a: list[dict], b: list[dict]) -> dict:
-    """Metrics of the ensemble of two networks' held-out folds (lists of per-fold predictions)."""
+def ensemble_metrics(*members: list[dict]) -> dict:
+    """Metrics of the ensemble of networks' held-out folds (each a list of per-fold predictions)."""
     cm = np.zeros((len(dl.CLASSES),) * 2, int)
-    for fa, fb in zip(a, b, strict=True):
-        if not np.array_equal(fa["sample"], fb["sample"]) or not np.array_equal(fa["record"], fb["record"]):
-            raise ValueError("the two runs' held-out beats differ: they were not cut into the same folds "
-                             "(run both with today's bench/cv.py folds and preprocessing)")
-        cm += confusion(fa["labels"], ((fa["logp"] + fb["logp"]) / 2).argmax(1))
+    for folds in zip(*members, strict=True):
+        first = folds[0]
+        for f in folds[1:]:
+            if not np.array_equal(first["sample"], f["sample"]) or not np.array_equal(first["record"], f["record"]):
+                raise ValueError("the runs' held-out beats differ: they were not cut into the same folds "
+                                 "(run them all with today's bench/cv.py folds and preprocessing)")
+        cm += confusion(first["labels"], (sum(f["logp"] for f in folds) / len(folds)).argmax(1))
     return metrics(cm)
+
+
+def ensembles(names: list[str], seeds: dict) -> list[tuple]:
+    """Every ensemble of one network per name (seeds[name]: that run's seeds), no network twice: tuples of
+    (name, seed), each set once whatever the order its members were drawn in."""
+    out = set()
+    for combo in itertools.product(*[[(n, s) for s in sorted(seeds[n])] for n in names]):
+        if len(set(combo)) == len(combo):
+            out.add(tuple(sorted(combo)))
+    return sorted(out)
 
 
 def single_metrics(folds: list[dict]) -> dict:
@@ -52,7 +65,7 @@ def single_metrics(folds: list[dict]) -> dict:
 
 def summary(ms: list[dict]) -> dict:
     f1 = [m["macro_f1_nsv"] for m in ms]
-    return {"pairs": len(ms), "macro_f1_nsv": float(np.mean(f1)), "macro_f1_nsv_std": float(np.std(f1)),
+    return {"scored": len(ms), "macro_f1_nsv": float(np.mean(f1)), "macro_f1_nsv_std": float(np.std(f1)),
             **{f"{c}_{k}": float(np.mean([m["per_class"][c][k] for m in ms]))
                for c in ("N", "S", "V") for k in ("se", "ppv", "f1")}}
 
@@ -60,47 +73,53 @@ def summary(ms: list[dict]) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--predictions", required=True, help="folder bench/cv.py --save-predictions wrote")
-    ap.add_argument("--runs", required=True, help="two mode/config runs, comma-separated: A,B")
+    ap.add_argument("--runs", required=True,
+                    help="two or three mode/config runs, comma-separated: A,B or A,B,C (a run may be named twice)")
     ap.add_argument("--out", default="results/mixed_ensemble", help="output path without extension (.md, .json)")
     args = ap.parse_args(argv)
     names = args.runs.split(",")
-    if len(names) != 2:
-        print("error: --runs takes exactly two mode/config runs, A,B", file=sys.stderr)
+    if len(names) not in (2, 3):
+        print("error: --runs takes two or three mode/config runs, A,B or A,B,C", file=sys.stderr)
         return 2
+    distinct = list(dict.fromkeys(names))
     try:
-        runs = read_runs(args.predictions, args.runs)
+        runs = read_runs(args.predictions, ",".join(distinct))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    full = {name: {s: folds for s, folds in runs[name].items() if len(folds) == len(dl.DS1_FOLDS)} for name in names}
-    for name in names:
+    full = {name: {s: folds for s, folds in runs[name].items() if len(folds) == len(dl.DS1_FOLDS)} for name in distinct}
+    for name in distinct:
         partial = sorted(set(runs[name]) - set(full[name]))
         if partial:
             print(f"warning: {name}: seed(s) {', '.join(map(str, partial))} left out, not all "
                   f"{len(dl.DS1_FOLDS)} folds kept", file=sys.stderr)
         if len(full[name]) < 2:
-            print(f"error: {name} has {len(full[name])} seed(s) with all {len(dl.DS1_FOLDS)} folds kept; pairs need "
+            print(f"error: {name} has {len(full[name])} seed(s) with all {len(dl.DS1_FOLDS)} folds kept; ensembles need "
                   f"two: run bench/cv.py with --seeds 2 or more and --save-predictions {args.predictions}", file=sys.stderr)
             return 2
-    a, b = names
+    seeds = {name: sorted(full[name]) for name in distinct}
+
+    def scored(members: list[str]) -> dict:
+        return summary([ensemble_metrics(*[full[n][s] for n, s in combo]) for combo in ensembles(members, seeds)])
+
     try:
-        rows = {f"{name}, one network": summary([single_metrics(full[name][s]) for s in sorted(full[name])])
-                for name in names}
-        rows |= {f"{name} x2 seeds": summary([pair_metrics(full[name][i], full[name][j])
-                                             for i, j in itertools.combinations(sorted(full[name]), 2)])
-                for name in names}
-        rows[f"{a} + {b}"] = summary([pair_metrics(full[a][i], full[b][j])
-                                      for i in sorted(full[a]) for j in sorted(full[b])])
+        rows = {f"{name}, one network": summary([single_metrics(full[name][s]) for s in seeds[name]])
+                for name in distinct}
+        if len(names) == 2:
+            rows |= {f"{name} x2 seeds": scored([name, name]) for name in distinct}
+        rows[" + ".join(names[:2])] = scored(names[:2])
+        if len(names) == 3:
+            rows[" + ".join(names)] = scored(names)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    lines = ["# Two-network ensembles: one design twice, or two designs", "",
+    lines = ["# Ensembles of networks of one design or several", "",
              f"Command: `python bench/mixed_ensemble.py {' '.join(sys.argv[1:])}`", "",
-             "Held-out DS1 folds of bench/cv.py's jobs; each pair's confusion pooled over the four folds; "
-             "mean ± std over the networks or pairs scored.", "",
+             "Held-out DS1 folds of bench/cv.py's jobs; each network's or ensemble's confusion pooled over the four "
+             "folds; mean ± std over those scored (an ensemble: one network per run named, no network twice).", "",
              "| ensemble | scored | S Se | S +P | S F1 | V +P | V F1 | N F1 | macro-F1 (N,S,V) |",
              "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {k} | {r['pairs']} | {r['S_se']:.3f} | {r['S_ppv']:.3f} | {r['S_f1']:.3f} | {r['V_ppv']:.3f} | "
+    lines += [f"| {k} | {r['scored']} | {r['S_se']:.3f} | {r['S_ppv']:.3f} | {r['S_f1']:.3f} | {r['V_ppv']:.3f} | "
               f"{r['V_f1']:.3f} | {r['N_f1']:.3f} | {r['macro_f1_nsv']:.4f} ± {r['macro_f1_nsv_std']:.4f} |"
               for k, r in rows.items()]
     write_json(Path(args.out).with_suffix(".json"), {"rows": rows, "command": "python bench/mixed_ensemble.py "
