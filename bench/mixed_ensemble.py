@@ -93,9 +93,11 @@ def main(argv=None) -> int:
         if partial:
             print(f"warning: {name}: seed(s) {', '.join(map(str, partial))} left out, not all "
                   f"{len(dl.DS1_FOLDS)} folds kept", file=sys.stderr)
-        if len(full[name]) < 2:
+        need = max(2, names.count(name))  # within-run pairs need two seeds; a run named k times, k of them
+        if len(full[name]) < need:
             print(f"error: {name} has {len(full[name])} seed(s) with all {len(dl.DS1_FOLDS)} folds kept; ensembles need "
-                  f"two: run bench/cv.py with --seeds 2 or more and --save-predictions {args.predictions}", file=sys.stderr)
+                  f"{need}: run bench/cv.py with --seeds {need} or more and --save-predictions {args.predictions}",
+                  file=sys.stderr)
             return 2
     seeds = {name: sorted(full[name]) for name in distinct}
 

@@ -86,3 +86,15 @@ def test_three_runs_score_every_trio_of_distinct_networks_once(mixed, tmp_path):
             cm = sum(confusion(a["labels"], (a["logp"] + b["logp"] + c["logp"]).argmax(1)) for a, b, c in folds)
             expected.append(metrics(cm)["macro_f1_nsv"])
     assert trio == pytest.approx(np.mean(expected))
+
+
+def test_a_run_named_three_times_needs_three_seeds(mixed, tmp_path, capsys):
+    save(tmp_path, "gamma2", (0, 1))
+    assert mixed.main(["--predictions", str(tmp_path), "--runs", "diagnostic/gamma2,diagnostic/gamma2,diagnostic/gamma2",
+                       "--out", str(tmp_path / "x")]) == 2
+    assert "has 2 seed(s)" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
+    save(tmp_path, "gamma2", (2,))
+    assert mixed.main(["--predictions", str(tmp_path), "--runs", "diagnostic/gamma2,diagnostic/gamma2,diagnostic/gamma2",
+                       "--out", str(tmp_path / "x")]) == 0
+    rows = __import__("json").loads((tmp_path / "x.json").read_text())["rows"]
+    assert rows["diagnostic/gamma2 + diagnostic/gamma2 + diagnostic/gamma2"]["scored"] == 1
