@@ -99,6 +99,13 @@ class Classifier:
     def predict_proba(self, x: np.ndarray, rr: np.ndarray) -> np.ndarray:
         return self._predict(x, rr)
 
+    @property
+    def batch_dependent(self) -> bool:
+        """Whether a beat's probabilities depend on the other beats of the same call: dynamic int8 scales each
+        call's activations by their range, so a caller wanting each beat's answer alone (the stream) passes one
+        beat per call."""
+        return self.kind == "dynamic-int8"
+
 
 def load_classifier(path, kind: str = "float32", threads: int | None = None) -> Classifier:
     """A run directory (its `kind` model) or a model file (.pt from main.py, or .onnx)."""

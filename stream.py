@@ -152,9 +152,9 @@ class StreamClassifier:
             g0, g1 = max(prev - dl.WINDOW_BEFORE, self._start, 0), min(hi, self._n)
             bad.append(bool(self._gap[g0 - self._start:g1 - self._start].any()))
         windows, rrs = np.stack(windows), np.stack(rrs)
-        if self.clf.kind == "dynamic-int8":
-            # Dynamic int8 scales its activations by the range of each call's beats: one beat per call (as a
-            # device deciding each beat when it comes), so the chunk size does not change the classes.
+        if self.clf.batch_dependent:
+            # One beat per call (as a device deciding each beat when it comes), so the chunk size does not change
+            # the classes.
             proba = np.concatenate([self.clf.predict_proba(w[None], r[None]) for w, r in zip(windows, rrs)])
         else:
             proba = self.clf.predict_proba(windows, rrs)

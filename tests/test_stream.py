@@ -298,6 +298,7 @@ def test_a_dynamic_int8_stream_does_not_depend_on_its_chunks(realtime_run):
     chunk size gives what another does (it once changed a class of record 208 between 36 and 3600)."""
     x, _ = dl.read_record(fixture_record("100"))
     clf = predict.load_classifier(realtime_run, "dynamic-int8")
+    assert clf.batch_dependent and not predict.load_classifier(realtime_run, "float32").batch_dependent
     a = stream.run_stream(x[:360 * 60], clf, 1)
     b = stream.run_stream(x[:360 * 60], clf, 3600)
     assert [(s.sample, s.label) for s in a] == [(s.sample, s.label) for s in b]
