@@ -181,6 +181,11 @@ CONFIGS["gamma2_rr_bn"] = {"model_rr_scale": "batchnorm", "gamma": 2.0}
 CONFIGS["rr_bn"] = {"model_rr_scale": "batchnorm"}  # real-time mode's check (gamma 1)
 # Round 51: the product's second network (five spans, raw inputs) with logarithms instead, beside the first.
 CONFIGS["gamma2_pool5_log"] = {"model_pool": 5, "model_rr_scale": "log", "gamma": 2.0}
+# Round 54: the 10-beat local average back among the RR inputs (dropped in round 2 on one seed of 8 epochs),
+# for both networks of the product's pair.
+LOCAL10 = {"diagnostic": dl.RR_FEATURES["diagnostic"] + ("local", "pre/local", "post/local", "local/long")}
+CONFIGS["gamma2_rr_log_local10"] = {"rr": LOCAL10, "model_rr_scale": "log", "gamma": 2.0}
+CONFIGS["gamma2_pool5_log_local10"] = {"rr": LOCAL10, "model_pool": 5, "model_rr_scale": "log", "gamma": 2.0}
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.
