@@ -345,7 +345,9 @@ def read_csv(path, fs: float | None, column: str | None = None) -> Recording:
         except UnicodeDecodeError:  # Latin-1 (Windows' 'EKG µV'): numbers read alike, names as written
             frame = read("latin-1")
     except Exception as exc:
-        raise InputError(f"cannot read {path} as CSV: {exc}") from None
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputError(f"cannot read {path} as CSV ({detail}): --csv takes a text table of samples, one row "
+                         f"per sample; for a WFDB record pass --record PATH (without extension), for EDF --edf PATH") from None
     present = np.flatnonzero(frame.notna().any(axis=1).to_numpy())
     if len(present):  # (an all-empty column is left to the checks below, which name it)
         frame = frame.iloc[:present[-1] + 1]

@@ -688,3 +688,13 @@ def test_mains_hum_is_found_at_its_own_rate_and_where_it_folds():
     assert predict.mains_fraction(x, 360) < 0.01
     x[1000:2000] = np.nan  # a gap counts as the signal's median
     assert predict.mains_fraction(x, 360) < 0.01
+
+
+def test_a_wfdb_signal_file_given_as_csv_says_which_option_reads_it(tmp_path):
+    """A binary signal file (a record's .dat) passed to --csv: one line naming the problem and the options
+    that read such files, not pandas' tokenizer message alone."""
+    dat = Path(fixture_record("100") + ".dat")
+    with pytest.raises(predict.InputError) as caught:
+        predict.read_csv(dat, 360.0)
+    message = str(caught.value)
+    assert "cannot read" in message and "--record" in message and "\n" not in message
