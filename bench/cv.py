@@ -186,6 +186,9 @@ CONFIGS["gamma2_pool5_log"] = {"model_pool": 5, "model_rr_scale": "log", "gamma"
 LOCAL10 = {"diagnostic": dl.RR_FEATURES["diagnostic"] + ("local", "pre/local", "post/local", "local/long")}
 CONFIGS["gamma2_rr_log_local10"] = {"rr": LOCAL10, "model_rr_scale": "log", "gamma": 2.0}
 CONFIGS["gamma2_pool5_log_local10"] = {"rr": LOCAL10, "model_pool": 5, "model_rr_scale": "log", "gamma": 2.0}
+# Round 55: the second network's CNN averaged over seven spans instead of five (the CNN's last feature map is 35
+# samples long; ONNX exports an adaptive average only over spans that divide it: 5, 7 or 35).
+CONFIGS["gamma2_pool7_log"] = {"model_pool": 7, "model_rr_scale": "log", "gamma": 2.0}
 # Preprocessing constants a config may change (config key -> data_loader name), with the product's
 # values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
 # beats and caches them under their own key.
