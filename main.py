@@ -180,7 +180,7 @@ def run(args, made: dict | None = None) -> dict:
     import torch
 
     from evaluate import classification_report, confusion, metrics, plot_confusion, plot_history, write_report
-    from model import design as model_design
+    from model import designs
     from quantize import path_size, quantization_table, quantize_all
     from train import TrainConfig, fit_ensemble, member_seeds
 
@@ -193,7 +193,7 @@ def run(args, made: dict | None = None) -> dict:
     config = {**vars(args), "train_records": train_recs, "validation_records": val_recs,
               "test_records": test_recs, "window": [dl.WINDOW_BEFORE, dl.WINDOW_AFTER],
               "bandpass_hz": list(dl.BANDPASS_HZ), "filter_order": dl.FILTER_ORDER,
-              **dl.model_inputs(args.mode), "model": [model_design(args.mode, i) for i in range(args.ensemble)],
+              **dl.model_inputs(args.mode), "model": designs(args.mode, args.ensemble),
               "member_seeds": member_seeds(args.seed, args.ensemble)}
     progress = not args.quiet
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))

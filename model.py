@@ -157,6 +157,11 @@ def design(mode: str, member: int = 0) -> dict:
     return {"rr_hidden": RR_HIDDEN, **DESIGNS[mode][member % len(DESIGNS[mode])]}
 
 
+def designs(mode: str, members: int) -> list[dict]:
+    """The designs of an ensemble of `members` networks, member by member (design)."""
+    return [design(mode, i) for i in range(members)]
+
+
 def net_kwargs(net: "DualBranchNet") -> dict:
     """What a saved network records of how it was built (what designs vary), to be rebuilt alike."""
     return {"rr_hidden": net.rr_hidden, "rr_scale": net.rr_scale, "pool": net.pool}
@@ -169,7 +174,7 @@ def build_model(mode: str, members: int = 1, member_kwargs: list[dict] | None = 
     if member_kwargs is None:
         if members < 1:
             raise ValueError(f"an ensemble needs at least 1 member, got {members}")
-        member_kwargs = [{**design(mode, i), **kwargs} for i in range(members)]
+        member_kwargs = [{**d, **kwargs} for d in designs(mode, members)]
     return ensemble_of([DualBranchNet(n_rr=len(RR_FEATURES[mode]), **kw) for kw in member_kwargs])
 
 

@@ -268,8 +268,7 @@ def fit_ensemble(mode: str, train: Beats, val: Beats, cfg: TrainConfig, members:
     for i, seed in enumerate(member_seeds(cfg.seed, members)):
         seed_everything(seed)  # the initial weights too: same seed, same model
         net, hist, best = fit(build_model(mode, member_kwargs=[design(mode, i)]), train, val, replace(cfg, seed=seed),
-                              progress=progress,
-                              rr_names=RR_FEATURES[mode])
+                              progress=progress, rr_names=RR_FEATURES[mode])
         nets.append(net)
         history += [{"member": i, "seed": seed, **h} for h in hist]
         best_epochs.append(best)

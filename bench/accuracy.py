@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import data_loader as dl  # noqa: E402
 import main as pipeline  # noqa: E402
 from evaluate import f1_score as f1  # noqa: E402
-from model import design  # noqa: E402
+from model import designs  # noqa: E402
 from outputs import write_json, write_text  # noqa: E402
 
 # Published DS1 -> DS2 results (the evaluation protocol's table): S Se, S +P, V Se, V +P in %, or F1
@@ -187,7 +187,7 @@ def finished_alike(out: Path, argv: list[str]) -> bool:
     recorded = saved.get("model")  # the networks: one design for every member until round 50; not recorded: unknown
     if isinstance(recorded, dict):
         recorded = [recorded] * args.ensemble
-    if recorded != [design(args.mode, i) for i in range(args.ensemble)]:
+    if recorded != designs(args.mode, args.ensemble):
         return False
     now = {k: v for k, v in vars(args).items() if k not in PLACES}
     return all(json.loads(json.dumps(v)) == saved[k] for k, v in now.items() if k in saved)
