@@ -6,12 +6,13 @@ only to export, so running an ONNX model (`main.py predict --kind static-int8`) 
 """
 from __future__ import annotations
 
+import io
 import warnings
 
 import numpy as np
 
 from data_loader import CLASSES, WINDOW, WINDOW_CHANNELS
-from outputs import atomic_path
+from outputs import atomic_path, write_bytes
 
 INPUTS = ("window", "rr")
 OUTPUT = "logits"
@@ -101,9 +102,11 @@ def export_torchscript(model, path, n_rr: int) -> None:
     """TorchScript (traced) of a float32 or dynamic-int8 model: loads with torch.jit.load, no source."""
     import torch
 
-    with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.jit.save(torch.jit.trace(model.eval(), _example(n_rr)), str(tmp))
+        torch.jit.save(torch.jit.trace(model.eval(), _example(n_rr)), buffer)
+    write_bytes(path, buffer.getvalue())
 
 
 class OnnxModel:

@@ -30,9 +30,11 @@ def atomic_path(path):
     (a folder not writable, a full disk) names `path`, the file asked for, not the temporary one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    except OSError as exc:  # a folder not writable: its error names the temporary file it could not make
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    try:
         os.close(fd)
         umask = os.umask(0)
         os.umask(umask)
@@ -44,7 +46,7 @@ def atomic_path(path):
             raise  # another file's error, in the block
         raise OSError(exc.errno, exc.strerror, str(path)) from None
     finally:
-        if tmp is not None and os.path.exists(tmp):
+        if os.path.exists(tmp):
             os.remove(tmp)
 
 
@@ -57,6 +59,14 @@ def discard(stream) -> None:
 def write_text(path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def write_bytes(path, data: bytes) -> None:
+    """`data` written whole under `path`. Serialisers that write from C++ (torch.save, torch.jit.save) abort
+    the process or raise RuntimeError on a full disk; given a buffer instead, their bytes are written here,
+    where a full disk is an OSError naming `path`."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_json(path, obj) -> None:

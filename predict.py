@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import warnings
+from contextlib import suppress
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -804,8 +805,10 @@ def run(args) -> dict:
                          f"({len(x) / dl.FS:.1f} s)")
     from outputs import FolderError, atomic_path, make_folder
 
+    out = Path(args.out or Path("predictions") / rec.name)
+    existed = out.is_dir()
     try:
-        out = make_folder(args.out or Path("predictions") / rec.name, "--out")
+        make_folder(out, "--out")
     except FolderError as exc:
         raise InputError(str(exc)) from None
     # The default folder is named after the input; another input of the same name (a/100 and b/100)
@@ -822,6 +825,7 @@ def run(args) -> dict:
 
     frame = beats_frame(beats, rec.fs)
     written = []  # a failure part-way removes what was written: all the outputs or none
+    strip = out / f"{rec.name}_strip.png"
     try:
         with atomic_path(out / f"{rec.name}_beats.csv") as tmp:
             frame.to_csv(tmp, index=False)
@@ -829,14 +833,21 @@ def run(args) -> dict:
         ann = write_annotations(out, rec.name, beats, rec.fs)
         written.append(ann)
         if not args.no_plot:
-            plot_strip(x, beats, out / f"{rec.name}_strip.png", args.plot_start, args.plot_seconds,
+            plot_strip(x, beats, strip, args.plot_start, args.plot_seconds,
                        f"{rec.name} ({rec.lead}), {clf.mode} model ({clf.kind})")
+        elif strip.is_file():
+            strip.unlink()  # an earlier run's, showing other beats than these
         if rec.source and (args.out is None or other) and not mark.is_dir():  # marked, given with --out: re-marked
             with atomic_path(mark) as tmp:
                 tmp.write_text(rec.source + "\n", encoding="utf-8")
     except BaseException as exc:
+        if written and strip.is_file():  # an earlier run's strip, beside none of its other outputs
+            written.append(strip)
         for path in written:
             path.unlink(missing_ok=True)
+        if not existed:  # the folder this run made, if left empty
+            with suppress(OSError):
+                out.rmdir()
         if isinstance(exc, OSError):  # a folder not writable, a full disk, a folder named as an output file
             name = exc.filename2 or exc.filename
             raise InputError(f"cannot write the outputs in {out}: {exc.strerror or exc}"

@@ -1,6 +1,7 @@
 """Int8 quantization and model files that load again for inference."""
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 import warnings
@@ -12,7 +13,7 @@ from torch import nn
 
 from data_loader import CLASSES, RR_FEATURES, check_model_inputs, model_inputs
 from model import build_model, members_of, net_kwargs, saved_members
-from outputs import atomic_path
+from outputs import atomic_path, write_bytes
 
 
 def quantize_dynamic(model: nn.Module) -> nn.Module:
@@ -70,8 +71,9 @@ def save_model(model: nn.Module, path, mode: str, kind: str, model_kwargs: dict 
                     "member_kwargs": [net_kwargs(net) for net in nets], **(model_kwargs or {})}
     payload = {"format": "deep-ecg-model/1", "mode": mode, "kind": kind, **model_inputs(mode),
                "model_kwargs": model_kwargs, "state_dict": model.state_dict()}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes(path, buffer.getvalue())
     return path_size(path)
 
 

@@ -181,6 +181,49 @@ def test_a_write_that_fails_names_the_file_asked_for_and_leaves_nothing(tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_folder_where_no_file_can_be_made_is_named_by_the_file_asked_for(tmp_path, monkeypatch):
+    """A read-only folder fails at the temporary file itself (mkstemp): the error still names the file asked for."""
+    import errno
+    import tempfile
+
+    from outputs import write_text
+
+    def read_only(dir, prefix, suffix):
+        raise OSError(errno.EROFS, "Read-only file system", os.path.join(dir, f"{prefix}x1y2z3{suffix}"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(OSError) as info:
+        write_text(tmp_path / "config.json", "{}")
+    assert info.value.filename == str(tmp_path / "config.json") and info.value.errno == errno.EROFS
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["model_float32.pt", "model_float32.jit.pt"])
+def test_a_model_file_the_disk_cannot_hold_is_one_error_line_and_leaves_no_run(e2e_run, tmp_path, name):
+    """torch.save and torch.jit.save write from C++: on a full disk the first raised a RuntimeError (a traceback,
+    exit 1), the second aborted the process (exit 134) and left config.json (the mark of a finished run) and a
+    temporary file. A file-size limit just under the model file's size fails its write as a full disk does
+    (EFBIG for ENOSPC); the cache is e2e_run's, already whole, so the models are the first files too large."""
+    import resource
+    import signal
+
+    limit = (e2e_run.out / name).stat().st_size - 1  # the same run again writes the same bytes
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    args = smoke_args(out, e2e_run.cache, data_dir=Path("tests/fixtures/mitdb"))
+    proc = subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env, preexec_fn=limited)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr == (f"error: cannot write {out / name}: File too large; choose another --out or --cache-dir, "
+                           f"or free space there\n")
+    left = sorted(p.name for p in out.iterdir()) if out.exists() else []  # files written whole before it stay
+    assert "config.json" not in left and name not in left and not [n for n in left if n.startswith(".")]
+
+
 def test_an_unreadable_input_is_not_called_a_write_failure(tmp_path, capsys, monkeypatch):
     data = tmp_path / "data" / "106.dat"
 

@@ -511,7 +511,29 @@ def test_a_failure_while_writing_leaves_no_output(diagnostic_run, tmp_path, caps
                                            "folder with --out"):
         predict.run(predict.build_parser().parse_args(
             ["--model", str(diagnostic_run), "--record", fixture_record("100"), "--out", str(tmp_path / "o")]))
-    assert not any((tmp_path / "o").iterdir())
+    assert not (tmp_path / "o").exists()  # the folder it made, taken away again once empty
+
+
+def test_a_rerun_into_the_same_folder_leaves_no_strip_of_other_beats(diagnostic_run, tmp_path, capsys, monkeypatch):
+    """The strip shows the beats of the run that drew it: a rerun with --no-plot, or one that fails part-way,
+    does not leave an earlier run's strip beside its outputs."""
+    import errno
+
+    out = tmp_path / "o"
+    args = ["--model", diagnostic_run, "--record", fixture_record("100"), "--out", out]
+    assert run_predict(capsys, *args)[0] == 0 and (out / "100_strip.png").is_file()
+    assert run_predict(capsys, *args, "--no-plot", "--lead", "V5")[0] == 0
+    assert sorted(p.name for p in out.iterdir()) == ["100.aami", "100_beats.csv"]
+
+    assert run_predict(capsys, *args)[0] == 0 and (out / "100_strip.png").is_file()
+
+    def broken_plot(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(predict, "plot_strip", broken_plot)
+    code, _, err = run_predict(capsys, *args, "--lead", "V5")
+    assert code == 2 and "No space left on device" in err
+    assert list(out.iterdir()) == []  # the new CSV and annotations, and the earlier strip
 
 
 def test_an_onnx_model_beside_another_modes_config_is_refused(diagnostic_run, realtime_run, tmp_path, capsys):
