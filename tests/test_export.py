@@ -81,6 +81,13 @@ def test_static_int8_is_small_and_every_layer_is_int8(files):
     assert not {"Conv", "Gemm", "MatMul"} & set(ops), f"float layers left: {sorted(set(ops))}"
 
 
+def test_the_float32_onnx_file_holds_standard_operators_only(files):
+    """README: model_float32.onnx runs in any ONNX engine; the static int8 file needs ONNX Runtime's own operators."""
+    d, _ = files
+    assert {n.domain for n in onnx.load(str(d / "f.onnx")).graph.node} <= {"", "ai.onnx"}
+    assert {n.domain for n in onnx.load(str(d / "q.onnx")).graph.node} <= {"", "ai.onnx", "com.microsoft"}
+
+
 def test_calibration_sample_holds_every_class_present(beats):
     x, rr = quantize.calibration_beats(beats, per_class=50)
     present = np.unique(beats.y)
