@@ -1,4 +1,4 @@
-"""DS1 cross-validation of ensembles whose members differ in design (rounds 43, 50, 51, 53 of results/cv.md).
+"""DS1 cross-validation of ensembles whose members differ in design (rounds 43, 50, 51, 53-55 of results/cv.md).
 
 Two designs that err differently may do better together than two seeds of either. This scores,
 from the held-out log-probabilities `bench/cv.py --save-predictions` kept (no training):
