@@ -205,7 +205,13 @@ def read_beats(path) -> tuple[np.ndarray, np.ndarray]:
     """Reference beat annotations: (R-peak sample indices, AAMI class indices)."""
     import wfdb
 
-    ann = wfdb.rdann(str(path), "atr")
+    try:
+        ann = wfdb.rdann(str(path), "atr")
+    except OSError:
+        raise  # missing or unreadable: the callers' messages name it
+    except Exception as exc:  # wfdb's parser on a damaged file: IndexError, ValueError, ...
+        raise DataError(f"cannot read the beat annotations {path}.atr ({type(exc).__name__}: {exc}); the file is "
+                        f"damaged: copy the record again (or let it be downloaded: run without --offline)") from None
     symbols = np.asarray(ann.symbol)
     keep = np.isin(symbols, list(AAMI_MAP))
     labels = np.array([CLASS_INDEX[AAMI_MAP[s]] for s in symbols[keep]], dtype=np.int64)
@@ -437,6 +443,9 @@ def preprocess_record(path, mode: str) -> dict[str, np.ndarray]:
     if fs != FS:
         raise DataError(f"record {path} is sampled at {fs} Hz; MIT-BIH training expects {FS} Hz.")
     peaks, labels = read_beats(path)
+    if not len(peaks):
+        raise DataError(f"record {path} has no beat annotations (its .atr holds none of the labels "
+                        f"{' '.join(AAMI_MAP)}); leave it out of the records trained and scored")
     xf = bandpass(x, fs, mode)
     return {"x": with_templates(beat_windows(xf, peaks), peaks, fs), "rr": rr_features(peaks, fs, mode),
             "y": labels, "sample": peaks}
@@ -459,6 +468,16 @@ def _save_atomic(path: Path, arrays: dict) -> None:
         np.savez(tmp, **arrays)
 
 
+def _load_cached(path: Path) -> dict[str, np.ndarray] | None:
+    """A cache file's arrays, or None where it cannot be read whole (cut short, emptied): made again."""
+    try:
+        with np.load(path) as z:
+            part = {k: z[k] for k in z.files}
+    except Exception:  # np.load of a damaged file: EOFError, zipfile.BadZipFile, ValueError, OSError, ...
+        return None
+    return part if {"x", "rr", "y", "sample"} <= set(part) else None
+
+
 def load_beats(data_dir, records, mode: str = "diagnostic", cache_dir=None,
                offline: bool = False, progress: bool = True) -> Beats:
     """Beats of the given records, preprocessed once and cached on disk."""
@@ -471,10 +490,8 @@ def load_beats(data_dir, records, mode: str = "diagnostic", cache_dir=None,
     parts = []
     for rec in tqdm(records, desc=f"beats ({mode})", disable=not progress, leave=False):
         cached = Path(cache_dir) / f"{rec}-{cache_key(rec, digests[rec], mode)}.npz" if cache_dir else None
-        if cached is not None and cached.exists():
-            with np.load(cached) as z:
-                part = {k: z[k] for k in z.files}
-        else:
+        part = _load_cached(cached) if cached is not None and cached.exists() else None
+        if part is None:
             part = preprocess_record(Path(data_dir) / rec, mode)
             if cached is not None:
                 _save_atomic(cached, part)

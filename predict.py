@@ -677,8 +677,9 @@ def plot_strip(x360: np.ndarray, beats: dict, path, start_s: float, seconds: flo
     import matplotlib.pyplot as plt
 
     colours = {"N": "tab:green", "S": "tab:orange", "V": "tab:red", "F": "tab:purple", "Q": "tab:gray"}
-    lo = int(max(start_s, 0) * dl.FS)
-    hi = min(lo + int(seconds * dl.FS), len(x360))  # run() refused a start past the end, before writing
+    lo = int(max(start_s, 0) * dl.FS)  # run() refused a start past the end, before writing
+    seconds = min(seconds, (len(x360) - lo) / dl.FS)  # to the recording's end (a huge --plot-seconds too)
+    hi = lo + int(seconds * dl.FS)
     fig, ax = plt.subplots(figsize=(min(4 + 1.2 * seconds, 40), 3.2))
     t = np.arange(lo, hi) / dl.FS
     ax.plot(t, x360[lo:hi], lw=0.8, color="black")
@@ -900,6 +901,9 @@ def main(argv=None) -> int:
     except dl.DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: outputs are written whole or not at all (run)
+        print("interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # (before the outputs were written: a failure, without a traceback)
         discard(sys.stdout)
         return 1

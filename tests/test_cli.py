@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import wfdb
 
@@ -261,6 +262,41 @@ def test_a_record_cut_short_is_reported_without_sha256sums(tmp_path, capsys):
     msg = _one_error_line(capsys.readouterr().err)
     assert _records_named(msg, data) == {"100"} and "complete" in msg
     assert not (tmp_path / "run").exists(), "no run folder is left behind"
+
+
+def test_annotations_cut_short_are_reported_without_sha256sums(tmp_path, capsys):
+    """Without SHA256SUMS.txt only the .dat's length is checked: wfdb's parser on a cut-short .atr raised IndexError."""
+    data = copy_records(tmp_path / "data", SMOKE_RECORDS, sums=False)
+    atr = data / "106.atr"
+    atr.write_bytes(atr.read_bytes()[:len(atr.read_bytes()) // 2 + 1])
+    assert main.main(smoke_args(tmp_path / "run", tmp_path / "cache", data_dir=data)) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"{data / '106'}.atr" in line and "copy the record again" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_record_without_beat_annotations_is_one_error_line(tmp_path, capsys):
+    data = copy_records(tmp_path / "data", SMOKE_RECORDS, sums=False)
+    ann = wfdb.rdann(str(data / "106"), "atr")
+    rhythm = [i for i, s in enumerate(ann.symbol) if s not in dl.AAMI_MAP]  # rhythm and other non-beat labels only
+    wfdb.wrann("106", "atr", ann.sample[rhythm], [ann.symbol[i] for i in rhythm],
+               aux_note=[ann.aux_note[i] for i in rhythm], write_dir=str(data))
+    assert main.main(smoke_args(tmp_path / "run", tmp_path / "cache", data_dir=data)) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "106 has no beat annotations" in line and "leave it out" in line
+
+
+def test_a_damaged_cache_file_is_made_again(tmp_path):
+    data = copy_records(tmp_path / "data", ["100"])
+    cache = tmp_path / "cache"
+    good = dl.load_beats(data, ["100"], "diagnostic", cache, offline=True, progress=False)
+    (cached,) = cache.iterdir()
+    for damage in (b"", cached.read_bytes()[:1000]):  # emptied; cut short
+        cached.write_bytes(damage)
+        again = dl.load_beats(data, ["100"], "diagnostic", cache, offline=True, progress=False)
+        np.testing.assert_array_equal(again.x, good.x)
+        np.testing.assert_array_equal(again.y, good.y)
+        assert cached.stat().st_size > 1000  # written whole again
 
 
 @pytest.mark.parametrize("where", ["--out", "--cache-dir"])

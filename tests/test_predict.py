@@ -536,6 +536,24 @@ def test_a_rerun_into_the_same_folder_leaves_no_strip_of_other_beats(diagnostic_
     assert list(out.iterdir()) == []  # the new CSV and annotations, and the earlier strip
 
 
+def test_ctrl_c_is_one_line_and_exit_130(diagnostic_run, tmp_path, capsys, monkeypatch):
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict, "classify", interrupted)
+    code, _, err = run_predict(capsys, "--model", diagnostic_run, "--record", fixture_record("100"),
+                               "--out", tmp_path / "o")
+    assert code == 130 and err == "interrupted\n"
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_strip_longer_than_the_recording_stops_at_its_end(diagnostic_run, tmp_path, capsys):
+    code, _, err = run_predict(capsys, "--model", diagnostic_run, "--record", fixture_record("100"),
+                               "--out", tmp_path / "o", "--plot-start", "170", "--plot-seconds", "1e308")
+    assert code == 0, err
+    assert (tmp_path / "o" / "100_strip.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
 def test_an_onnx_model_beside_another_modes_config_is_refused(diagnostic_run, realtime_run, tmp_path, capsys):
     """On a device the mode comes from config.json; the ONNX file records its own, and they must agree."""
     import shutil
