@@ -70,8 +70,9 @@ class QRSDetector:
     about 0.1 s.
     """
 
-    def __init__(self, fs: float):
+    def __init__(self, fs: float, record_decisions: bool = True):
         self.fs = float(fs)
+        self.record_decisions = record_decisions  # a stream that runs for days keeps no list per beat
         self.half = int(round(PEAK_HALF_S * fs))
         self.search = int(round(SEARCH_S * fs))
         self.learn = int(round(LEARN_S * fs))
@@ -97,7 +98,8 @@ class QRSDetector:
         self.spk = self.npk = 0.0
         self._last_qrs = None  # (integrated-peak sample, its slope)
         self._last_r = -1  # last R-peak reported
-        self.decided_at: list[int] = []  # for each R-peak reported: samples needed to decide it
+        self.decided_at: list[int] = []  # for each R-peak reported (record_decisions): samples needed to decide it
+        self._reported = False  # an R-peak has been reported
         self.waited: list[int] = []  # R-peaks reported only with the next QRS (held early first QRSs)
         self._rr = []  # the last RR_AVG intervals between integrated-signal peaks, samples
         self._round_off = 0.0  # deflections this small are round-off (set from the first sample)
@@ -166,12 +168,11 @@ class QRSDetector:
                     self._held = None
                     cut_qrs = r - r0 < self.half
                     if slope0 >= 0.5 * self._last_qrs[1] and not cut_qrs:
-                        out.append(r0)
-                        self.decided_at.append(at)
+                        self._report(out, r0, at)
                         self.waited.append(r0)
                     else:  # a T wave, or the end of a QRS cut by the start (its next part came within
                         self._rr = []  # the refractory period): its interval to this one is no RR interval
-                if (not self.decided_at and r < self.first
+                if (not self._reported and r < self.first
                         and (cut_qrs or not self._held_once)):
                     # A recording that starts between a QRS and its T wave shows the T wave first,
                     # with no QRS before it to test its slope against: the next QRS decides. After
@@ -180,12 +181,10 @@ class QRSDetector:
                     self._held = (r, self._last_qrs[1])
                     self._held_once = True
                     continue
-                out.append(r)
-                self.decided_at.append(at)
+                self._report(out, r, at)
             self._next = stop
         if final and self._held is not None:  # no QRS followed: nothing to test it against
-            out.append(self._held[0])
-            self.decided_at.append(self._n)
+            self._report(out, self._held[0], self._n)
             self.waited.append(self._held[0])
             self._held = None
         # Keep what later decisions can still look at.
@@ -198,6 +197,13 @@ class QRSDetector:
                 self._buf_mwi[cut:], self._buf_slope[cut:], self._buf_ecg[cut:])
             self._start = keep_from
         return out
+
+    def _report(self, out: list, r: int, at: int) -> None:
+        """R-peak r (sample), decided once `at` samples were fed."""
+        out.append(r)
+        self._reported = True
+        if self.record_decisions:
+            self.decided_at.append(at)
 
     def _classify(self, i: int):
         """Signal or noise for the integrated-signal peak at sample i; its R-peak if signal."""

@@ -67,7 +67,7 @@ class StreamClassifier:
                                f"{classifier.path} is a {classifier.mode} model, whose post-RR feature "
                                f"and zero-phase filter need the future")
         self.clf = classifier
-        self.detector = QRSDetector(dl.FS)
+        self.detector = QRSDetector(dl.FS, record_decisions=False)
         self._last = None  # last valid sample (gap filling holds it)
         self._offset = None  # stream sample of the detector's first: the first valid one (batch: predict.classify)
         self._start = 0  # buffers hold samples _start.. of the stream

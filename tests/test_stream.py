@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+from collections import deque
+
 import numpy as np
 import pytest
 from scipy import signal
@@ -351,3 +353,30 @@ def test_stream_and_predict_with_stdout_full_say_so(realtime_run, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "error: cannot write the summary to standard output: No space left on device" in proc.stderr
     assert (tmp_path / "100_beats.csv").is_file()
+
+
+def _state_sizes(sc) -> dict:
+    """Lengths of every list, deque and array the stream and its detector hold."""
+    sizes = {}
+    for owner, obj in (("stream", sc), ("detector", sc.detector)):
+        for name, v in vars(obj).items():
+            if isinstance(v, (list, deque, np.ndarray)):
+                sizes[f"{owner}.{name}"] = len(v) if not isinstance(v, np.ndarray) else v.size
+    return sizes
+
+
+def test_the_stream_holds_as_much_after_twelve_minutes_as_after_six(realtime_run):
+    """A stream runs for days on a device: past the 5 minutes its RR averages read (dl.LONG_SECONDS), what it
+    keeps does not grow with the beats it has seen (the detector once kept a decision time per beat)."""
+    clf = predict.load_classifier(realtime_run)
+    x, _ = dl.read_record(fixture_record("100"))  # 3 minutes
+    sizes = []
+    for signal_ in (np.tile(x, 2), np.tile(x, 4)):
+        sc = stream.StreamClassifier(clf)
+        for i in range(0, len(signal_), 360):
+            sc.feed(signal_[i:i + 360])
+        sizes.append(_state_sizes(sc))
+    short, long_ = sizes
+    assert short.keys() == long_.keys()
+    grown = {k: (short[k], long_[k]) for k in short if long_[k] > short[k] + 10}
+    assert not grown, grown  # (six minutes more: about 450 beats)
