@@ -58,7 +58,7 @@ DS1_FOLDS = (("209", "119", "116", "101", "115", "109"),
              ("207", "203", "112", "205", "230"),
              ("223", "124", "114", "106", "215"))
 
-DEFAULT_RR = 0.8  # s, stands in for an RR interval before the first beat of a record
+DEFAULT_RR = 0.8  # s, stands in for an RR interval or average not known (before the first beat, after the last)
 LOCAL_BEATS = 10  # RR intervals in the local average
 LONG_SECONDS = 300.0  # s, span of the long running average
 SLOW_QUANTILE = 0.95  # 'slow': this quantile of the RR intervals of the last LONG_SECONDS

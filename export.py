@@ -123,7 +123,7 @@ class OnnxModel:
         self.mode = self.session.get_modelmeta().custom_metadata_map.get(MODE_KEY)  # None: not recorded
 
     def logits(self, x: np.ndarray, rr: np.ndarray) -> np.ndarray:
-        return self.session.run([OUTPUT], {"window": x, "rr": rr})[0]
+        return self.session.run([OUTPUT], dict(zip(INPUTS, (x, rr))))[0]
 
     def predict_proba(self, x, rr, batch_size: int = 4096) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)

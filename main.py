@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gamma", type=float, default=argparse.SUPPRESS,  # default by mode
                    help=f"focal loss focusing parameter, 0 = cross-entropy {by_mode(GAMMA)}")
     p.add_argument("--alpha", default=",".join(f"{a:g}" for a in d.alpha),
-                   help="focal per-class weights for N,S,V,F,Q ('none': all 1)")
+                   help=f"focal per-class weights for {','.join(dl.CLASSES)} ('none': all 1)")
     p.add_argument("--balance", type=float, default=d.balance,
                    help="class-balanced sampling strength: 0 natural frequencies, 1 fully balanced")
     p.add_argument("--no-augment", action="store_true", help="turn off training augmentation")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from data_loader import CLASSES, RR_FEATURES, WINDOW
+from data_loader import CLASSES, RR_FEATURES
 
 
 def conv_block(c_in: int, c_out: int, k: int, se: bool = False) -> nn.Sequential:
@@ -93,7 +93,7 @@ class DualBranchNet(nn.Module):
     """
 
     def __init__(self, n_rr: int, channels=(16, 32, 48), rr_hidden: int = RR_HIDDEN,
-                 hidden: int = 64, dropout: float = 0.3, window: int = WINDOW, template: bool = True,
+                 hidden: int = 64, dropout: float = 0.3, template: bool = True,
                  leads: int = 1, pool: int = 1, cnn_dropout: float = 0.0, se: bool = False,
                  global_max: bool = False, rr_scale: str = "raw"):
         super().__init__()
@@ -115,7 +115,6 @@ class DualBranchNet(nn.Module):
                                 nn.Linear(rr_hidden, rr_hidden), nn.ReLU())
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(c_in + rr_hidden, hidden),
                                   nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, len(CLASSES)))
-        self.window = window
         self.cnn_dropout = cnn_dropout
         self.n_rr, self.rr_hidden, self.rr_scale, self.pool = n_rr, rr_hidden, rr_scale, pool
         self.rr_log = rr_scale == "log"

@@ -205,7 +205,7 @@ def choose_lead(names: list[str], lead: str | None, source: str, word: str, firs
         lead = dl.LEAD if dl.LEAD in names else (ecg or names)[0]
         if not is_mlii(lead):
             warn(f"{source} has no {dl.LEAD} {word}; using its {'first ECG-like' if ecg else 'first'} {first} {lead!r} "
-                 f"(the model was trained on MLII; choose another with --lead)")
+                 f"(the model was trained on {dl.LEAD}; choose another with --lead)")
     elif lead not in names:
         raise InputError(f"{source} has no {word} {lead!r}; it has {', '.join(names)} "
                          f"(choose one with --lead)")
@@ -639,7 +639,7 @@ def classify(x: np.ndarray, clf: Classifier, gaps: np.ndarray | None = None, pea
         peaks = detect_r_peaks(x[start:], dl.FS) + start
     peaks = np.asarray(peaks, dtype=np.int64)
     windows, rr = beat_inputs(x, peaks, clf.mode)
-    proba = clf.predict_proba(windows, rr).astype(np.float64) if len(peaks) else np.zeros((0, 5))
+    proba = clf.predict_proba(windows, rr).astype(np.float64) if len(peaks) else np.zeros((0, len(dl.CLASSES)))
     cls = proba.argmax(1) if len(peaks) else np.zeros(0, np.int64)
     if gaps is not None and gaps.any() and len(peaks):
         # A beat whose window or RR interval touches a gap cannot be trusted: Q, unclassifiable.

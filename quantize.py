@@ -47,9 +47,11 @@ def quantize_static_onnx(float_onnx, path, calib_x, calib_rr, method: str = "Min
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quant_pre_process, quantize_static)
 
+    from export import INPUTS
+
     class Reader(CalibrationDataReader):  # one batch: the histogram methods need equal batches
         def __init__(self):
-            self.batches = iter([{"window": calib_x, "rr": calib_rr}])
+            self.batches = iter([dict(zip(INPUTS, (calib_x, calib_rr)))])
 
         def get_next(self):
             return next(self.batches, None)

@@ -22,7 +22,7 @@ import numpy as np
 
 import data_loader as dl
 from outputs import discard
-from detect import FIRST_S, PEAK_HALF_S, SEARCH_S, QRSDetector
+from detect import FIRST_S, QRSDetector
 
 
 @dataclass
@@ -54,8 +54,8 @@ def stated_latency_s() -> float:
     the window the model was trained on. One exception, not counted here: a first beat in the
     recording's first detect.FIRST_S waits for the next beat (it may be a T wave; see detect.py).
     """
-    detector = round(SEARCH_S * dl.FS) + round(PEAK_HALF_S * dl.FS) + 1
-    return max(dl.WINDOW_AFTER, detector) / dl.FS
+    det = QRSDetector(dl.FS)
+    return max(dl.WINDOW_AFTER, det.search + det.half + 1) / dl.FS
 
 
 class StreamClassifier:

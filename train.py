@@ -168,9 +168,10 @@ def selection_score(m: dict) -> float:
 
 
 def fit(model, train: Beats, val: Beats, cfg: TrainConfig, progress: bool = True, rr_names=None):
-    """Train; return the model holding the best-on-validation weights and the history.
+    """Train; return (the model holding the best-on-validation weights, the history, the best epoch).
 
-    Without validation beats (val=None), the final (averaged) weights are kept. rr_names names
+    Without validation beats (val=None), the final (averaged) weights are kept. cfg.s_offset is folded
+    into the last layer's S bias. rr_names names
     train.rr's columns (needed with cfg.rr_rate: those not data_loader.is_ratio are in seconds).
     """
     seed_everything(cfg.seed)
