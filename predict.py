@@ -537,19 +537,6 @@ def resample(x: np.ndarray, fs: float, target: int = dl.FS) -> np.ndarray:
     return y
 
 
-def _fill(x: np.ndarray) -> np.ndarray:
-    """Causal gap filling: each NaN takes the last value seen; a leading gap takes the first one (a
-    stream waits for it), so no step at the signal's start rings into a made-up beat."""
-    gaps = np.isnan(x)
-    if not gaps.any():
-        return x
-    idx = np.where(gaps, 0, np.arange(len(x)))
-    np.maximum.accumulate(idx, out=idx)
-    first = np.argmax(~gaps)  # prepare() refuses an all-NaN lead
-    idx[:first] = first
-    return x[idx]
-
-
 def check_rate(fs: float, name: str, source: str) -> None:
     """InputError unless fs (Hz) lies in FS_RANGE."""
     low, high = FS_RANGE
@@ -581,7 +568,7 @@ def prepare(rec: Recording) -> tuple[np.ndarray, np.ndarray]:
         missing = int(np.isnan(rec.x).sum())  # in the input's own samples
         warn(f"{rec.name}: {missing} missing sample{'s' if missing > 1 else ''} ({missing / rec.fs:.2g} s; empty, "
              f"text or NaN cells); beats there are marked unclassifiable (Q)")
-    return _fill(x), gaps
+    return dl.hold_gaps(x), gaps  # prepare() refuses an all-NaN lead; a stream waits for the first value
 
 
 def mains_fraction(x: np.ndarray, fs: float = dl.FS) -> float:

@@ -81,12 +81,7 @@ class StreamClassifier:
 
     def _fill(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         gaps = np.isnan(x)
-        if not gaps.any():
-            self._last = x[-1]
-            return x, gaps
-        x = x.copy()
-        for i in np.flatnonzero(gaps):  # gaps are rare: hold the last valid value
-            x[i] = x[i - 1] if i > 0 else self._last
+        x = dl.hold_gaps(x, self._last)  # as batch mode's (predict.prepare)
         self._last = x[-1]
         return x, gaps
 

@@ -108,3 +108,25 @@ def test_a_dc_offset_leaves_the_filtered_signal_unchanged(mode):
     t = np.arange(int(10 * FS)) / FS
     x = np.sin(2 * np.pi * 1.2 * t) + 0.3 * np.sin(2 * np.pi * 9 * t)
     np.testing.assert_allclose(dl.bandpass(x + 160.0, FS, mode), dl.bandpass(x, FS, mode), atol=1e-6)
+
+
+def test_hold_gaps_holds_the_last_value_whole_or_in_chunks():
+    """Batch (predict) and stream fill gaps by one rule: a NaN takes the last valid value before it, carried
+    across chunks; a leading gap takes the first valid value."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=5000)
+    for start in rng.integers(0, 5000, 40):
+        x[start:start + rng.integers(1, 200)] = np.nan
+    x[0] = 1.0
+    expected = x.copy()
+    for i in range(1, len(x)):  # the rule, one sample at a time
+        if np.isnan(expected[i]):
+            expected[i] = expected[i - 1]
+    np.testing.assert_array_equal(dl.hold_gaps(x), expected)
+    last, parts = None, []
+    for i in range(0, len(x), 7):
+        parts.append(dl.hold_gaps(x[i:i + 7], last))
+        last = parts[-1][-1]
+    np.testing.assert_array_equal(np.concatenate(parts), expected)
+    lead = np.array([np.nan, np.nan, 2.0, np.nan, 3.0])
+    np.testing.assert_array_equal(dl.hold_gaps(lead), [2.0, 2.0, 2.0, 2.0, 3.0])
