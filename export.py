@@ -14,6 +14,10 @@ import numpy as np
 from data_loader import CLASSES, WINDOW, WINDOW_CHANNELS
 from outputs import atomic_path, write_bytes
 
+# A run's model files by kind (`predict --kind`), written by quantize.quantize_all; beside them its exports:
+# model_float32.onnx, model_float32.jit.pt and model_int8.jit.pt.
+MODEL_FILES = {"float32": "model_float32.pt", "dynamic-int8": "model_int8.pt",
+               "static-int8": "model_int8_static.onnx"}
 INPUTS = ("window", "rr")
 OUTPUT = "logits"
 OPSET = 17

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import data_loader as dl
+from export import MODEL_FILES
 from outputs import discard
 
 MIN_SECONDS = 5.0  # shorter recordings hold too few beats for RR features
@@ -42,8 +43,6 @@ MAINS_HZ, MAINS_BAND_HZ = (50.0, 60.0), 1.0
 LOW_CONFIDENCE = 0.6  # beats whose top probability is below this are counted as uncertain
 ANNOTATION_EXT = "aami"
 SYMBOLS = {"N": "N", "S": "S", "V": "V", "F": "F", "Q": "Q"}  # AAMI class -> WFDB beat symbol
-MODEL_FILES = {"float32": "model_float32.pt", "dynamic-int8": "model_int8.pt",
-               "static-int8": "model_int8_static.onnx"}
 
 
 class InputError(dl.DataError):

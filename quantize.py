@@ -84,25 +84,26 @@ def quantize_all(model: nn.Module, train, out, mode: str, seed: int = 0) -> dict
 
     Returns {name: (model file, predict_proba(x, rr))} for evaluation.
     """
-    from export import OnnxModel, export_onnx, export_torchscript, stamp_mode
+    from export import MODEL_FILES, OnnxModel, export_onnx, export_torchscript, stamp_mode
     from train import predict_proba
 
     out = Path(out)
     n_rr = len(RR_FEATURES[mode])
     qmodel = quantize_dynamic(model)
-    save_model(model, out / "model_float32.pt", mode, "float32")
-    save_model(qmodel, out / "model_int8.pt", mode, "dynamic-int8")
+    files = {kind: out / name for kind, name in MODEL_FILES.items()}
+    save_model(model, files["float32"], mode, "float32")
+    save_model(qmodel, files["dynamic-int8"], mode, "dynamic-int8")
     export_torchscript(model, out / "model_float32.jit.pt", n_rr)
     export_torchscript(qmodel, out / "model_int8.jit.pt", n_rr)
     export_onnx(model, out / "model_float32.onnx", n_rr)
     calib_x, calib_rr = calibration_beats(train, seed=seed)
-    quantize_static_onnx(out / "model_float32.onnx", out / "model_int8_static.onnx", calib_x, calib_rr)
-    for name in ("model_float32.onnx", "model_int8_static.onnx"):
-        stamp_mode(out / name, mode)
-    static = OnnxModel(out / "model_int8_static.onnx")
-    return {"float32": (out / "model_float32.pt", lambda x, rr: predict_proba(model, x, rr)),
-            "dynamic-int8": (out / "model_int8.pt", lambda x, rr: predict_proba(qmodel, x, rr)),
-            "static-int8": (out / "model_int8_static.onnx", static.predict_proba)}
+    quantize_static_onnx(out / "model_float32.onnx", files["static-int8"], calib_x, calib_rr)
+    for path in (out / "model_float32.onnx", files["static-int8"]):
+        stamp_mode(path, mode)
+    static = OnnxModel(files["static-int8"])
+    return {"float32": (files["float32"], lambda x, rr: predict_proba(model, x, rr)),
+            "dynamic-int8": (files["dynamic-int8"], lambda x, rr: predict_proba(qmodel, x, rr)),
+            "static-int8": (files["static-int8"], static.predict_proba)}
 
 
 def quantization_table(results: dict) -> str:

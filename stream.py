@@ -221,7 +221,8 @@ def run_stream(x: np.ndarray, clf, chunk: int, on_beat=None, speed: float = 0.0)
 
 def build_parser() -> argparse.ArgumentParser:
     from main import HelpFormatter
-    from predict import MODEL_FILES, add_input_arguments
+    from export import MODEL_FILES
+    from predict import add_input_arguments
 
     p = argparse.ArgumentParser(prog="main.py stream", description=__doc__.split("\n")[0], allow_abbrev=False,
                                 formatter_class=HelpFormatter)
