@@ -211,7 +211,8 @@ def read_beats(path) -> tuple[np.ndarray, np.ndarray]:
         raise  # missing or unreadable: the callers' messages name it
     except Exception as exc:  # wfdb's parser on a damaged file: IndexError, ValueError, ...
         raise DataError(f"cannot read the beat annotations {path}.atr ({type(exc).__name__}: {exc}); the file is "
-                        f"damaged: copy the record again (or let it be downloaded: run without --offline)") from None
+                        f"damaged: copy the record again (or delete its files and run without --offline to download "
+                        f"it)") from None
     symbols = np.asarray(ann.symbol)
     keep = np.isin(symbols, list(AAMI_MAP))
     labels = np.array([CLASS_INDEX[AAMI_MAP[s]] for s in symbols[keep]], dtype=np.int64)

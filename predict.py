@@ -663,9 +663,9 @@ def plot_strip(x360: np.ndarray, beats: dict, path, start_s: float, seconds: flo
     import matplotlib.pyplot as plt
 
     colours = {"N": "tab:green", "S": "tab:orange", "V": "tab:red", "F": "tab:purple", "Q": "tab:gray"}
-    lo = int(max(start_s, 0) * dl.FS)  # run() refused a start past the end, before writing
-    seconds = min(seconds, (len(x360) - lo) / dl.FS)  # to the recording's end (a huge --plot-seconds too)
-    hi = lo + int(seconds * dl.FS)
+    lo = int(max(start_s, 0) * dl.FS)
+    seconds = min(seconds, len(x360) / dl.FS)  # a huge --plot-seconds (1e308) overflowed int()
+    hi = min(lo + int(seconds * dl.FS), len(x360))  # run() refused a start past the end, before writing
     fig, ax = plt.subplots(figsize=(min(4 + 1.2 * seconds, 40), 3.2))
     t = np.arange(lo, hi) / dl.FS
     ax.plot(t, x360[lo:hi], lw=0.8, color="black")
@@ -792,6 +792,7 @@ def run(args) -> dict:
                          f"({len(x) / dl.FS:.1f} s)")
     from outputs import FolderError, atomic_path, make_folder
 
+    frame = beats_frame(beats, rec.fs)  # (before the folder is made: nothing between it and the writes fails)
     out = Path(args.out or Path("predictions") / rec.name)
     existed = out.is_dir()
     try:
@@ -810,7 +811,6 @@ def run(args) -> dict:
             raise InputError(f"{out} holds the outputs of {other}, another input named {rec.name!r}; "
                              f"choose a folder for {rec.source} with --out (or remove {out})")
 
-    frame = beats_frame(beats, rec.fs)
     written = []  # a failure part-way removes what was written: all the outputs or none
     strip = out / f"{rec.name}_strip.png"
     try:

@@ -536,11 +536,11 @@ def test_a_rerun_into_the_same_folder_leaves_no_strip_of_other_beats(diagnostic_
     assert list(out.iterdir()) == []  # the new CSV and annotations, and the earlier strip
 
 
-def test_ctrl_c_is_one_line_and_exit_130(diagnostic_run, tmp_path, capsys, monkeypatch):
+def test_ctrl_c_is_one_line_and_exit_130_and_leaves_no_output(diagnostic_run, tmp_path, capsys, monkeypatch):
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(predict, "classify", interrupted)
+    monkeypatch.setattr(predict, "write_annotations", interrupted)  # the beats CSV written, the folder made
     code, _, err = run_predict(capsys, "--model", diagnostic_run, "--record", fixture_record("100"),
                                "--out", tmp_path / "o")
     assert code == 130 and err == "interrupted\n"
