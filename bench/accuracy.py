@@ -1,4 +1,4 @@
-"""Accuracy benchmark: the full protocol (train DS1, choose on held-out DS1 patients, test DS2)
+"""Accuracy benchmark: the full protocol (train on all of DS1 as main.py does, test once on DS2)
 for several seeds in both modes, float32 and int8, beside the published inter-patient results.
 
     python bench/accuracy.py --data-dir ../shared/data/mitdb --offline      # 5 seeds x 2 modes
