@@ -225,20 +225,20 @@ def bandpass_sos(fs: float = FS) -> np.ndarray:
     return signal.butter(FILTER_ORDER, BANDPASS_HZ, btype="bandpass", fs=fs, output="sos")
 
 
-def hold_gaps(x: np.ndarray, last: float | None = None) -> np.ndarray:
-    """Causal gap filling: each NaN takes the last valid value before it (`last`: the one held from before
-    x, as a stream's earlier chunk); a leading gap with none takes the first valid value, so no step at the
-    signal's start rings into a made-up beat. x itself where it has no NaN; needs one valid value."""
+def hold_gaps(x: np.ndarray, last: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(x with its gaps filled, the gap mask). Causal: each NaN takes the last valid value before it (`last`:
+    the one held from before x, as a stream's earlier chunk); a leading gap with none takes the first valid
+    value, so no step at the signal's start rings into a made-up beat. Needs one valid value."""
     gaps = np.isnan(x)
     if not gaps.any():
-        return x
+        return x, gaps
     idx = np.where(gaps, -1, np.arange(len(x)))
     np.maximum.accumulate(idx, out=idx)
     if last is None:
         first = np.argmax(~gaps)
         idx[:first] = first
-        return x[idx]
-    return np.where(idx >= 0, x[np.maximum(idx, 0)], last)
+        return x[idx], gaps
+    return np.where(idx >= 0, x[np.maximum(idx, 0)], last), gaps
 
 
 def bandpass(x: np.ndarray, fs: float = FS, mode: str = "diagnostic") -> np.ndarray:

@@ -562,12 +562,12 @@ def prepare(rec: Recording) -> tuple[np.ndarray, np.ndarray]:
     if rec.fs != dl.FS:
         print(f"resampling {rec.name} from {rec.fs:g} Hz to {dl.FS} Hz (the model's rate)", file=sys.stderr)
         x = resample(x, rec.fs)
-    gaps = np.isnan(x)
+    filled, gaps = dl.hold_gaps(x)  # (an all-NaN lead was refused above; a stream waits for the first value)
     if gaps.any():
         missing = int(np.isnan(rec.x).sum())  # in the input's own samples
         warn(f"{rec.name}: {missing} missing sample{'s' if missing > 1 else ''} ({missing / rec.fs:.2g} s; empty, "
              f"text or NaN cells); beats there are marked unclassifiable (Q)")
-    return dl.hold_gaps(x), gaps  # prepare() refuses an all-NaN lead; a stream waits for the first value
+    return filled, gaps
 
 
 def mains_fraction(x: np.ndarray, fs: float = dl.FS) -> float:

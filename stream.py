@@ -79,12 +79,6 @@ class StreamClassifier:
         self._pending: list[int] = []  # indices into self.peaks awaiting their window
         self._past = deque(maxlen=dl.TEMPLATE_BEATS)  # the last on-time beats' windows: the template's source
 
-    def _fill(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        gaps = np.isnan(x)
-        x = dl.hold_gaps(x, self._last)  # as batch mode's (predict.prepare)
-        self._last = x[-1]
-        return x, gaps
-
     def feed(self, chunk) -> list[Beat]:
         x = np.asarray(chunk, dtype=np.float64).reshape(-1)
         if len(x) == 0:
@@ -104,7 +98,8 @@ class StreamClassifier:
             if not len(x):
                 return []
             self._offset = self._n
-        x, gaps = self._fill(x)
+        x, gaps = dl.hold_gaps(x, self._last)  # as batch mode's (predict.prepare)
+        self._last = x[-1]
         new_peaks = self.detector.feed(x)
         xf = self.detector.filtered  # the same causal 0.5-50 Hz band-pass as training's
         if self._first is None:

@@ -122,11 +122,13 @@ def test_hold_gaps_holds_the_last_value_whole_or_in_chunks():
     for i in range(1, len(x)):  # the rule, one sample at a time
         if np.isnan(expected[i]):
             expected[i] = expected[i - 1]
-    np.testing.assert_array_equal(dl.hold_gaps(x), expected)
+    filled, gaps = dl.hold_gaps(x)
+    np.testing.assert_array_equal(filled, expected)
+    np.testing.assert_array_equal(gaps, np.isnan(x))
     last, parts = None, []
     for i in range(0, len(x), 7):
-        parts.append(dl.hold_gaps(x[i:i + 7], last))
+        parts.append(dl.hold_gaps(x[i:i + 7], last)[0])
         last = parts[-1][-1]
     np.testing.assert_array_equal(np.concatenate(parts), expected)
     lead = np.array([np.nan, np.nan, 2.0, np.nan, 3.0])
-    np.testing.assert_array_equal(dl.hold_gaps(lead), [2.0, 2.0, 2.0, 2.0, 3.0])
+    np.testing.assert_array_equal(dl.hold_gaps(lead)[0], [2.0, 2.0, 2.0, 2.0, 3.0])
