@@ -15,9 +15,16 @@ from data_loader import CLASSES, WINDOW, WINDOW_CHANNELS
 from outputs import atomic_path, write_bytes
 
 # A run's model files by kind (`predict --kind`), written by quantize.quantize_all; beside them its exports:
-# model_float32.onnx, model_float32.jit.pt and model_int8.jit.pt.
-MODEL_FILES = {"float32": "model_float32.pt", "dynamic-int8": "model_int8.pt",
+# model_float32.onnx and model_float32.jit.pt.
+MODEL_FILES = {"float32": "model_float32.pt", "dynamic-int8": "model_int8_dynamic.onnx",
                "static-int8": "model_int8_static.onnx"}
+# The dynamic int8 model of runs made before it moved to ONNX Runtime (PyTorch's deprecated quantized tensors).
+LEGACY_DYNAMIC = "model_int8.pt"
+# Integer layers whose weights an x86-64 CPU without VNNI multiplies by uint8 activations in saturating pairs
+# (quantize.py): op type -> (index of the weight input, index of its zero point).
+INT8_WEIGHT_INPUTS = {"QLinearConv": (3, 5), "QGemm": (3, 5), "QLinearMatMul": (3, 5), "MatMulInteger": (1, 3),
+                      "ConvInteger": (1, 3), "DynamicQuantizeMatMul": (1, 3), "MatMulIntegerToFloat": (1, 5)}
+PAIR_LIMIT = 32767 // 255 // 2  # |w| <= 64: two uint8 x int8 products sum within int16
 INPUTS = ("window", "rr")
 OUTPUT = "logits"
 OPSET = 17
@@ -102,8 +109,35 @@ def rr_input_ranges(path) -> list[tuple[float, float]]:
     return ranges
 
 
+def saturating_weights(path) -> list[str]:
+    """The int8 weights of an ONNX model (a path, or the model loaded) that can overflow a pair of uint8 x int8 products on x86-64 without VNNI
+    (|w - zero point| > PAIR_LIMIT): their layers' results then depend on the CPU. [] for a model quantized here."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = path.graph if hasattr(path, "graph") else onnx.load(str(path)).graph
+    init = {i.name: i for i in graph.initializer}
+    found = []
+    for node in graph.node:
+        if node.op_type not in INT8_WEIGHT_INPUTS:
+            continue
+        w_at, zp_at = INT8_WEIGHT_INPUTS[node.op_type]
+        if len(node.input) <= w_at or node.input[w_at] not in init:
+            continue
+        w = numpy_helper.to_array(init[node.input[w_at]])
+        if w.dtype != np.int8:  # uint8 weights take another kernel, which widens to int16 first
+            continue
+        zp = (numpy_helper.to_array(init[node.input[zp_at]]).astype(np.int32)
+              if len(node.input) > zp_at and node.input[zp_at] in init else np.zeros(1, np.int32))
+        if 1 < zp.size == w.shape[0]:  # per output channel, on the weight's first axis (else its last)
+            zp = zp.reshape(-1, *[1] * (w.ndim - 1))
+        if np.abs(w.astype(np.int32) - zp).max() > PAIR_LIMIT:
+            found.append(node.input[w_at])
+    return found
+
+
 def export_torchscript(model, path, n_rr: int) -> None:
-    """TorchScript (traced) of a float32 or dynamic-int8 model: loads with torch.jit.load, no source."""
+    """TorchScript (traced) of a float32 model: loads with torch.jit.load, no source."""
     import torch
 
     buffer = io.BytesIO()
@@ -125,6 +159,7 @@ class OnnxModel:
             opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.mode = self.session.get_modelmeta().custom_metadata_map.get(MODE_KEY)  # None: not recorded
+        self.kind, self.saturating = onnx_kind(path)
 
     def logits(self, x: np.ndarray, rr: np.ndarray) -> np.ndarray:
         return self.session.run([OUTPUT], dict(zip(INPUTS, (x, rr))))[0]
@@ -138,3 +173,15 @@ class OnnxModel:
         z = np.concatenate(out)
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
+
+
+def onnx_kind(path) -> tuple[str, list[str]]:
+    """(the kind of an ONNX model file: float32, dynamic-int8 or static-int8, by its operators; its weights that
+    can saturate on x86-64 without VNNI, saturating_weights)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    ops = {node.op_type for node in model.graph.node}
+    kind = ("dynamic-int8" if "DynamicQuantizeLinear" in ops else
+            "static-int8" if ops & {"QLinearConv", "QGemm", "QLinearMatMul"} else "float32")
+    return kind, saturating_weights(model)

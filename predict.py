@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import data_loader as dl
-from export import MODEL_FILES
+from export import LEGACY_DYNAMIC, MODEL_FILES
 from outputs import discard
 
 MIN_SECONDS = 5.0  # shorter recordings hold too few beats for RR features
@@ -113,6 +113,10 @@ def load_classifier(path, kind: str = "float32", threads: int | None = None) -> 
     if path.is_dir():
         if kind not in MODEL_FILES:
             raise InputError(f"unknown model kind {kind!r}; choose one of {', '.join(MODEL_FILES)}")
+        if kind == "dynamic-int8" and not (path / MODEL_FILES[kind]).is_file() and (path / LEGACY_DYNAMIC).is_file():
+            raise InputError(f"{path} was made by an earlier version, whose dynamic int8 model ({LEGACY_DYNAMIC}) used "
+                             f"PyTorch's deprecated quantized tensors; retrain it (`python main.py`) for "
+                             f"{MODEL_FILES[kind]}, or choose --kind float32 or static-int8")
         if not (path / MODEL_FILES[kind]).is_file():
             raise InputError(f"{path} holds no {MODEL_FILES[kind]}: pass the directory of a finished "
                              f"`python main.py` run, or a model file")
@@ -154,8 +158,11 @@ def load_classifier(path, kind: str = "float32", threads: int | None = None) -> 
         if onnx.mode is not None and onnx.mode != mode:
             raise InputError(f"{path} is a {onnx.mode} model, but the config.json beside it is a {mode} run's: "
                              f"keep each model with its own run's config.json")
-        return Classifier(mode, "static-int8" if "int8" in path.name else "float32-onnx", path,
-                          onnx.predict_proba)
+        if onnx.saturating:
+            warn(f"{path} was quantized by an earlier version with 8-bit weights: its classes differ on x86-64 CPUs "
+                 f"without VNNI (AVX2 only) from those on other CPUs; retrain the run (`python main.py --mode {mode}`) "
+                 f"for int8 files that give the same classes on every CPU")
+        return Classifier(mode, "float32-onnx" if onnx.kind == "float32" else onnx.kind, path, onnx.predict_proba)
     import torch
 
     from quantize import load_model
@@ -168,8 +175,8 @@ def load_classifier(path, kind: str = "float32", threads: int | None = None) -> 
     except Exception:
         what = ("a TorchScript export (for other programs)" if path.name.endswith(".jit.pt") else
                 "not a Deep-ECG model (or a copy cut short)")
-        raise InputError(f"{path} is {what}; pass a run directory, or its model_float32.pt, model_int8.pt, "
-                         f"model_float32.onnx or model_int8_static.onnx") from None
+        raise InputError(f"{path} is {what}; pass a run directory, or one of its model files: "
+                         f"{', '.join(sorted({*MODEL_FILES.values(), 'model_float32.onnx'}))}") from None
     if threads:
         torch.set_num_threads(threads)
 

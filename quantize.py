@@ -1,28 +1,25 @@
-"""Int8 quantization and model files that load again for inference."""
+"""Int8 models, both run by ONNX Runtime: static int8 of the whole network, dynamic int8 of its linear layers.
+
+Weights are quantized to 7 bits (|w| <= 64, ONNX Runtime's reduce_range). x86-64 CPUs without VNNI (AVX2 only)
+multiply uint8 activations by int8 weights two at a time into a saturating int16 sum (vpmaddubsw), which
+overflows once 255 * (|w0| + |w1|) > 32767: with 8-bit weights the same file then gives other classes there than
+on a CPU with AVX-512 VNNI or on ARM64. With 7-bit weights no pair can overflow, and every CPU computes the
+same integers (tests/test_export.py checks each int8 layer against an exact integer reference).
+"""
 from __future__ import annotations
 
 import io
 import os
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from data_loader import CLASSES, RR_FEATURES, check_model_inputs, model_inputs
+from data_loader import CLASSES, RR_FEATURES, StaleModelError, check_model_inputs, model_inputs
 from model import build_model, members_of, net_kwargs, saved_members
 from outputs import atomic_path, write_bytes
-
-
-def quantize_dynamic(model: nn.Module) -> nn.Module:
-    """Dynamic int8 of the linear layers (the reference's method): int8 weights, float activations."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao.quantization is deprecated in 2.13
-        from torch.ao.quantization import quantize_dynamic as qd
-
-        return qd(model.eval(), {nn.Linear}, dtype=torch.qint8)
 
 
 def calibration_beats(beats, per_class: int = 300, seed: int = 0, typical: float = 0.999):
@@ -42,7 +39,7 @@ def calibration_beats(beats, per_class: int = 300, seed: int = 0, typical: float
 
 def quantize_static_onnx(float_onnx, path, calib_x, calib_rr, method: str = "MinMax") -> None:
     """Static int8 of the whole network (convolutions and linear layers) with onnxruntime:
-    int8 weights per channel, uint8 activations with ranges calibrated on DS1 training beats
+    7-bit int8 weights per channel, uint8 activations with ranges calibrated on DS1 training beats
     (`method`: onnxruntime's CalibrationMethod, by name)."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quant_pre_process, quantize_static)
@@ -60,11 +57,61 @@ def quantize_static_onnx(float_onnx, path, calib_x, calib_rr, method: str = "Min
         pre = os.path.join(tmpdir, "pre.onnx")
         quant_pre_process(str(float_onnx), pre)  # shape inference + graph clean-up first
         quantize_static(pre, str(tmp), Reader(), quant_format=QuantFormat.QOperator, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod[method])
 
 
-def save_model(model: nn.Module, path, mode: str, kind: str, model_kwargs: dict | None = None) -> int:
+def quantize_dynamic_onnx(float_onnx, path) -> None:
+    """Dynamic int8 of the linear layers (the reference's method, on ONNX Runtime's maintained path): 7-bit int8
+    weights, activations quantized to uint8 by each call's own range; convolutions stay float32."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = gemm_as_matmul(onnx.load(str(float_onnx)))  # onnxruntime quantizes MatMul dynamically, not Gemm
+    with tempfile.TemporaryDirectory() as tmpdir, atomic_path(path) as tmp:
+        src = os.path.join(tmpdir, "matmul.onnx")
+        onnx.save(model, src)
+        quantize_dynamic(src, str(tmp), op_types_to_quantize=["MatMul"], per_channel=False, reduce_range=True,
+                         weight_type=QuantType.QInt8)
+
+
+def gemm_as_matmul(model):
+    """The ONNX model with each Gemm of a constant weight (a linear layer as torch exports it) written as
+    MatMul then Add: the same arithmetic, in the operators onnxruntime's dynamic quantization takes."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    init = {i.name: i for i in graph.initializer}
+    nodes = []
+    for node in graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if (node.op_type != "Gemm" or node.input[1] not in init or attrs.get("transA", 0)
+                or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0):
+            nodes.append(node)
+            continue
+        weight = numpy_helper.to_array(init[node.input[1]])
+        if attrs.get("transB", 0):
+            weight = weight.T
+        name = f"{node.input[1]}_matmul"
+        graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(weight), name))
+        if len(node.input) > 2 and node.input[2]:
+            product = f"{node.output[0]}_product"
+            nodes += [helper.make_node("MatMul", [node.input[0], name], [product], name=f"{node.name}_MatMul"),
+                      helper.make_node("Add", [product, node.input[2]], [node.output[0]], name=f"{node.name}_Add")]
+        else:
+            nodes.append(helper.make_node("MatMul", [node.input[0], name], [node.output[0]], name=f"{node.name}_MatMul"))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {i for node in graph.node for i in node.input}
+    keep = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    onnx.checker.check_model(model)
+    return model
+
+
+def save_model(model: nn.Module, path, mode: str, kind: str = "float32", model_kwargs: dict | None = None) -> int:
     """Save weights with what it takes to rebuild the network (an ensemble's member count among
     them); return the file size in bytes."""
     members = members_of(model)
@@ -80,30 +127,26 @@ def save_model(model: nn.Module, path, mode: str, kind: str, model_kwargs: dict 
 
 
 def quantize_all(model: nn.Module, train, out, mode: str, seed: int = 0) -> dict:
-    """The quantize stage: save float32, dynamic int8 and static int8 models and their exports.
+    """The quantize stage: save the float32 model, its exports, and its static and dynamic int8 models.
 
-    Returns {name: (model file, predict_proba(x, rr))} for evaluation.
+    Returns {kind: (model file, predict_proba(x, rr))} for evaluation.
     """
     from export import MODEL_FILES, OnnxModel, export_onnx, export_torchscript, stamp_mode
     from train import predict_proba
 
     out = Path(out)
     n_rr = len(RR_FEATURES[mode])
-    qmodel = quantize_dynamic(model)
     files = {kind: out / name for kind, name in MODEL_FILES.items()}
-    save_model(model, files["float32"], mode, "float32")
-    save_model(qmodel, files["dynamic-int8"], mode, "dynamic-int8")
+    save_model(model, files["float32"], mode)
     export_torchscript(model, out / "model_float32.jit.pt", n_rr)
-    export_torchscript(qmodel, out / "model_int8.jit.pt", n_rr)
     export_onnx(model, out / "model_float32.onnx", n_rr)
     calib_x, calib_rr = calibration_beats(train, seed=seed)
     quantize_static_onnx(out / "model_float32.onnx", files["static-int8"], calib_x, calib_rr)
-    for path in (out / "model_float32.onnx", files["static-int8"]):
+    quantize_dynamic_onnx(out / "model_float32.onnx", files["dynamic-int8"])
+    for path in (out / "model_float32.onnx", files["static-int8"], files["dynamic-int8"]):
         stamp_mode(path, mode)
-    static = OnnxModel(files["static-int8"])
     return {"float32": (files["float32"], lambda x, rr: predict_proba(model, x, rr)),
-            "dynamic-int8": (files["dynamic-int8"], lambda x, rr: predict_proba(qmodel, x, rr)),
-            "static-int8": (files["static-int8"], static.predict_proba)}
+            **{kind: (files[kind], OnnxModel(files[kind]).predict_proba) for kind in ("dynamic-int8", "static-int8")}}
 
 
 def quantization_table(results: dict) -> str:
@@ -126,14 +169,16 @@ def path_size(path) -> int:
 
 
 def load_model(path) -> tuple[nn.Module, dict]:
-    """Rebuild a saved float32 or int8 model; returns (model in eval mode, its metadata)."""
+    """Rebuild a saved float32 model; returns (model in eval mode, its metadata)."""
     payload = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(payload, dict) or payload.get("format") != "deep-ecg-model/1":
         raise ValueError(f"{path} is not a Deep-ECG model file (saved by main.py as model_*.pt)")
     check_model_inputs(path, payload["mode"], payload)
+    if payload["kind"] != "float32":  # model_int8.pt: PyTorch's quantized tensors, deprecated and to be removed
+        raise StaleModelError(f"{path} is a dynamic int8 model of an earlier version, made with PyTorch's deprecated "
+                              f"quantized tensors; its run's int8 models are now ONNX files: retrain the run with "
+                              f"`python main.py --mode {payload['mode']}`, or load its model_float32.pt")
     model = build_model(payload["mode"], member_kwargs=saved_members(payload["model_kwargs"])).eval()
-    if payload["kind"] == "dynamic-int8":
-        model = quantize_dynamic(model)
     model.load_state_dict(payload["state_dict"])
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     return model.eval(), meta

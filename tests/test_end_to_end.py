@@ -5,18 +5,17 @@ import json
 
 import numpy as np
 import pytest
-import torch
 import wfdb
 
 import data_loader as dl
 import main
-import quantize
+import predict
 from conftest import PNG_SIGNATURE, PROTOCOL_LABEL, fixture_record, smoke_args
 
 ARTIFACTS = ("config.json", "metrics.json", "report.md", "confusion_float32.png",
-             "confusion_dynamic-int8.png", "training_curves.png", "model_float32.pt", "model_int8.pt",
+             "confusion_dynamic-int8.png", "training_curves.png", "model_float32.pt", "model_int8_dynamic.onnx",
              "predictions.csv")
-MODELS = {"float32": "model_float32.pt", "dynamic-int8": "model_int8.pt"}
+MODELS = {"float32": "model_float32.pt", "dynamic-int8": "model_int8_dynamic.onnx"}
 
 
 def _ds2_reference_counts():
@@ -78,11 +77,10 @@ def test_int8_model_file_is_smaller(e2e_run):
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_saved_models_load_and_reproduce_the_reported_confusion(e2e_run, fixture_dir, name):
-    model, meta = quantize.load_model(e2e_run.out / MODELS[name])
-    assert meta["mode"] == "diagnostic" and meta["kind"] == name
+    clf = predict.load_classifier(e2e_run.out, name)
+    assert clf.mode == "diagnostic" and clf.kind == name
     test = dl.load_beats(fixture_dir, dl.DS2[:2], "diagnostic", progress=False)
-    with torch.no_grad():
-        pred = model(torch.from_numpy(test.x), torch.from_numpy(test.rr)).argmax(1).numpy()
+    pred = clf.predict_proba(test.x, test.rr).argmax(1)
     cm = np.bincount(test.y * 5 + pred, minlength=25).reshape(5, 5)
     reported = np.asarray(json.loads((e2e_run.out / "metrics.json").read_text())[name]["confusion"])
     np.testing.assert_array_equal(cm, reported)

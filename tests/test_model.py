@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from torch import nn
@@ -94,29 +95,36 @@ def _predict(model, beats):
         return model(torch.from_numpy(beats.x), torch.from_numpy(beats.rr))
 
 
-def test_int8_file_is_smaller_and_predictions_agree(trained_model, tmp_path):
+def test_dynamic_int8_file_is_smaller_and_predictions_agree(trained_model, tmp_path):
+    """Dynamic int8 of the linear layers runs in ONNX Runtime (PyTorch's quantized tensors are deprecated)."""
+    from export import OnnxModel, export_onnx
+
     model, beats = trained_model.model, trained_model.beats
-    qmodel = quantize.quantize_dynamic(model)
-    assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in qmodel.modules())
     f_size = quantize.save_model(model, tmp_path / "f.pt", "diagnostic", "float32")
-    q_size = quantize.save_model(qmodel, tmp_path / "q.pt", "diagnostic", "dynamic-int8")
-    assert f_size == (tmp_path / "f.pt").stat().st_size and q_size == (tmp_path / "q.pt").stat().st_size
-    assert q_size < f_size
+    export_onnx(model, tmp_path / "f.onnx", len(dl.RR_FEATURES["diagnostic"]))
+    quantize.quantize_dynamic_onnx(tmp_path / "f.onnx", tmp_path / "q.onnx")
+    assert f_size == (tmp_path / "f.pt").stat().st_size and (tmp_path / "q.onnx").stat().st_size < f_size / 2
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "q.onnx")).graph.node}
+    assert "MatMulInteger" in ops and not {"Gemm", "MatMul"} & ops  # every linear layer in int8
     pred_f = _predict(model, beats).argmax(1).numpy()
-    pred_q = _predict(qmodel, beats).argmax(1).numpy()
+    pred_q = OnnxModel(tmp_path / "q.onnx").predict_proba(beats.x, beats.rr).argmax(1)
     np.testing.assert_array_equal(pred_f, trained_model.pred)  # quantizing left the float model alone
     assert (pred_f == pred_q).mean() >= 0.98
 
 
-@pytest.mark.parametrize("kind", ["float32", "dynamic-int8"])
-def test_load_model_round_trips(trained_model, tmp_path, kind):
+def test_an_earlier_versions_dynamic_int8_file_gets_a_message_saying_how_to_remake_it(trained_model, tmp_path):
+    quantize.save_model(trained_model.model, tmp_path / "model_int8.pt", "diagnostic", "dynamic-int8")
+    with pytest.raises(dl.StaleModelError, match=r"deprecated quantized tensors.*retrain the run with "
+                                                 r"`python main.py --mode diagnostic`"):
+        quantize.load_model(tmp_path / "model_int8.pt")
+
+
+def test_load_model_round_trips(trained_model, tmp_path):
     model = trained_model.model
-    if kind == "dynamic-int8":
-        model = quantize.quantize_dynamic(model)
-    path = tmp_path / f"{kind}.pt"
-    quantize.save_model(model, path, "diagnostic", kind)
+    path = tmp_path / "float32.pt"
+    quantize.save_model(model, path, "diagnostic", "float32")
     loaded, meta = quantize.load_model(path)
-    assert meta["mode"] == "diagnostic" and meta["kind"] == kind
+    assert meta["mode"] == "diagnostic" and meta["kind"] == "float32"
     assert not loaded.training
     beats = trained_model.beats
     torch.testing.assert_close(_predict(loaded, beats), _predict(model, beats), rtol=0, atol=1e-6)

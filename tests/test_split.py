@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import data_loader as dl
+from export import OnnxModel
 from conftest import PROTOCOL_DS1, PROTOCOL_DS2, PROTOCOL_PACED, smoke_args
 
 
@@ -115,6 +116,6 @@ def test_ds2_is_read_only_after_training(monkeypatch, tmp_path, fixture_dir):
     n_test = sum(len(real_load(fixture_dir, [r], "realtime", progress=False)) for r in dl.DS2[:2])
     for name in ("float32", "dynamic-int8"):
         assert np.asarray(metrics[name]["confusion"]).sum() == n_test
-    for fname in ("model_float32.pt", "model_int8.pt"):
-        model, meta = quantize.load_model(out / fname)
-        assert meta["mode"] == "realtime" and model.n_rr == len(dl.RR_FEATURES["realtime"])
+    model, meta = quantize.load_model(out / "model_float32.pt")
+    assert meta["mode"] == "realtime" and model.n_rr == len(dl.RR_FEATURES["realtime"])
+    assert OnnxModel(out / "model_int8_dynamic.onnx").mode == "realtime"

@@ -212,8 +212,8 @@ def test_stream_refuses_a_kind_for_another_model_file(realtime_run, capsys):
     kind that names the file given is no contradiction."""
     code = main.main(["stream", "--model", str(realtime_run / "model_float32.pt"), "--kind", "dynamic-int8",
                       "--record", fixture_record("100"), "--speed", "0"])
-    assert code == 2 and "--kind dynamic-int8 picks model_int8.pt of a run directory" in capsys.readouterr().err
-    code = main.main(["stream", "--model", str(realtime_run / "model_int8.pt"), "--kind", "dynamic-int8",
+    assert code == 2 and "--kind dynamic-int8 picks model_int8_dynamic.onnx of a run directory" in capsys.readouterr().err
+    code = main.main(["stream", "--model", str(realtime_run / "model_int8_dynamic.onnx"), "--kind", "dynamic-int8",
                       "--record", fixture_record("100"), "--speed", "0", "--quiet"])
     assert code == 0 and "dynamic-int8 model" in capsys.readouterr().out
 
