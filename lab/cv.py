@@ -3,8 +3,8 @@
 Every choice the product makes is compared here, before DS2 is looked at. Each job trains on three
 folds of DS1 records and scores the fourth; confusions are pooled over the folds.
 
-    python bench/cv.py --data-dir ../shared/data/mitdb --offline            # every config, both modes
-    python bench/cv.py --configs base,gamma0 --modes diagnostic --epochs 6  # a subset
+    python lab/cv.py --data-dir ../shared/data/mitdb --offline            # every config, both modes
+    python lab/cv.py --configs base,gamma0 --modes diagnostic --epochs 6  # a subset
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the product: the repository root
 
 import data_loader as dl  # noqa: E402
 from evaluate import confusion, metrics  # noqa: E402
@@ -281,7 +281,7 @@ def per_record(b, fn) -> np.ndarray:
     return np.concatenate([fn(r, b.record == r) for r in dict.fromkeys(b.record)])
 
 
-SUMMARY = Path(__file__).resolve().parent.parent / "results" / "cv.md"  # written by hand, round by round
+SUMMARY = Path(__file__).resolve().parent / "results" / "cv.md"  # written by hand, round by round
 
 
 def predictions_path(directory, mode: str, config: str, seed, fold) -> Path:
@@ -308,7 +308,7 @@ def read_runs(directory, runs: str) -> dict:
         mode, _, config = run.partition("/")
         out[run] = read_predictions(directory, mode, config)
         if not out[run]:
-            raise ValueError(f"no predictions for {run} in {directory}; run bench/cv.py with "
+            raise ValueError(f"no predictions for {run} in {directory}; run lab/cv.py with "
                              f"--configs {config} --modes {mode} --save-predictions {directory} first")
     return out
 
@@ -324,7 +324,7 @@ def saved_jobs(models_dir, runs: str, seeds: int) -> list[tuple]:
             for seed in range(seeds):
                 path = predictions_path(models_dir, mode, config, seed, fold).with_suffix(".pt")
                 if not path.exists():
-                    raise FileNotFoundError(f"{path} not found; run bench/cv.py --configs {config} --modes {mode} "
+                    raise FileNotFoundError(f"{path} not found; run lab/cv.py --configs {config} --modes {mode} "
                                             f"--seeds {seeds} --save-models {models_dir} first")
                 jobs.append((mode, config, fold, seed, path))
     return jobs
@@ -416,7 +416,7 @@ def run_job(job: dict) -> dict:
         shifted = logp.copy()
         shifted[:, s_col] += off
         by_offset[str(off)] = confusion(test.y, shifted.argmax(1)).tolist()
-    if job.get("save_models"):  # the network itself, for rules that act inside it (bench/bn_adapt.py)
+    if job.get("save_models"):  # the network itself, for rules that act inside it (lab/bn_adapt.py)
         import torch
 
         out = predictions_path(job["save_models"], mode, job["config"], job["seed"], job["fold"]).with_suffix(".pt")
@@ -559,14 +559,14 @@ def main(argv=None) -> int:
     p.add_argument("--select-checkpoint", action="store_true",
                    help="choose each job's checkpoint on the product's validation records (220, 223, 124) "
                         "outside its held-out fold, as main.py does; they leave its training set")
-    p.add_argument("--out", default="results/cv_run",
-                   help="writes OUT.md and OUT.json (not results/cv: results/cv.md is the rounds' written record)")
+    p.add_argument("--out", default="lab/results/cv_run",
+                   help="writes OUT.md and OUT.json (not lab/results/cv: lab/results/cv.md is the rounds' written record)")
     p.add_argument("--save-predictions", metavar="DIR", default=None,
                    help="also write each job's held-out log-probabilities, labels, records and R-peaks to "
                         "DIR/<mode>-<config>-seed<s>-fold<f>.npz (for decision rules scored afterwards)")
     p.add_argument("--save-models", metavar="DIR", default=None,
                    help="also write each job's trained network to DIR/<mode>-<config>-seed<s>-fold<f>.pt "
-                        "(for rules that act inside it, e.g. bench/bn_adapt.py)")
+                        "(for rules that act inside it, e.g. lab/bn_adapt.py)")
     args = p.parse_args(argv)
     from train import TrainConfig
 
@@ -581,7 +581,7 @@ def main(argv=None) -> int:
         return 2
     if Path(args.out).with_suffix(".md").resolve() == SUMMARY.resolve():
         print(f"error: --out {args.out} would overwrite {SUMMARY}, the written record of every round; "
-              f"name this run, e.g. --out results/cv_round34", file=sys.stderr)
+              f"name this run, e.g. --out lab/results/cv_round34", file=sys.stderr)
         return 2
     modes = args.modes.split(",")
     t0 = time.time()
