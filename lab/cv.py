@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the product: 
 import data_loader as dl  # noqa: E402
 from evaluate import confusion, metrics  # noqa: E402
 from outputs import write_json, write_text  # noqa: E402
+from variants import is_ratio  # noqa: E402
 
 # Each config changes one thing from "base" (the product's defaults); values are TrainConfig fields (or
 # variants.LabTrainConfig's), network keyword arguments (model_*: DualBranchNet's, or variants.LabNet's),
@@ -219,7 +220,7 @@ CONFIGS["gamma2_two_templates"] = {"on_time_template": 0.8, "model_leads": 2, "g
 # Ratios only: the RR inputs without the four absolute intervals (pre, post or prev, long, slow), so
 # the network sees a beat's timing only relative to its patient's own rhythm, never the heart rate.
 CONFIGS["rr_ratios_only"] = {"rr": {
-    mode: tuple(filter(dl.is_ratio, names)) for mode, names in dl.RR_FEATURES.items()}}
+    mode: tuple(filter(is_ratio, names)) for mode, names in dl.RR_FEATURES.items()}}
 # Heart-rate augmentation (variants.LabTrainConfig.rr_rate): each training beat's RR inputs in seconds
 # scaled by one random factor in [1/1.3, 1.3] (or [1/1.5, 1.5]), the ratios left alone; off in the product.
 for r in (30, 50):
