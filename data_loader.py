@@ -46,8 +46,7 @@ ALL_RECORDS = sorted(DS1 + DS2 + list(PACED))
 # 520 V beats. 220's are ordinary premature atrial beats; S beats hidden in bundle-branch block
 # (118) or with a normal rhythm (124's junctional beats) gave a validation S F1 of 0 at every
 # epoch, so the choice ignored S altogether. By default the product trains on all of DS1 and keeps
-# the last averaged weights: DS1 cross-validation found holding these out costs S F1 0.449 -> 0.266
-# (results/cv.md, rounds 7-8).
+# the last averaged weights: holding these out cost S F1 in DS1 cross-validation (lab/README.md).
 VALIDATION = ("220", "223", "124")
 # Patient-wise cross-validation within DS1 (model selection never looks at DS2):
 # four folds of whole records, each holding S and V beats.
@@ -67,8 +66,8 @@ WINDOW_CHANNELS = ("beat", "template")  # the CNN's input: each beat window and 
 RR_FEATURES = {
     # Diagnostic mode may use the next beat (post-RR): one beat of latency.
     # 'slow' (a high quantile of the last 5 minutes' intervals) keeps premature beats premature in
-    # a patient whose beats are mostly premature, where the mean follows them (DS1 CV, round 4);
-    # the 0.95 quantile beat 0.9 and 0.75 (round 10).
+    # a patient whose beats are mostly premature, where the mean follows them (it and its quantile
+    # chosen by DS1 cross-validation, lab/README.md).
     "diagnostic": ("pre", "post", "long", "pre/long", "post/long", "post/pre", "slow", "pre/slow", "post/slow"),
     # Real-time mode: only beats at or before the current one.
     "realtime": ("pre", "prev", "long", "pre/long", "prev/long", "pre/prev", "slow", "pre/slow", "prev/slow"),

@@ -13,29 +13,24 @@ def conv_block(c_in: int, c_out: int, k: int) -> nn.Sequential:
                          nn.MaxPool1d(2))
 
 
-# Units per layer of the RR branch. 128, DS1 cross-validation round 38: diagnostic mode 0.790 +/- 0.017
-# macro-F1 over four seeds against 32 units' 0.781 +/- 0.006 (16: 0.741, 64: 0.784); real-time mode 0.738
-# against 0.730 (seeds 0-1).
-RR_HIDDEN = 128
+RR_HIDDEN = 128  # units per layer of the RR branch (chosen by DS1 cross-validation, lab/README.md)
 KERNELS = (7, 5, 5, 5)  # kernel size of each convolution block, in order
 RR_SCALES = ("raw", "log")  # how the RR inputs may enter the dense branch (DualBranchNet)
 # The product's networks by mode: the design of each member of its ensemble, in turn (member i takes
-# DESIGNS[mode][i % len]). Diagnostic: a network taking the logarithms of its RR inputs (DS1 cross-validation
-# round 49: macro-F1 0.803 +/- 0.009 over four seeds against raw inputs' 0.796 +/- 0.006, S Se 0.70 against
-# 0.64), beside one also taking logarithms whose CNN averages over seven spans of the window (the pair, round 55:
-# 0.825 +/- 0.006 over 16 pairs against five spans' 0.818 +/- 0.008 (round 51), five spans on raw inputs' 0.814
-# +/- 0.010 (round 50) and two one-span log networks' 0.807 +/- 0.004: the first finds S beats, the second keeps
-# V's false alarms down; ONNX exports only spans that divide the CNN's 35-sample map: 5, 7, 35). Real-time: raw
-# inputs (log 0.746 against 0.759, seeds 0-1), one network (five spans lost there, round 52).
+# DESIGNS[mode][i % len]), chosen by DS1 cross-validation (lab/README.md). Diagnostic: a network taking the
+# logarithms of its RR inputs, which finds S beats, beside one also taking logarithms whose CNN averages over
+# seven spans of the window, which keeps V's false alarms down (ONNX exports only spans that divide the CNN's
+# 35-sample map: 5, 7, 35). Real-time: one network on raw RR inputs.
 DESIGNS = {"diagnostic": ({"rr_scale": "log"}, {"rr_scale": "log", "pool": 7}),
            "realtime": ({"rr_scale": "raw"},)}
 RR_LOG_FLOOR = 1e-3  # rr_scale="log": inputs below this (none are: intervals and their ratios) count as it
-LEGACY_RR_HIDDEN = 32  # the width of every model saved before the width was recorded (round 38)
+LEGACY_RR_HIDDEN = 32  # the width of every model saved before the width was recorded
 
 
 def saved_members(model_kwargs: dict) -> list[dict]:
-    """Each member's keyword arguments from a saved model's model_kwargs: recorded one by one since round 50
-    (member_kwargs); before, one set for every member (members, rr_hidden, rr_scale), as saved_kwargs completes it."""
+    """Each member's keyword arguments from a saved model's model_kwargs: recorded one by one (member_kwargs) since
+    the ensemble's members may differ; before, one set for every member (members, rr_hidden, rr_scale), as
+    saved_kwargs completes it."""
     if "member_kwargs" in model_kwargs:
         return [saved_kwargs(kw) for kw in model_kwargs["member_kwargs"]]
     shared = saved_kwargs({k: v for k, v in model_kwargs.items() if k != "members"})
@@ -44,7 +39,7 @@ def saved_members(model_kwargs: dict) -> list[dict]:
 
 def saved_kwargs(kwargs: dict) -> dict:
     """A saved model's keyword arguments, with what files that did not record them had: the RR branch's
-    width (before round 38) and raw RR inputs (before round 49)."""
+    width (LEGACY_RR_HIDDEN) and raw RR inputs."""
     return {"rr_hidden": LEGACY_RR_HIDDEN, "rr_scale": "raw", **kwargs}
 
 

@@ -20,11 +20,9 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 3e-3
     weight_decay: float = 1e-4
-    gamma: float = 1.0  # main.py's default is by mode (main.GAMMA); bench/cv.py's base keeps this one
-    # Per-class focal weights (CLASSES order). Q is weighted down (its few DS1 examples cost N beats
-    # when learned hard); F was too until DS1 cross-validation round 40 weighted it 1 again: F beats
-    # taken for V are V false alarms (diagnostic macro-F1 0.796 against 0.790, V +P 0.78 -> 0.80;
-    # real-time 0.759 against 0.738).
+    gamma: float = 1.0  # main.py's default is by mode (main.GAMMA)
+    # Per-class focal weights (CLASSES order), chosen by DS1 cross-validation (lab/README.md). Q is weighted
+    # down: its few DS1 examples cost N beats when learned hard. F is not: F beats taken for V are V false alarms.
     alpha: tuple | None = (1.0, 1.0, 1.0, 1.0, 0.2)
     balance: float = 0.5  # sample class c with weight count_c^-balance (0: natural, 1: balanced)
     augment: bool = True

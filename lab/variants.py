@@ -135,19 +135,24 @@ class SmoothedFocalLoss(FocalLoss):
 class LabTrainConfig(train.TrainConfig):
     # Heart-rate augmentation: each training beat's intervals in seconds (the RR inputs that are not
     # ratios) scaled by one random factor, log-uniform in [1/(1+rr_rate), 1+rr_rate]; the ratios,
-    # unchanged by a change of rate, are left alone. 0: off.
+    # unchanged by a change of rate, are left alone. Patients differ in rate more than DS1 shows. 0: off.
     rr_rate: float = 0.0
-    # Template swap: each training beat's template is, with this probability, the beat itself. 0: off.
+    # Template swap: each training beat's template is, with this probability, the beat itself: the
+    # template of a patient whose recent beats are mostly like this one (a run of premature beats,
+    # bigeminy), where only the RR inputs and the beat's own shape can tell its class. 0: off.
     template_self: float = 0.0
     # Time warp: each training beat and its template stretched in time about the R-peak by one random
-    # factor, log-uniform in [1/(1+time_warp), 1+time_warp]. 0: off.
+    # factor, log-uniform in [1/(1+time_warp), 1+time_warp]: patients differ in QRS width and in where
+    # the T wave falls (the QT interval follows the heart rate). 0: off.
     time_warp: float = 0.0
-    # Sharpness-aware minimisation (Foret et al. 2021): each step's gradient taken at the weights moved by
-    # this distance (L2, all weights together) uphill. Twice the cost per step. 0: off.
+    # Sharpness-aware minimisation (Foret et al. 2021): each step's gradient is taken at the weights moved
+    # by this distance (L2, all weights together) uphill, so the minimum found is flat around it: a wide
+    # minimum is said to carry better to data unlike the training set (here: unseen patients). Twice the
+    # cost per step. 0: off.
     sam_rho: float = 0.0
-    # Label smoothing in the focal loss (SmoothedFocalLoss). 0: off.
+    # Label smoothing in the focal loss (SmoothedFocalLoss): 1 - this on the beat's class, the rest spread
+    # over all classes, so no beat is learnt with certainty. 0: off.
     label_smoothing: float = 0.0
-
 
 def is_ratio(name: str) -> bool:
     """An RR feature name 'a/b' is a ratio (unchanged by the heart rate); any other is in seconds."""

@@ -147,7 +147,7 @@ def test_each_members_design_is_recorded_and_older_models_still_load(tmp_path):
         old = build_model("diagnostic", members=members, rr_hidden=LEGACY_RR_HIDDEN, rr_scale="raw", pool=1).eval()
         quantize.save_model(old, tmp_path / "old.pt", "diagnostic", "float32")
         payload = torch.load(tmp_path / "old.pt", weights_only=False)
-        payload["model_kwargs"] = recorded  # as models saved before rounds 38, 49 and 50 recorded them
+        payload["model_kwargs"] = recorded  # as earlier versions' models recorded them
         torch.save(payload, tmp_path / "old.pt")
         loaded, _ = quantize.load_model(tmp_path / "old.pt")
         x, rr = _inputs(5, "diagnostic")

@@ -49,7 +49,7 @@ def test_resume_reuses_only_runs_with_the_same_options(tmp_path, monkeypatch):
     assert accuracy.finished_alike(out, argv)
     (out / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "model"}))
     assert not accuracy.finished_alike(out, argv)
-    # rounds 49-50 recorded one design for every member: still today's if it is
+    # earlier versions recorded one design for every member: still today's if it is
     (out / "config.json").write_text(json.dumps({**config, "model": config["model"][0]}))
     assert accuracy.finished_alike(out, argv) == (len(set(map(json.dumps, config["model"]))) == 1)
     (out / "config.json").write_text(json.dumps(config))
