@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test bench-cv bench-accuracy bench-end-to-end bench-streaming clean-cache
+.PHONY: run test lab-test lab-cv bench-accuracy bench-end-to-end bench-streaming clean-cache
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(None if v >= (3, 11) else \
@@ -26,8 +26,12 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest -q tests
 
-bench-cv: $(VENV)/.installed
-	$(PY) bench/cv.py $(ARGS)
+# The lab (lab/README.md): its tests and its cross-validation harness. `rm -rf lab` leaves run and test as they are.
+lab-test: $(VENV)/.installed
+	$(PY) -m pytest -q lab/tests
+
+lab-cv: $(VENV)/.installed
+	$(PY) lab/cv.py $(ARGS)
 
 bench-accuracy: $(VENV)/.installed
 	$(PY) bench/accuracy.py $(ARGS)

@@ -46,8 +46,7 @@ ALL_RECORDS = sorted(DS1 + DS2 + list(PACED))
 # 520 V beats. 220's are ordinary premature atrial beats; S beats hidden in bundle-branch block
 # (118) or with a normal rhythm (124's junctional beats) gave a validation S F1 of 0 at every
 # epoch, so the choice ignored S altogether. By default the product trains on all of DS1 and keeps
-# the last averaged weights: DS1 cross-validation found holding these out costs S F1 0.449 -> 0.266
-# (results/cv.md, rounds 7-8).
+# the last averaged weights: holding these out cost S F1 in DS1 cross-validation (lab/README.md).
 VALIDATION = ("220", "223", "124")
 # Patient-wise cross-validation within DS1 (model selection never looks at DS2):
 # four folds of whole records, each holding S and V beats.
@@ -63,15 +62,12 @@ LOCAL_BEATS = 10  # RR intervals in the local average
 LONG_SECONDS = 300.0  # s, span of the long running average
 SLOW_QUANTILE = 0.95  # 'slow': this quantile of the RR intervals of the last LONG_SECONDS
 TEMPLATE_BEATS = 32  # the patient's template beat: median of the last TEMPLATE_BEATS beat windows
-# ... of the beats that came on time: pre-RR at least this fraction of 'slow'. 0: every beat (the
-# product's; 0.7 and 0.8 lost on DS1 cross-validation, results/cv.md round 20).
-TEMPLATE_ON_TIME = 0.0
 WINDOW_CHANNELS = ("beat", "template")  # the CNN's input: each beat window and its patient's template
 RR_FEATURES = {
     # Diagnostic mode may use the next beat (post-RR): one beat of latency.
     # 'slow' (a high quantile of the last 5 minutes' intervals) keeps premature beats premature in
-    # a patient whose beats are mostly premature, where the mean follows them (DS1 CV, round 4);
-    # the 0.95 quantile beat 0.9 and 0.75 (round 10).
+    # a patient whose beats are mostly premature, where the mean follows them (it and its quantile
+    # chosen by DS1 cross-validation, lab/README.md).
     "diagnostic": ("pre", "post", "long", "pre/long", "post/long", "post/pre", "slow", "pre/slow", "post/slow"),
     # Real-time mode: only beats at or before the current one.
     "realtime": ("pre", "prev", "long", "pre/long", "prev/long", "pre/prev", "slow", "pre/slow", "prev/slow"),
@@ -270,51 +266,29 @@ def beat_windows(x: np.ndarray, r_peaks: np.ndarray) -> np.ndarray:
     return (w / (w.std(axis=1, keepdims=True) + 1e-6)).astype(np.float32)
 
 
-def beat_templates(windows: np.ndarray, beats: int | None = None, from_beat: int = 0,
-                   on_time=None) -> np.ndarray:
+def beat_templates(windows: np.ndarray, beats: int = TEMPLATE_BEATS, from_beat: int = 0) -> np.ndarray:
     """The patient's own template for each beat: the sample-wise median of the windows of the last
-    `beats` (default TEMPLATE_BEATS) earlier beats that came on time (on_time, a boolean per beat:
-    see `on_time`; default every beat). Past beats only, in both modes; a beat with no such
-    earlier beat (the first) is its own template. Rows before from_beat are left out (a stream asks
-    for its newest beat only). Shape (len(windows) - from_beat, WINDOW)."""
-    beats = beats or TEMPLATE_BEATS
+    `beats` earlier beats. Past beats only, in both modes; the first beat is its own template. Rows before
+    from_beat are left out (a stream asks for its newest beat only). Shape (len(windows) - from_beat, WINDOW)."""
     w = np.asarray(windows, dtype=np.float32)
     n = len(w)
-    ok = np.arange(n) if on_time is None else np.flatnonzero(np.asarray(on_time, bool)[:n])
-    # k[i]: how many on-time beats precede beat i; the template is the median of the last `beats` of them.
-    k = np.searchsorted(ok, np.arange(from_beat, n), side="left")
+    k = np.arange(from_beat, n)  # beat i's template is the median of the `beats` beats before it
     out = np.empty((len(k), w.shape[1]), np.float32)
-    pool = w[ok]
-    for kk in np.unique(k[k < beats]):  # fewer than `beats` on-time beats so far
-        rows = k == kk
-        out[rows] = np.median(pool[:kk], axis=0) if kk else w[from_beat:][rows]
-    full = np.flatnonzero(k >= beats)
+    for kk in k[k < beats]:  # fewer than `beats` beats so far
+        out[kk - from_beat] = np.median(w[:kk], axis=0) if kk else w[0]
+    full = k[k >= beats]
     if len(full):
-        needed = np.unique(k[full])  # each set of `beats` on-time beats once
-        past = np.lib.stride_tricks.sliding_window_view(pool, beats, axis=0)  # past[j] = pool[j:j+beats].T
-        medians = np.empty((len(needed), w.shape[1]), np.float32)
-        for s in range(0, len(needed), 512):  # in chunks: the view's median copies it
-            medians[s:s + 512] = np.median(past[needed[s:s + 512] - beats], axis=2)
-        out[full] = medians[np.searchsorted(needed, k[full])]
+        past = np.lib.stride_tricks.sliding_window_view(w, beats, axis=0)  # past[j] = w[j:j+beats].T
+        for s in range(0, len(full), 512):  # in chunks: the view's median copies it
+            out[full[s:s + 512] - from_beat] = np.median(past[full[s:s + 512] - beats], axis=2)
     return out
 
 
-def on_time(r_peaks: np.ndarray, fs: float = FS, from_beat: int = 0, threshold: float | None = None) -> np.ndarray:
-    """Which beats may enter their patient's template: pre-RR >= threshold (default TEMPLATE_ON_TIME)
-    x 'slow' (past beats only, as every template). Every beat while the threshold is 0."""
-    threshold = TEMPLATE_ON_TIME if threshold is None else threshold
-    if threshold <= 0:
-        return np.ones(max(len(r_peaks) - from_beat, 0), bool)
-    return rr_features(r_peaks, fs, "realtime", names=("pre/slow",), from_beat=from_beat)[:, 0] >= threshold
-
-
-def with_templates(windows: np.ndarray, r_peaks=None, fs: float = FS) -> np.ndarray:
-    """Beat windows (beats, WINDOW) of one recording -> the CNN input (beats, 2, WINDOW):
-    each window and its template (beat_templates, over the beats `on_time` finds at r_peaks;
-    over every beat without them)."""
+def with_templates(windows: np.ndarray, beats: int = TEMPLATE_BEATS) -> np.ndarray:
+    """Beat windows (beats, WINDOW) of one recording -> the CNN input (beats, 2, WINDOW): each window and
+    its template (beat_templates)."""
     w = np.asarray(windows, dtype=np.float32).reshape(-1, WINDOW)
-    mask = None if r_peaks is None else on_time(r_peaks, fs)
-    return np.stack([w, beat_templates(w, on_time=mask)], axis=1)
+    return np.stack([w, beat_templates(w, beats)], axis=1)
 
 
 def template_match(inputs: np.ndarray) -> np.ndarray:
@@ -350,18 +324,14 @@ def _window_quantile(values: np.ndarray, start: np.ndarray, q: float, first: int
     return out
 
 
-def is_ratio(name: str) -> bool:
-    """An RR feature name 'a/b' is a ratio (unchanged by the heart rate); any other is in seconds."""
-    return "/" in name
-
-
 def rr_features(r_peaks: np.ndarray, fs: float = FS, mode: str = "diagnostic", names=None,
-                from_beat: int = 0) -> np.ndarray:
+                from_beat: int = 0, long_seconds: float = LONG_SECONDS,
+                slow_quantile: float = SLOW_QUANTILE) -> np.ndarray:
     """RR-interval features in seconds and ratios, shape (beats, len(names or RR_FEATURES[mode])).
 
     Averages run over past beats only (the local one over the last LOCAL_BEATS intervals,
-    the long one over the last LONG_SECONDS), so a beat is premature relative to its
-    patient's own rhythm; 'slow' is the SLOW_QUANTILE quantile of the long span's intervals.
+    the long one over the last long_seconds), so a beat is premature relative to its
+    patient's own rhythm; 'slow' is the slow_quantile quantile of the long span's intervals.
     Only 'post' (next beat) looks ahead, and only in diagnostic mode. An interval not known
     (before the first beat, after the last) counts as DEFAULT_RR. Rows before from_beat are
     left out (a stream asks for its newest beat only: same values, less work).
@@ -374,15 +344,15 @@ def rr_features(r_peaks: np.ndarray, fs: float = FS, mode: str = "diagnostic", n
     i = np.arange(n)
     names = tuple(names or RR_FEATURES[mode])
     needed = {part for name in names for part in name.split("/")}
-    # Where the last LONG_SECONDS begin, for each beat: shared by 'long' and 'slow'.
-    long_start = np.searchsorted(t, t - LONG_SECONDS, side="left") if needed & {"long", "slow"} else None
+    # Where the last long_seconds begin, for each beat: shared by 'long' and 'slow'.
+    long_start = np.searchsorted(t, t - long_seconds, side="left") if needed & {"long", "slow"} else None
     make = {
         "pre": lambda: pre,
         "post": lambda: np.append(pre[1:], np.nan)[:n],
         "prev": lambda: np.insert(pre, 0, np.nan)[:n],
         "local": lambda: _window_mean(pre, np.maximum(i - LOCAL_BEATS + 1, 0)),
         "long": lambda: _window_mean(pre, long_start),
-        "slow": lambda: _window_quantile(pre, long_start, SLOW_QUANTILE, from_beat),
+        "slow": lambda: _window_quantile(pre, long_start, slow_quantile, from_beat),
     }
     unknown = needed - set(make)
     if unknown:
@@ -415,8 +385,6 @@ class StaleModelError(ValueError):
 def model_inputs(mode: str) -> dict:
     """What a model of this version is fed: saved with every model and checked when one is loaded."""
     rule = f"median of the last {TEMPLATE_BEATS} beats"
-    if TEMPLATE_ON_TIME > 0:
-        rule += f" with pre-RR >= {TEMPLATE_ON_TIME:g} x slow"
     return {"rr_features": list(RR_FEATURES[mode]), "window_channels": list(WINDOW_CHANNELS), "template": [rule]}
 
 
@@ -454,8 +422,10 @@ class Beats:
         return {c: int((self.y == i).sum()) for i, c in enumerate(CLASSES)}
 
 
-def preprocess_record(path, mode: str) -> dict[str, np.ndarray]:
-    """One record -> its beat windows, RR features, labels and R-peak samples."""
+def preprocess_record(path, mode: str, long_seconds: float = LONG_SECONDS, slow_quantile: float = SLOW_QUANTILE,
+                      template_beats: int = TEMPLATE_BEATS) -> dict[str, np.ndarray]:
+    """One record -> its beat windows, RR features, labels and R-peak samples (the keyword values: rr_features',
+    beat_templates')."""
     x, fs = read_record(path)
     if fs != FS:
         raise DataError(f"record {path} is sampled at {fs} Hz; MIT-BIH training expects {FS} Hz.")
@@ -464,17 +434,18 @@ def preprocess_record(path, mode: str) -> dict[str, np.ndarray]:
         raise DataError(f"record {path} has no beat annotations (its .atr holds none of the labels "
                         f"{' '.join(AAMI_MAP)}); leave it out of the records trained and scored")
     xf = bandpass(x, fs, mode)
-    return {"x": with_templates(beat_windows(xf, peaks), peaks, fs), "rr": rr_features(peaks, fs, mode),
+    return {"x": with_templates(beat_windows(xf, peaks), template_beats),
+            "rr": rr_features(peaks, fs, mode, long_seconds=long_seconds, slow_quantile=slow_quantile),
             "y": labels, "sample": peaks}
 
 
-def cache_key(record: str, digest: str, mode: str) -> str:
+def cache_key(record: str, digest: str, mode: str, long_seconds: float = LONG_SECONDS,
+              slow_quantile: float = SLOW_QUANTILE, template_beats: int = TEMPLATE_BEATS) -> str:
     spec = dict(version=CACHE_VERSION, record=record, digest=digest, mode=mode, fs=FS,
                 lead=LEAD, band=BANDPASS_HZ, order=FILTER_ORDER, before=WINDOW_BEFORE,
                 after=WINDOW_AFTER, rr=RR_FEATURES[mode], local=LOCAL_BEATS,
-                long=LONG_SECONDS, slow_quantile=SLOW_QUANTILE, default_rr=DEFAULT_RR,
-                channels=WINDOW_CHANNELS, template_beats=TEMPLATE_BEATS,
-                template_on_time=TEMPLATE_ON_TIME)
+                long=long_seconds, slow_quantile=slow_quantile, default_rr=DEFAULT_RR,
+                channels=WINDOW_CHANNELS, template_beats=template_beats)
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -495,21 +466,24 @@ def _load_cached(path: Path) -> dict[str, np.ndarray] | None:
     return part if {"x", "rr", "y", "sample"} <= set(part) else None
 
 
-def load_beats(data_dir, records, mode: str = "diagnostic", cache_dir=None,
-               offline: bool = False, progress: bool = True) -> Beats:
-    """Beats of the given records, preprocessed once and cached on disk."""
+def load_beats(data_dir, records, mode: str = "diagnostic", cache_dir=None, offline: bool = False,
+               progress: bool = True, long_seconds: float = LONG_SECONDS, slow_quantile: float = SLOW_QUANTILE,
+               template_beats: int = TEMPLATE_BEATS) -> Beats:
+    """Beats of the given records, preprocessed once (preprocess_record, with the keyword values) and cached on
+    disk under a key that holds everything that changes them."""
     from tqdm import tqdm
 
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
     records = list(records)
     digests = ensure_records(data_dir, records, offline=offline)
+    settings = dict(long_seconds=long_seconds, slow_quantile=slow_quantile, template_beats=template_beats)
     parts = []
     for rec in tqdm(records, desc=f"beats ({mode})", disable=not progress, leave=False):
-        cached = Path(cache_dir) / f"{rec}-{cache_key(rec, digests[rec], mode)}.npz" if cache_dir else None
+        cached = Path(cache_dir) / f"{rec}-{cache_key(rec, digests[rec], mode, **settings)}.npz" if cache_dir else None
         part = _load_cached(cached) if cached is not None and cached.exists() else None
         if part is None:
-            part = preprocess_record(Path(data_dir) / rec, mode)
+            part = preprocess_record(Path(data_dir) / rec, mode, **settings)
             if cached is not None:
                 _save_atomic(cached, part)
         part["record"] = np.full(len(part["y"]), rec)

@@ -21,13 +21,10 @@ import data_loader as dl
 from outputs import discard, write_json
 
 
-# Networks per model, by mode (--ensemble). Diagnostic: two seeds' networks, logits averaged (DS1
-# cross-validation round 13: macro-F1 0.782 against one network's 0.775; three scored 0.785 but miss
-# the edge model's 20,000 beats/s). Real-time: one network (two gained only +0.003 there, round 14).
+# Networks per model, by mode (--ensemble), their logits averaged, and the focal-loss focusing parameter
+# (--gamma): each chosen by DS1 cross-validation (lab/README.md). A third diagnostic network would miss the
+# edge model's 20,000 beats/s; a second real-time one gained too little for the stream's speed.
 ENSEMBLE = {"diagnostic": 2, "realtime": 1}
-# Focal-loss focusing parameter, by mode (--gamma). Diagnostic: 2 (DS1 cross-validation round 18: one
-# network 0.784 +/- 0.004 macro-F1 over 4 seeds against 0.775 +/- 0.009 at 1). Real-time: 1 (gamma 2
-# scored 0.732 against 0.737 there, round 19).
 GAMMA = {"diagnostic": 2.0, "realtime": 1.0}
 MODE_DEFAULTS = {"gamma": GAMMA, "ensemble": ENSEMBLE}  # option -> its default in each mode
 

@@ -4,64 +4,33 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from data_loader import CLASSES, RR_FEATURES
+from data_loader import CLASSES, RR_FEATURES, WINDOW_CHANNELS
 
 
-def conv_block(c_in: int, c_out: int, k: int, se: bool = False) -> nn.Sequential:
+def conv_block(c_in: int, c_out: int, k: int) -> nn.Sequential:
     # Conv -> BatchNorm -> ReLU is the pattern int8 toolchains fuse into one kernel.
-    layers = [nn.Conv1d(c_in, c_out, k, padding=k // 2, bias=False), nn.BatchNorm1d(c_out), nn.ReLU()]
-    return nn.Sequential(*layers, *([SqueezeExcite(c_out)] if se else []), nn.MaxPool1d(2))
+    return nn.Sequential(nn.Conv1d(c_in, c_out, k, padding=k // 2, bias=False), nn.BatchNorm1d(c_out), nn.ReLU(),
+                         nn.MaxPool1d(2))
 
 
-class SqueezeExcite(nn.Module):
-    """Channel gating (Hu et al. 2018): each channel scaled by a gate in (0, 1) computed from all
-    channels' means over the window, so a beat's own features choose which channels count."""
-
-    def __init__(self, channels: int, reduction: int = 4):
-        super().__init__()
-        self.gate = nn.Sequential(nn.Linear(channels, max(channels // reduction, 1)), nn.ReLU(),
-                                  nn.Linear(max(channels // reduction, 1), channels), nn.Sigmoid())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x.mean(-1)).unsqueeze(-1)
-
-
-class AvgMaxPool(nn.Module):
-    """Each channel's mean and maximum over each of `spans` equal spans of the window, side by side:
-    the mean of a feature found once (an ectopic P wave) is diluted by the window's length, its maximum
-    is not."""
-
-    def __init__(self, spans: int = 1):
-        super().__init__()
-        self.avg, self.max = nn.AdaptiveAvgPool1d(spans), nn.AdaptiveMaxPool1d(spans)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.avg(x), self.max(x)], dim=1)
-
-
-# Units per layer of the RR branch. 128, DS1 cross-validation round 38: diagnostic mode 0.790 +/- 0.017
-# macro-F1 over four seeds against 32 units' 0.781 +/- 0.006 (16: 0.741, 64: 0.784); real-time mode 0.738
-# against 0.730 (seeds 0-1).
-RR_HIDDEN = 128
+RR_HIDDEN = 128  # units per layer of the RR branch (chosen by DS1 cross-validation, lab/README.md)
 KERNELS = (7, 5, 5, 5)  # kernel size of each convolution block, in order
-RR_SCALES = ("raw", "log", "batchnorm")  # how the RR inputs may enter the dense branch (DualBranchNet)
+RR_SCALES = ("raw", "log")  # how the RR inputs may enter the dense branch (DualBranchNet)
 # The product's networks by mode: the design of each member of its ensemble, in turn (member i takes
-# DESIGNS[mode][i % len]). Diagnostic: a network taking the logarithms of its RR inputs (DS1 cross-validation
-# round 49: macro-F1 0.803 +/- 0.009 over four seeds against raw inputs' 0.796 +/- 0.006, S Se 0.70 against
-# 0.64), beside one also taking logarithms whose CNN averages over seven spans of the window (the pair, round 55:
-# 0.825 +/- 0.006 over 16 pairs against five spans' 0.818 +/- 0.008 (round 51), five spans on raw inputs' 0.814
-# +/- 0.010 (round 50) and two one-span log networks' 0.807 +/- 0.004: the first finds S beats, the second keeps
-# V's false alarms down; ONNX exports only spans that divide the CNN's 35-sample map: 5, 7, 35). Real-time: raw
-# inputs (log 0.746 against 0.759, seeds 0-1), one network (five spans lost there, round 52).
+# DESIGNS[mode][i % len]), chosen by DS1 cross-validation (lab/README.md). Diagnostic: a network taking the
+# logarithms of its RR inputs, which finds S beats, beside one also taking logarithms whose CNN averages over
+# seven spans of the window, which keeps V's false alarms down (ONNX exports only spans that divide the CNN's
+# 35-sample map: 5, 7, 35). Real-time: one network on raw RR inputs.
 DESIGNS = {"diagnostic": ({"rr_scale": "log"}, {"rr_scale": "log", "pool": 7}),
            "realtime": ({"rr_scale": "raw"},)}
 RR_LOG_FLOOR = 1e-3  # rr_scale="log": inputs below this (none are: intervals and their ratios) count as it
-LEGACY_RR_HIDDEN = 32  # the width of every model saved before the width was recorded (round 38)
+LEGACY_RR_HIDDEN = 32  # the width of every model saved before the width was recorded
 
 
 def saved_members(model_kwargs: dict) -> list[dict]:
-    """Each member's keyword arguments from a saved model's model_kwargs: recorded one by one since round 50
-    (member_kwargs); before, one set for every member (members, rr_hidden, rr_scale), as saved_kwargs completes it."""
+    """Each member's keyword arguments from a saved model's model_kwargs: recorded one by one (member_kwargs) since
+    the ensemble's members may differ; before, one set for every member (members, rr_hidden, rr_scale), as
+    saved_kwargs completes it."""
     if "member_kwargs" in model_kwargs:
         return [saved_kwargs(kw) for kw in model_kwargs["member_kwargs"]]
     shared = saved_kwargs({k: v for k, v in model_kwargs.items() if k != "members"})
@@ -70,7 +39,7 @@ def saved_members(model_kwargs: dict) -> list[dict]:
 
 def saved_kwargs(kwargs: dict) -> dict:
     """A saved model's keyword arguments, with what files that did not record them had: the RR branch's
-    width (before round 38) and raw RR inputs (before round 49)."""
+    width (LEGACY_RR_HIDDEN) and raw RR inputs."""
     return {"rr_hidden": LEGACY_RR_HIDDEN, "rr_scale": "raw", **kwargs}
 
 
@@ -79,54 +48,36 @@ class DualBranchNet(nn.Module):
 
     The window input holds each beat and its patient's template (data_loader.WINDOW_CHANNELS); the
     CNN sees the beat and its difference from the template, so a beat is judged against the
-    patient's own morphology. template=False: (batch, 1, WINDOW), the beat alone; leads=2: (batch, 4,
-    WINDOW), beat and template of a second lead after the first's (cross-validation's comparisons).
-    The CNN's feature maps are averaged over the whole window (pool=1) or over `pool` equal spans of
-    it, which keeps where in the beat a feature lies; a fourth entry in `channels` adds a fourth block.
-    cnn_dropout: in training, the CNN branch's features of that fraction of beats are zeroed (the
-    others scaled up to keep their mean), so the head learns to decide from the RR branch alone too.
-    se: squeeze-excitation gating in each convolution block; global_max: each feature map's maximum
-    beside its mean (cross-validation's comparisons, round 46). rr_scale: how the RR inputs (seconds and
-    ratios, all positive) enter the dense branch: "raw" as they are, "log" their logarithms (an early beat
-    and a late one equally far from 1 on either side; a long pause no longer dwarfs the rest), "batchnorm"
-    each standardised by a batch-norm layer (cross-validation's comparisons, round 49).
+    patient's own morphology. The CNN's feature maps are averaged over the whole window (pool=1) or over
+    `pool` equal spans of it, which keeps where in the beat a feature lies; a fourth entry in `channels` adds
+    a fourth block. rr_scale: how the RR inputs (seconds and ratios, all positive) enter the dense branch:
+    "raw" as they are, "log" their logarithms (an early beat and a late one equally far from 1 on either side;
+    a long pause no longer dwarfs the rest).
     """
 
     def __init__(self, n_rr: int, channels=(16, 32, 48), rr_hidden: int = RR_HIDDEN,
-                 hidden: int = 64, dropout: float = 0.3, template: bool = True,
-                 leads: int = 1, pool: int = 1, cnn_dropout: float = 0.0, se: bool = False,
-                 global_max: bool = False, rr_scale: str = "raw"):
+                 hidden: int = 64, dropout: float = 0.3, pool: int = 1, rr_scale: str = "raw"):
         super().__init__()
         if rr_scale not in RR_SCALES:
             raise ValueError(f"rr_scale must be one of {', '.join(RR_SCALES)}, got {rr_scale!r}")
-        self.template, self.leads = template, leads
-        layers, c_in = [], (2 if template else 1) * leads
         if pool < 1:
             raise ValueError(f"pool must be at least 1 (spans of the window to average over), got {pool}")
         if len(channels) > len(KERNELS):
             raise ValueError(f"at most {len(KERNELS)} convolution blocks, got channels={channels}")
+        layers, c_in = [], len(WINDOW_CHANNELS)
         for c_out, k in zip(channels, KERNELS):
-            layers.append(conv_block(c_in, c_out, k, se=se))
+            layers.append(conv_block(c_in, c_out, k))
             c_in = c_out
-        self.cnn = nn.Sequential(*layers, AvgMaxPool(pool) if global_max else nn.AdaptiveAvgPool1d(pool), nn.Flatten())
-        c_in *= pool * (2 if global_max else 1)
-        self.rr = nn.Sequential(*([nn.BatchNorm1d(n_rr)] if rr_scale == "batchnorm" else []),
-                                nn.Linear(n_rr, rr_hidden), nn.ReLU(),
-                                nn.Linear(rr_hidden, rr_hidden), nn.ReLU())
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(c_in + rr_hidden, hidden),
+        self.cnn = nn.Sequential(*layers, nn.AdaptiveAvgPool1d(pool), nn.Flatten())
+        self.rr = nn.Sequential(nn.Linear(n_rr, rr_hidden), nn.ReLU(), nn.Linear(rr_hidden, rr_hidden), nn.ReLU())
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(c_in * pool + rr_hidden, hidden),
                                   nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, len(CLASSES)))
-        self.cnn_dropout = cnn_dropout
         self.n_rr, self.rr_hidden, self.rr_scale, self.pool = n_rr, rr_hidden, rr_scale, pool
         self.rr_log = rr_scale == "log"
 
     def forward(self, x: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
-        if self.template:  # each lead's beat and its difference from the lead's template
-            pairs = [(x[:, i:i + 1], x[:, i + 1:i + 2]) for i in range(0, 2 * self.leads, 2)]
-            x = torch.cat([t for beat, template in pairs for t in (beat, beat - template)], dim=1)
-        features = self.cnn(x)
-        if self.training and self.cnn_dropout > 0:  # whole beats' CNN features, not single units
-            keep = (torch.rand(len(features), 1, device=features.device) >= self.cnn_dropout).to(features.dtype)
-            features = features * keep / (1 - self.cnn_dropout)
+        beat, template = x[:, 0:1], x[:, 1:2]
+        features = self.cnn(torch.cat([beat, beat - template], dim=1))
         if self.rr_log:
             rr = torch.log(rr.clamp_min(RR_LOG_FLOOR))
         return self.head(torch.cat([features, self.rr(rr)], dim=1))

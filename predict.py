@@ -615,7 +615,7 @@ def check_signal(rec: Recording, match: np.ndarray) -> None:
 def beat_inputs(x: np.ndarray, peaks: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
     """Model inputs of the beats at `peaks` (360 Hz samples), as training made them."""
     xf = dl.bandpass(x, dl.FS, mode)
-    return dl.with_templates(dl.beat_windows(xf, peaks), peaks), dl.rr_features(peaks, dl.FS, mode)
+    return dl.with_templates(dl.beat_windows(xf, peaks)), dl.rr_features(peaks, dl.FS, mode)
 
 
 def classify(x: np.ndarray, clf: Classifier, gaps: np.ndarray | None = None, peaks=None) -> dict:

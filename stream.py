@@ -77,7 +77,7 @@ class StreamClassifier:
         self._n = 0
         self.peaks: list[int] = []  # the R-peaks the next beats' RR features and gap checks still need
         self._pending: list[int] = []  # indices into self.peaks awaiting their window
-        self._past = deque(maxlen=dl.TEMPLATE_BEATS)  # the last on-time beats' windows: the template's source
+        self._past = deque(maxlen=dl.TEMPLATE_BEATS)  # the last beats' windows: the template's source
 
     def feed(self, chunk) -> list[Beat]:
         x = np.asarray(chunk, dtype=np.float64).reshape(-1)
@@ -135,8 +135,7 @@ class StreamClassifier:
             w = dl.beat_windows(seg, np.array([dl.WINDOW_BEFORE]))[0]
             template = dl.beat_templates(np.stack([*self._past, w]), from_beat=len(self._past))[0]
             windows.append(np.stack([w, template]))
-            if dl.on_time(peaks[:k + 1], dl.FS, from_beat=k)[0]:
-                self._past.append(w)
+            self._past.append(w)
             rrs.append(dl.rr_features(peaks[:k + 1], dl.FS, "realtime", from_beat=k)[0])
             prev = self.peaks[k - 1] if k > 0 else 0
             g0, g1 = max(prev - dl.WINDOW_BEFORE, self._start, 0), min(hi, self._n)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data_loader import CLASSES, RR_FEATURES, WINDOW_BEFORE, Beats, is_ratio
+from data_loader import CLASSES, Beats
 from evaluate import confusion, metrics
 from losses import FocalLoss
 
@@ -20,11 +20,9 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 3e-3
     weight_decay: float = 1e-4
-    gamma: float = 1.0  # main.py's default is by mode (main.GAMMA); bench/cv.py's base keeps this one
-    # Per-class focal weights (CLASSES order). Q is weighted down (its few DS1 examples cost N beats
-    # when learned hard); F was too until DS1 cross-validation round 40 weighted it 1 again: F beats
-    # taken for V are V false alarms (diagnostic macro-F1 0.796 against 0.790, V +P 0.78 -> 0.80;
-    # real-time 0.759 against 0.738).
+    gamma: float = 1.0  # main.py's default is by mode (main.GAMMA)
+    # Per-class focal weights (CLASSES order), chosen by DS1 cross-validation (lab/README.md). Q is weighted
+    # down: its few DS1 examples cost N beats when learned hard. F is not: F beats taken for V are V false alarms.
     alpha: tuple | None = (1.0, 1.0, 1.0, 1.0, 0.2)
     balance: float = 0.5  # sample class c with weight count_c^-balance (0: natural, 1: balanced)
     augment: bool = True
@@ -34,26 +32,6 @@ class TrainConfig:
     # Added to the S logit (folded into the classifier's bias after training, and applied when
     # validating): a decision rule that trades S positive predictivity for sensitivity.
     s_offset: float = 0.0
-    # Heart-rate augmentation: each training beat's intervals in seconds (the RR inputs that are not
-    # ratios) scaled by one random factor, log-uniform in [1/(1+rr_rate), 1+rr_rate]; the ratios,
-    # unchanged by a change of rate, are left alone. Patients differ in rate more than DS1 shows. 0: off.
-    rr_rate: float = 0.0
-    # Template swap: each training beat's template is, with this probability, the beat itself: the
-    # template of a patient whose recent beats are mostly like this one (a run of premature beats,
-    # bigeminy), where only the RR inputs and the beat's own shape can tell its class. 0: off.
-    template_self: float = 0.0
-    # Time warp: each training beat and its template stretched in time about the R-peak by one random
-    # factor, log-uniform in [1/(1+time_warp), 1+time_warp]: patients differ in QRS width and in where
-    # the T wave falls (the QT interval follows the heart rate). 0: off.
-    time_warp: float = 0.0
-    # Sharpness-aware minimisation (Foret et al. 2021): each step's gradient is taken at the weights moved
-    # by this distance (L2, all weights together) uphill, so the minimum found is flat around it: a wide
-    # minimum is said to carry better to data unlike the training set (here: unseen patients). Twice the
-    # cost per step. 0: off.
-    sam_rho: float = 0.0
-    # Label smoothing in the focal loss (losses.FocalLoss): 1 - this on the beat's class, the rest spread
-    # over all classes, so no beat is learnt with certainty. 0: off.
-    label_smoothing: float = 0.0
 
 
 def seed_everything(seed: int) -> None:
@@ -78,67 +56,6 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     noise = 0.05 * r(n, 1, 1) * torch.randn(x.shape, generator=gen).to(dev)
     shift = int(torch.randint(-5, 6, (1,), generator=gen))
     return torch.roll(x, shift, dims=2) * gain + wander + noise
-
-
-def log_uniform(n: int, spread: float, gen: torch.Generator) -> torch.Tensor:
-    """(n, 1) random factors, log-uniform in [1/(1+spread), 1+spread]."""
-    return torch.exp((2 * torch.rand(n, 1, generator=gen) - 1) * math.log1p(spread))
-
-
-def swap_templates(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
-    """x (batch, 2 per lead, WINDOW) with each beat's template channels, with probability p per beat,
-    replaced by the beat's own channels."""
-    swap = (torch.rand(len(x), generator=gen) < p).to(x.device)
-    out = x.clone()
-    out[swap, 1::2] = x[swap, 0::2]
-    return out
-
-
-def warp_times(x: torch.Tensor, warp: float, gen: torch.Generator) -> torch.Tensor:
-    """x (batch, channels, WINDOW) with each beat's channels stretched about the R-peak (sample
-    WINDOW_BEFORE) by one factor, log-uniform in [1/(1+warp), 1+warp]; linear interpolation, the
-    window's edge values beyond its ends."""
-    n, _, w = x.shape
-    factor = log_uniform(n, warp, gen).to(x.device)
-    t = torch.arange(w, device=x.device, dtype=x.dtype)[None, :]
-    pos = (WINDOW_BEFORE + (t - WINDOW_BEFORE) / factor).clamp(0, w - 1)  # where each output sample reads
-    lo = pos.floor().long().clamp(max=w - 2)
-    frac = (pos - lo)[:, None, :]
-    idx = lo[:, None, :].expand(-1, x.shape[1], -1)
-    return x.gather(2, idx) * (1 - frac) + x.gather(2, idx + 1) * frac
-
-
-def scale_rates(rr: torch.Tensor, seconds: torch.Tensor, rate: float, gen: torch.Generator) -> torch.Tensor:
-    """rr with its `seconds` columns (a boolean mask) scaled by one random factor per beat,
-    log-uniform in [1/(1+rate), 1+rate]: the same beats at another heart rate."""
-    factor = log_uniform(len(rr), rate, gen).to(rr.device)
-    return torch.where(seconds, rr * factor, rr)
-
-
-def sharpness_aware_gradient(model, loss_of, rho: float) -> None:
-    """Replace the gradients in `model` (of its loss at its weights) by those at the weights moved `rho`
-    along them (SAM's ascent step), then move the weights back. Batch-norm statistics (and their step count)
-    are not updated by the second pass."""
-    params = [p for p in model.parameters() if p.grad is not None]
-    norm = torch.norm(torch.stack([p.grad.norm() for p in params])) + 1e-12
-    with torch.no_grad():
-        kept = [p.detach().clone() for p in params]  # restored exactly (w + e - e need not be w in floats)
-        for p in params:
-            p.add_(p.grad * (rho / norm))
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    counts = [None if m.num_batches_tracked is None else m.num_batches_tracked.clone() for m in norms]
-    for m in norms:
-        m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
-    model.zero_grad(set_to_none=True)
-    loss_of().backward()
-    for m, momentum, count in zip(norms, momenta, counts):
-        m.momentum = momentum
-        if count is not None:
-            m.num_batches_tracked.copy_(count)
-    with torch.no_grad():
-        for p, w in zip(params, kept):
-            p.copy_(w)
 
 
 def sample_weights(y: np.ndarray, balance: float) -> torch.Tensor:
@@ -167,12 +84,14 @@ def selection_score(m: dict) -> float:
     return m["macro_f1_nsv"]
 
 
-def fit(model, train: Beats, val: Beats, cfg: TrainConfig, progress: bool = True, rr_names=None):
+def fit(model, train: Beats, val: Beats, cfg: TrainConfig, progress: bool = True, batch_hook=None, loss_fn=None,
+        after_backward=None):
     """Train; return (the model holding the best-on-validation weights, the history, the best epoch).
 
     Without validation beats (val=None), the final (averaged) weights are kept. cfg.s_offset is folded
-    into the last layer's S bias. rr_names names
-    train.rr's columns (needed with cfg.rr_rate: those not data_loader.is_ratio are in seconds).
+    into the last layer's S bias. Hooks for variants (the product passes none): batch_hook(x, rr, generator)
+    -> (x, rr) replaces each step's augmentation; loss_fn replaces FocalLoss(cfg.gamma, cfg.alpha);
+    after_backward(model, loss_of) runs between the backward pass and the step, loss_of recomputing the batch's loss.
     """
     seed_everything(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -181,17 +100,13 @@ def fit(model, train: Beats, val: Beats, cfg: TrainConfig, progress: bool = True
     x, rr, y = to_tensors(train, device)
     if val is not None:
         vx, vrr, vy = to_tensors(val, device)
-    loss_fn = FocalLoss(cfg.gamma, cfg.alpha, cfg.label_smoothing).to(device)
+    loss_fn = (FocalLoss(cfg.gamma, cfg.alpha) if loss_fn is None else loss_fn).to(device)
     offset = torch.zeros(len(CLASSES), device=device)
     offset[CLASSES.index("S")] = cfg.s_offset
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = max(1, len(train) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps)
     weights = sample_weights(train.y, cfg.balance)
-    if cfg.rr_rate:
-        if rr_names is None or len(rr_names) != rr.shape[1]:
-            raise ValueError(f"rr_rate needs the names of the {rr.shape[1]} RR columns, got {rr_names}")
-        seconds = torch.tensor([not is_ratio(name) for name in rr_names], device=device)
     # The averaged weights are the ones validated (if any) and kept: steadier across patients than the last step.
     # Step n weighs max(1/(n+1), 1-ema): a running mean at first, so early epochs are not
     # dominated by the random initial weights, then an exponential average.
@@ -206,15 +121,15 @@ def fit(model, train: Beats, val: Beats, cfg: TrainConfig, progress: bool = True
         bar = tqdm(range(steps), desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False)
         for s in bar:
             b = idx[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-            xb = swap_templates(x[b], cfg.template_self, gen) if cfg.template_self else x[b]
-            xb = warp_times(xb, cfg.time_warp, gen) if cfg.time_warp else xb
-            xb = augment(xb, gen) if cfg.augment else xb
-            rrb = scale_rates(rr[b], seconds, cfg.rr_rate, gen) if cfg.rr_rate else rr[b]
+            if batch_hook is None:
+                xb, rrb = (augment(x[b], gen) if cfg.augment else x[b]), rr[b]
+            else:
+                xb, rrb = batch_hook(x[b], rr[b], gen)
             loss = loss_fn(model(xb, rrb), y[b])
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.sam_rho:
-                sharpness_aware_gradient(model, lambda: loss_fn(model(xb, rrb), y[b]), cfg.sam_rho)
+            if after_backward is not None:
+                after_backward(model, lambda: loss_fn(model(xb, rrb), y[b]))
             opt.step()
             sched.step()
             if ema is not None:
@@ -269,7 +184,7 @@ def fit_ensemble(mode: str, train: Beats, val: Beats, cfg: TrainConfig, members:
     for i, seed in enumerate(member_seeds(cfg.seed, members)):
         seed_everything(seed)  # the initial weights too: same seed, same model
         net, hist, best = fit(build_model(mode, member_kwargs=[design(mode, i)]), train, val, replace(cfg, seed=seed),
-                              progress=progress, rr_names=RR_FEATURES[mode])
+                              progress=progress)
         nets.append(net)
         history += [{"member": i, "seed": seed, **h} for h in hist]
         best_epochs.append(best)

@@ -96,7 +96,7 @@ def report(summary: dict, errors: dict, args, wall: float, runs: int, train_wall
                 f"Trained on {len(split['train_records'])} DS1 records, keeping the last averaged weights "
                 "(no checkpoint choice)")
              + "; DS2 read once, after training. "
-             f"Every design choice was made by DS1 cross-validation (results/cv*.md). "
+             f"Every design choice was made by DS1 cross-validation (lab/README.md). "
              f"The {runs} training runs took {train_wall / 60:.1f} min in all (each run's own wall time, "
              f"summed); this command took {wall / 60:.1f} min"
              + (f", reusing {reused} finished runs (--resume)" if reused else "") + ".", ""]
@@ -184,7 +184,7 @@ def finished_alike(out: Path, argv: list[str]) -> bool:
         dl.check_model_inputs(out, args.mode, saved)  # the rule predict.py loads models by
     except dl.StaleModelError:
         return False
-    recorded = saved.get("model")  # the networks: one design for every member until round 50; not recorded: unknown
+    recorded = saved.get("model")  # the networks: once one design for every member; not recorded: unknown
     if isinstance(recorded, dict):
         recorded = [recorded] * args.ensemble
     if recorded != designs(args.mode, args.ensemble):

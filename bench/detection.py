@@ -56,7 +56,7 @@ def main(argv=None) -> int:
         seconds = time.time() - t
         # `predict`'s signal quality index: the median correlation of the beats with their templates
         match = {mode: float(np.nanmedian(dl.template_match(dl.with_templates(
-            dl.beat_windows(dl.bandpass(x, fs, mode), peaks), peaks, fs)))) for mode in dl.MODES}
+            dl.beat_windows(dl.bandpass(x, fs, mode), peaks))))) for mode in dl.MODES}
         mains = mains_fraction(x, fs)  # `predict`'s other warning: a lead that is mostly mains hum
         ri, di = match_beats(ref, peaks, fs)
         offsets.append(peaks[di] - ref[ri])

@@ -37,20 +37,6 @@ PROTOCOL_PACED = ("102", "104", "107", "217")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def import_bench(name: str):
-    """bench/<name>.py as a module; bench/ stays on sys.path only while it imports its neighbours (cv.py)."""
-    import importlib.util
-
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
-
-
 def fixture_record(record: str) -> str:
     """WFDB record path (no extension) of a fixture record."""
     return str(FIXTURE_DIR / record)

@@ -34,22 +34,22 @@ def test_resume_reuses_only_runs_with_the_same_options(tmp_path, monkeypatch):
     (out / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "template"}))
     assert accuracy.finished_alike(out, argv)  # as older versions made it: the same template
     with monkeypatch.context() as m:
-        m.setattr(dl, "TEMPLATE_ON_TIME", 0.5)
+        m.setattr(dl, "TEMPLATE_BEATS", 16)
         assert not accuracy.finished_alike(out, argv)
     (out / "config.json").write_text(json.dumps(config))
     with monkeypatch.context() as m:
-        m.setattr(dl, "TEMPLATE_ON_TIME", 0.5)
+        m.setattr(dl, "TEMPLATE_BEATS", 16)
         assert not accuracy.finished_alike(out, argv)
     assert accuracy.finished_alike(out, argv)
     # and a changed network: a run records its design (model.design); one from before it did is not reused
     import model
     with monkeypatch.context() as m:
-        m.setitem(model.DESIGNS, config["mode"], ({"rr_scale": "batchnorm"},))
+        m.setitem(model.DESIGNS, config["mode"], ({"rr_scale": "log", "pool": 5},))
         assert not accuracy.finished_alike(out, argv)
     assert accuracy.finished_alike(out, argv)
     (out / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "model"}))
     assert not accuracy.finished_alike(out, argv)
-    # rounds 49-50 recorded one design for every member: still today's if it is
+    # earlier versions recorded one design for every member: still today's if it is
     (out / "config.json").write_text(json.dumps({**config, "model": config["model"][0]}))
     assert accuracy.finished_alike(out, argv) == (len(set(map(json.dumps, config["model"]))) == 1)
     (out / "config.json").write_text(json.dumps(config))

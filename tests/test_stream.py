@@ -63,21 +63,6 @@ def test_streaming_equals_batch_realtime(realtime_run, record, chunks):
         assert np.abs(p - batch["proba"]).max() < 1e-5, chunk
 
 
-def test_streaming_keeps_the_templates_rule(realtime_run, monkeypatch):
-    """With a template of on-time beats only (data_loader.TEMPLATE_ON_TIME, a research option), the
-    stream's templates are still the batch pipeline's: record 118's premature beats stay out of both."""
-    clf = predict.load_classifier(realtime_run)  # loaded (and checked) under the product's rule
-    monkeypatch.setattr(dl, "TEMPLATE_ON_TIME", 0.8)
-    x, _ = dl.read_record(fixture_record("118"))
-    batch = predict.classify(x, clf)
-    assert not dl.on_time(batch["sample"]).all()
-    s, c, p, _ = stream_output(x, clf, 360)
-    assert np.array_equal(s, batch["sample"]) and np.array_equal(c, batch["class"])
-    assert np.abs(p - batch["proba"]).max() < 1e-5
-    monkeypatch.setattr(dl, "TEMPLATE_ON_TIME", 0.0)
-    assert np.abs(predict.classify(x, clf)["proba"] - p).max() > 1e-3  # the rule did change the inputs
-
-
 def test_streaming_equals_batch_with_the_int8_model_and_a_gap(realtime_run):
     clf = predict.load_classifier(realtime_run, "static-int8")
     x, _ = dl.read_record(fixture_record("100"))

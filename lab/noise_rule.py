@@ -1,11 +1,11 @@
 """DS1 cross-validation of a decision rule: beats in noise left unclassified (Q).
 
 Scores every candidate (noise measure x threshold) on the held-out predictions that
-`bench/cv.py --save-predictions` kept, so the search costs no training. Round 25 of results/cv.md.
+`lab/cv.py --save-predictions` kept, so the search costs no training. Round 25 of lab/results/cv.md.
 
-    python bench/cv.py ... --configs gamma2 --modes diagnostic --seeds 2 --save-predictions cache/cv_predictions
-    python bench/noise_rule.py --data-dir ../shared/data/mitdb --offline --predictions cache/cv_predictions \
-        --runs diagnostic/gamma2,realtime/base --out results/cv_round25
+    python lab/cv.py ... --configs gamma2 --modes diagnostic --seeds 2 --save-predictions cache/cv_predictions
+    python lab/noise_rule.py --data-dir ../shared/data/mitdb --offline --predictions cache/cv_predictions \
+        --runs diagnostic/gamma2,realtime/base --out lab/results/cv_round25
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the product: the repository root
 
 import data_loader as dl  # noqa: E402
 from cv import read_runs  # noqa: E402
@@ -51,9 +51,9 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default="data/mitdb")
     p.add_argument("--offline", action="store_true")
     p.add_argument("--cache-dir", default="cache")
-    p.add_argument("--predictions", required=True, help="the directory bench/cv.py --save-predictions wrote")
+    p.add_argument("--predictions", required=True, help="the directory lab/cv.py --save-predictions wrote")
     p.add_argument("--runs", default="diagnostic/gamma2,realtime/base", help="mode/config pairs to score")
-    p.add_argument("--out", default="results/cv_noise_rule")
+    p.add_argument("--out", default="lab/results/cv_noise_rule")
     args = p.parse_args(argv)
 
     q = dl.CLASSES.index("Q")

@@ -1,4 +1,4 @@
-"""bench/int8_calibration.py (DS1 CV round 41): a saved cross-validation network is rebuilt at its own
+"""lab/int8_calibration.py (DS1 CV round 41): a saved cross-validation network is rebuilt at its own
 width and scored on held-out beats as float and as static int8 under each calibration method."""
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import numpy as np
 import torch
 
 import data_loader as dl
-from conftest import import_bench
+from conftest import import_lab
 from model import LEGACY_RR_HIDDEN, DualBranchNet
 
 
 def test_saved_networks_load_at_their_width(tmp_path):
-    cv = import_bench("cv")
+    cv = import_lab("cv")
     for kw, width in (({"rr_hidden": 64}, 64), ({}, LEGACY_RR_HIDDEN)):  # recorded; a file from before
         net = DualBranchNet(n_rr=9, rr_hidden=width)
         torch.save({"state_dict": net.state_dict(), "n_rr": 9, "model_kw": kw}, tmp_path / "m.pt")
@@ -26,7 +26,7 @@ def test_a_cross_validation_job_trains_the_products_network_for_its_mode():
     diagnostic mode), and a config's model_* keys change it."""
     from model import design, net_kwargs
 
-    cv = import_bench("cv")
+    cv = import_lab("cv")
     for mode in dl.MODES:
         net = cv.job_network(mode, len(dl.RR_FEATURES[mode]), {})
         assert net_kwargs(net) == {"pool": 1, **design(mode, 0)}
@@ -34,7 +34,7 @@ def test_a_cross_validation_job_trains_the_products_network_for_its_mode():
 
 
 def test_each_calibration_scores_every_held_out_beat(tmp_path, fixture_dir):
-    calib = import_bench("int8_calibration")
+    calib = import_lab("int8_calibration")
     train = dl.load_beats(fixture_dir, ["101", "106"], "diagnostic", tmp_path / "cache", offline=True, progress=False)
     test = dl.load_beats(fixture_dir, ["100"], "diagnostic", tmp_path / "cache", offline=True, progress=False)
     torch.manual_seed(0)

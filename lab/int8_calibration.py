@@ -1,17 +1,17 @@
-"""DS1 cross-validation of the static int8 model's calibration (round 41 of results/cv.md).
+"""DS1 cross-validation of the static int8 model's calibration (round 41 of lab/results/cv.md).
 
 The static int8 model (`quantize.quantize_static_onnx`, the ONNX file to deploy) takes each activation's
 int8 range from calibration beats. onnxruntime offers three ways to turn the calibration beats'
 activations into a range: MinMax (the product's: their full range), Percentile (a high percentile of
 their magnitudes, so rare outliers saturate instead of coarsening every step) and Entropy (the range
-that keeps the histogram's information). Each network `bench/cv.py --save-models` kept is quantized each
+that keeps the histogram's information). Each network `lab/cv.py --save-models` kept is quantized each
 way, calibrated on beats of its own training folds (`quantize.calibration_beats`, as the product does),
 and scored on its held-out fold beside the float network; no DS2 beat is read.
 
-    python bench/cv.py --data-dir ../shared/data/mitdb --offline --configs gamma2 --modes diagnostic --seeds 2 \\
+    python lab/cv.py --data-dir ../shared/data/mitdb --offline --configs gamma2 --modes diagnostic --seeds 2 \\
         --workers 2 --threads 1 --out /tmp/jobs --save-predictions cache/cv_predictions --save-models cache/cv_models
-    python bench/int8_calibration.py --data-dir ../shared/data/mitdb --models cache/cv_models \\
-        --runs diagnostic/gamma2 --out results/cv_round41
+    python lab/int8_calibration.py --data-dir ../shared/data/mitdb --models cache/cv_models \\
+        --runs diagnostic/gamma2 --out lab/results/cv_round41
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the product: the repository root
 
 import data_loader as dl  # noqa: E402
 from cv import load_saved_model, saved_jobs, summarise, table  # noqa: E402
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default="data/mitdb")
     p.add_argument("--cache-dir", default="cache")
-    p.add_argument("--models", required=True, help="bench/cv.py --save-models DIR")
+    p.add_argument("--models", required=True, help="lab/cv.py --save-models DIR")
     p.add_argument("--runs", default="diagnostic/gamma2", help="comma-separated mode/config")
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--out", required=True, help="writes OUT.md and OUT.json")
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
         print(f"{mode}/{config} fold {fold} seed {seed}: {time.time() - t0:.0f} s", flush=True)
     summary = summarise(jobs)
     per_seed = {f"{key} seed {s}": v for key in sorted(summary) for s, v in summary[key]["macro_f1_nsv_by_seed"].items()}
-    command = "python bench/int8_calibration.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python lab/int8_calibration.py " + " ".join(sys.argv[1:] if argv is None else argv)
     write_json(Path(args.out).with_suffix(".json"), {"summary": summary, "per_seed_macro_f1": per_seed,
                                                      "jobs": jobs, "wall_seconds": time.time() - t0,
                                                      "command": command})

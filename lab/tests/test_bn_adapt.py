@@ -1,4 +1,4 @@
-"""bench/bn_adapt.py (DS1 CV round 36): batch-norm statistics from a patient's past beats judge each
+"""lab/bn_adapt.py (DS1 CV round 36): batch-norm statistics from a patient's past beats judge each
 beat without its later beats, and the network's own statistics are back in place afterwards."""
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import import_bench
+from conftest import import_lab
 
 
 @pytest.fixture(scope="module")
 def adapt():
-    return import_bench("bn_adapt")
+    return import_lab("bn_adapt")
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""DS1 cross-validation of test-time batch-norm adaptation (round 36 of results/cv.md).
+"""DS1 cross-validation of test-time batch-norm adaptation (round 36 of lab/results/cv.md).
 
 The CNN's batch-norm layers normalise each channel by the statistics of DS1's training beats. Adapted,
 each layer normalises by the statistics of the patient's own beats instead (AdaBN), computed layer by
@@ -9,15 +9,15 @@ layer from a forward pass of those beats; no label is used and the weights do no
   have been seen.
 - `bn_record`: every beat with the statistics of the whole record, later beats included: a ceiling, not
   a candidate (diagnostic mode may look one beat ahead, not to the end of the record).
-- `none`: the networks as trained; must reproduce the log-probabilities `bench/cv.py` kept.
+- `none`: the networks as trained; must reproduce the log-probabilities `lab/cv.py` kept.
 
-The networks are those `bench/cv.py --save-models` kept (each job's network and its held-out fold):
+The networks are those `lab/cv.py --save-models` kept (each job's network and its held-out fold):
 
-    python bench/cv.py --data-dir ../shared/data/mitdb --offline --configs gamma2 --modes diagnostic --seeds 2 \\
-        --workers 2 --threads 1 --out results/cv_round36_jobs --save-predictions cache/cv_predictions \\
+    python lab/cv.py --data-dir ../shared/data/mitdb --offline --configs gamma2 --modes diagnostic --seeds 2 \\
+        --workers 2 --threads 1 --out lab/results/cv_round36_jobs --save-predictions cache/cv_predictions \\
         --save-models cache/cv_models
-    python bench/bn_adapt.py --data-dir ../shared/data/mitdb --models cache/cv_models \\
-        --predictions cache/cv_predictions --runs diagnostic/gamma2 --out results/cv_round36
+    python lab/bn_adapt.py --data-dir ../shared/data/mitdb --models cache/cv_models \\
+        --predictions cache/cv_predictions --runs diagnostic/gamma2 --out lab/results/cv_round36
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the product: the repository root
 
 import data_loader as dl  # noqa: E402
 from cv import load_saved_model, predictions_path, saved_jobs, summarise, table  # noqa: E402
@@ -107,8 +107,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default="data/mitdb")
     p.add_argument("--cache-dir", default="cache")
-    p.add_argument("--models", required=True, help="bench/cv.py --save-models DIR")
-    p.add_argument("--predictions", default=None, help="bench/cv.py --save-predictions DIR (a check)")
+    p.add_argument("--models", required=True, help="lab/cv.py --save-models DIR")
+    p.add_argument("--predictions", default=None, help="lab/cv.py --save-predictions DIR (a check)")
     p.add_argument("--runs", default="diagnostic/gamma2", help="comma-separated mode/config")
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
     write_text(Path(args.out).with_suffix(".md"),
                f"# Test-time batch-norm adaptation, DS1 patient-wise cross-validation\n\n"
                f"Command: `python {' '.join(sys.argv)}`\n\nBlocks of {BLOCK} beats; DS1's statistics until "
-               f"{MIN_PAST} beats have been seen. `none` against the log-probabilities bench/cv.py kept: largest "
+               f"{MIN_PAST} beats have been seen. `none` against the log-probabilities lab/cv.py kept: largest "
                f"difference {gap if gap is None else f'{gap:.2e}'}.\n\n{table(summary)}\n\nPer seed (macro-F1 (N,S,V)):\n\n"
                + "\n".join(f"- {k}: {', '.join(f'{v:.4f}' for v in vs)}" for k, vs in sorted(per_seed.items()))
                + "\n")

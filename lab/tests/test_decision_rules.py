@@ -1,5 +1,5 @@
-"""bench/decision_rules.py (DS1 CV round 32): the patient-prior rule uses no later beat, and the
-predictions bench/cv.py keeps are read back as written."""
+"""lab/decision_rules.py (DS1 CV round 32): the patient-prior rule uses no later beat, and the
+predictions lab/cv.py keeps are read back as written."""
 from __future__ import annotations
 
 import sys
@@ -7,12 +7,12 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import import_bench
+from conftest import import_lab
 
 
 @pytest.fixture(scope="module")
 def rules():
-    return import_bench("decision_rules")
+    return import_lab("decision_rules")
 
 
 def fold(n=300, seed=0, records=("201", "203")):

@@ -1,7 +1,7 @@
-"""DS1 cross-validation of ensembles whose members differ in design (rounds 43, 50, 51, 53-55 of results/cv.md).
+"""DS1 cross-validation of ensembles whose members differ in design (rounds 43, 50, 51, 53-55 of lab/results/cv.md).
 
 Two designs that err differently may do better together than two seeds of either. This scores,
-from the held-out log-probabilities `bench/cv.py --save-predictions` kept (no training):
+from the held-out log-probabilities `lab/cv.py --save-predictions` kept (no training):
 
 - each network of every run named alone (the base an ensemble has to beat),
 - with two runs A,B: every pair of seeds within A and within B (an ensemble of one design), and every pair of
@@ -12,8 +12,8 @@ from the held-out log-probabilities `bench/cv.py --save-predictions` kept (no tr
 Each ensemble decides by the argmax of its members' mean log-probabilities (as model.SeedEnsemble
 does), its confusion pooled over the four held-out folds; mean +/- std over the networks or ensembles.
 
-    python bench/mixed_ensemble.py --predictions cache/cv_predictions \\
-        --runs diagnostic/gamma2_alpha_F1,diagnostic/gamma2_pool5 --out results/cv_round43
+    python lab/mixed_ensemble.py --predictions cache/cv_predictions \\
+        --runs diagnostic/gamma2_alpha_F1,diagnostic/gamma2_pool5 --out lab/results/cv_round43
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the product: the repository root
 
 import data_loader as dl  # noqa: E402
 from cv import read_runs  # noqa: E402
@@ -40,7 +40,7 @@ def ensemble_metrics(*members: list[dict]) -> dict:
         for f in folds[1:]:
             if not np.array_equal(first["sample"], f["sample"]) or not np.array_equal(first["record"], f["record"]):
                 raise ValueError("the runs' held-out beats differ: they were not cut into the same folds "
-                                 "(run them all with today's bench/cv.py folds and preprocessing)")
+                                 "(run them all with today's lab/cv.py folds and preprocessing)")
         cm += confusion(first["labels"], (sum(f["logp"] for f in folds) / len(folds)).argmax(1))
     return metrics(cm)
 
@@ -56,7 +56,7 @@ def ensembles(names: list[str], seeds: dict) -> list[tuple]:
 
 
 def single_metrics(folds: list[dict]) -> dict:
-    """Metrics of one network's held-out folds, its confusion pooled over them (as bench/cv.py scores a seed)."""
+    """Metrics of one network's held-out folds, its confusion pooled over them (as lab/cv.py scores a seed)."""
     cm = np.zeros((len(dl.CLASSES),) * 2, int)
     for f in folds:
         cm += confusion(f["labels"], f["logp"].argmax(1))
@@ -72,10 +72,10 @@ def summary(ms: list[dict]) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--predictions", required=True, help="folder bench/cv.py --save-predictions wrote")
+    ap.add_argument("--predictions", required=True, help="folder lab/cv.py --save-predictions wrote")
     ap.add_argument("--runs", required=True,
                     help="two or three mode/config runs, comma-separated: A,B or A,B,C (a run may be named twice)")
-    ap.add_argument("--out", default="results/mixed_ensemble", help="output path without extension (.md, .json)")
+    ap.add_argument("--out", default="lab/results/mixed_ensemble", help="output path without extension (.md, .json)")
     args = ap.parse_args(argv)
     names = args.runs.split(",")
     if len(names) not in (2, 3):
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
         need = max(2, names.count(name))  # within-run pairs need two seeds; a run named k times, k of them
         if len(full[name]) < need:
             print(f"error: {name} has {len(full[name])} seed(s) with all {len(dl.DS1_FOLDS)} folds kept; ensembles need "
-                  f"{need}: run bench/cv.py with --seeds {need} or more and --save-predictions {args.predictions}",
+                  f"{need}: run lab/cv.py with --seeds {need} or more and --save-predictions {args.predictions}",
                   file=sys.stderr)
             return 2
     seeds = {name: sorted(full[name]) for name in distinct}
@@ -116,15 +116,15 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     lines = ["# Ensembles of networks of one design or several", "",
-             f"Command: `python bench/mixed_ensemble.py {' '.join(sys.argv[1:])}`", "",
-             "Held-out DS1 folds of bench/cv.py's jobs; each network's or ensemble's confusion pooled over the four "
+             f"Command: `python lab/mixed_ensemble.py {' '.join(sys.argv[1:])}`", "",
+             "Held-out DS1 folds of lab/cv.py's jobs; each network's or ensemble's confusion pooled over the four "
              "folds; mean ± std over those scored (an ensemble: one network per run named, no network twice).", "",
              "| ensemble | scored | S Se | S +P | S F1 | V +P | V F1 | N F1 | macro-F1 (N,S,V) |",
              "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {k} | {r['scored']} | {r['S_se']:.3f} | {r['S_ppv']:.3f} | {r['S_f1']:.3f} | {r['V_ppv']:.3f} | "
               f"{r['V_f1']:.3f} | {r['N_f1']:.3f} | {r['macro_f1_nsv']:.4f} ± {r['macro_f1_nsv_std']:.4f} |"
               for k, r in rows.items()]
-    write_json(Path(args.out).with_suffix(".json"), {"rows": rows, "command": "python bench/mixed_ensemble.py "
+    write_json(Path(args.out).with_suffix(".json"), {"rows": rows, "command": "python lab/mixed_ensemble.py "
                                                      + " ".join(sys.argv[1:])})
     write_text(Path(args.out).with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines[-len(rows):]))

@@ -3,8 +3,8 @@
 Every choice the product makes is compared here, before DS2 is looked at. Each job trains on three
 folds of DS1 records and scores the fourth; confusions are pooled over the folds.
 
-    python bench/cv.py --data-dir ../shared/data/mitdb --offline            # every config, both modes
-    python bench/cv.py --configs base,gamma0 --modes diagnostic --epochs 6  # a subset
+    python lab/cv.py --data-dir ../shared/data/mitdb --offline            # every config, both modes
+    python lab/cv.py --configs base,gamma0 --modes diagnostic --epochs 6  # a subset
 """
 from __future__ import annotations
 
@@ -20,14 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the product: the repository root
 
 import data_loader as dl  # noqa: E402
 from evaluate import confusion, metrics  # noqa: E402
 from outputs import write_json, write_text  # noqa: E402
+from variants import is_ratio  # noqa: E402
 
-# Each config changes one thing from "base" (the product's defaults); values are TrainConfig
-# fields, model keyword arguments (model_*) or "rr": the subset of RR features the model sees.
+# Each config changes one thing from "base" (the product's defaults); values are TrainConfig fields (or
+# variants.LabTrainConfig's), network keyword arguments (model_*: DualBranchNet's, or variants.LabNet's),
+# preprocessing values (DATA_DEFAULTS) or "rr": the subset of RR features the model sees.
 # base's training is TrainConfig's (focal gamma 1: the product's diagnostic mode trains gamma 2, hence the
 # "gamma2" configs); its network is the product's for the job's mode (model.design: since round 49 the
 # diagnostic network takes the logarithms of its RR inputs; the configs of earlier rounds trained raw inputs,
@@ -82,7 +84,7 @@ CONFIGS["gamma2_alpha_S2"] = {"alpha": [1.0, 2.0, 1.0, 0.2, 0.2], "gamma": 2.0}
 # 1.0 (0.75), and a slower moving average of the weights (decay 0.999 against 0.998).
 CONFIGS["gamma2_balance75"] = {"balance": 0.75, "gamma": 2.0}
 CONFIGS["gamma2_ema999"] = {"ema": 0.999, "gamma": 2.0}
-# Round 27, under gamma 2: template swap (train.TrainConfig.template_self), each training beat's
+# Round 27, under gamma 2: template swap (variants.LabTrainConfig.template_self), each training beat's
 # template replaced by the beat itself with probability 0.25 or 0.5.
 for p in (25, 50):
     CONFIGS[f"gamma2_selftemplate{p}"] = {"template_self": p / 100, "gamma": 2.0}
@@ -94,7 +96,7 @@ CONFIGS["gamma2_epochs_x2"] = {"epochs_factor": 2, "gamma": 2.0}
 CONFIGS["gamma2_rr_plus_prev"] = {"rr": {"diagnostic": dl.RR_FEATURES["diagnostic"] + ("prev", "pre/prev")},
                                   "gamma": 2.0}
 # Round 30, under gamma 2: what augmentation contributes (none at all), and one more kind of it, time
-# warp (train.TrainConfig.time_warp): each training beat and its template stretched about the R-peak
+# warp (variants.LabTrainConfig.time_warp): each training beat and its template stretched about the R-peak
 # by a factor in [1/1.15, 1.15].
 CONFIGS["gamma2_no_augment"] = {"augment": False, "gamma": 2.0}
 CONFIGS["gamma2_timewarp15"] = {"time_warp": 0.15, "gamma": 2.0}
@@ -166,10 +168,10 @@ CONFIGS["gamma2_se"] = {"model_se": True, "gamma": 2.0}
 CONFIGS["se"] = {"model_se": True}  # real-time mode's check (gamma 1)
 CONFIGS["gamma2_maxavg"] = {"model_global_max": True, "gamma": 2.0}
 CONFIGS["maxavg"] = {"model_global_max": True}  # real-time mode's check (gamma 1)
-# Round 47: sharpness-aware minimisation (train.TrainConfig.sam_rho), a flat minimum for unseen patients.
+# Round 47: sharpness-aware minimisation (variants.LabTrainConfig.sam_rho), a flat minimum for unseen patients.
 CONFIGS["gamma2_sam05"] = {"sam_rho": 0.05, "gamma": 2.0}
 CONFIGS["sam05"] = {"sam_rho": 0.05}  # real-time mode's check (gamma 1)
-# Round 48: label smoothing 0.1 in the focal loss (train.TrainConfig.label_smoothing).
+# Round 48: label smoothing 0.1 in the focal loss (variants.LabTrainConfig.label_smoothing).
 CONFIGS["gamma2_smooth10"] = {"label_smoothing": 0.1, "gamma": 2.0}
 CONFIGS["smooth10"] = {"label_smoothing": 0.1}  # real-time mode's check (gamma 1)
 # Round 49: how the RR inputs enter the dense branch, never searched: raw seconds and ratios until now.
@@ -189,13 +191,11 @@ CONFIGS["gamma2_pool5_log_local10"] = {"rr": LOCAL10, "model_pool": 5, "model_rr
 # Round 55: the second network's CNN averaged over seven spans instead of five (the CNN's last feature map is 35
 # samples long; ONNX exports an adaptive average only over spans that divide it: 5, 7 or 35).
 CONFIGS["gamma2_pool7_log"] = {"model_pool": 7, "model_rr_scale": "log", "gamma": 2.0}
-# Preprocessing constants a config may change (config key -> data_loader name), with the product's
-# values. Every job sets all of them (workers run many jobs), so load_beats computes that config's
-# beats and caches them under their own key.
-DATA_CONSTANTS = {"slow_quantile": "SLOW_QUANTILE", "long_seconds": "LONG_SECONDS", "template_beats": "TEMPLATE_BEATS",
-                  "template_on_time": "TEMPLATE_ON_TIME"}
-PRODUCT_DATA = {key: getattr(dl, name) for key, name in DATA_CONSTANTS.items()}
-# The template from on-time beats only (pre-RR >= 0.7 or 0.8 x 'slow'; the product's: every beat):
+# Preprocessing values a config may change (data_loader.load_beats' keywords), with the product's values: each
+# job passes its config's, and load_beats caches that config's beats under their own key.
+DATA_DEFAULTS = {"long_seconds": dl.LONG_SECONDS, "slow_quantile": dl.SLOW_QUANTILE, "template_beats": dl.TEMPLATE_BEATS}
+# The template from on-time beats only (template_on_time: pre-RR >= 0.7 or 0.8 x 'slow', variants.on_time;
+# the product's: every beat):
 # where most beats are premature, the last 32 beats' median is a premature beat. With focal gamma 2
 # as the product's diagnostic mode trains (real-time mode keeps gamma 1: "ontime*").
 for r in (70, 80):
@@ -220,8 +220,8 @@ CONFIGS["gamma2_two_templates"] = {"on_time_template": 0.8, "model_leads": 2, "g
 # Ratios only: the RR inputs without the four absolute intervals (pre, post or prev, long, slow), so
 # the network sees a beat's timing only relative to its patient's own rhythm, never the heart rate.
 CONFIGS["rr_ratios_only"] = {"rr": {
-    mode: tuple(filter(dl.is_ratio, names)) for mode, names in dl.RR_FEATURES.items()}}
-# Heart-rate augmentation (train.TrainConfig.rr_rate): each training beat's RR inputs in seconds
+    mode: tuple(filter(is_ratio, names)) for mode, names in dl.RR_FEATURES.items()}}
+# Heart-rate augmentation (variants.LabTrainConfig.rr_rate): each training beat's RR inputs in seconds
 # scaled by one random factor in [1/1.3, 1.3] (or [1/1.5, 1.5]), the ratios left alone; off in the product.
 for r in (30, 50):
     CONFIGS[f"rr_rate{r}"] = {"rr_rate": r / 100}
@@ -246,22 +246,24 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def second_lead(data_dir, record: str, mode: str, peaks: np.ndarray) -> np.ndarray:
+def second_lead(data_dir, record: str, mode: str, peaks: np.ndarray,
+                template_beats: int = dl.TEMPLATE_BEATS) -> np.ndarray:
     """The beat windows and templates (beats, 2, WINDOW) of a record's lead other than dl.LEAD."""
     import wfdb
 
     path = str(Path(data_dir) / record)
     other = [name for name in wfdb.rdheader(path).sig_name if name != dl.LEAD][0]
     x, _ = dl.read_record(path, other)
-    return dl.with_templates(dl.beat_windows(dl.bandpass(x, dl.FS, mode), peaks), peaks)
+    return dl.with_templates(dl.beat_windows(dl.bandpass(x, dl.FS, mode), peaks), template_beats)
 
 
-def relative_amplitude(data_dir, record: str, mode: str, peaks: np.ndarray) -> np.ndarray:
+def relative_amplitude(data_dir, record: str, mode: str, peaks: np.ndarray,
+                       template_beats: int = dl.TEMPLATE_BEATS) -> np.ndarray:
     """(beats, 1): log of each beat window's std (band-passed MLII, before the z-score) over the
-    median std of the last dl.TEMPLATE_BEATS windows (dl.beat_templates' rule; the first beat: 0)."""
+    median std of the last template_beats windows (dl.beat_templates' rule; the first beat: 0)."""
     x, _ = dl.read_record(str(Path(data_dir) / record))
     std = dl.cut_windows(dl.bandpass(x, dl.FS, mode), peaks).std(axis=1)[:, None].astype(np.float32)
-    return np.log((std + 1e-6) / (dl.beat_templates(std) + 1e-6)).astype(np.float32)
+    return np.log((std + 1e-6) / (dl.beat_templates(std, template_beats) + 1e-6)).astype(np.float32)
 
 
 def rr_irregularity(r_peaks: np.ndarray) -> np.ndarray:
@@ -281,7 +283,7 @@ def per_record(b, fn) -> np.ndarray:
     return np.concatenate([fn(r, b.record == r) for r in dict.fromkeys(b.record)])
 
 
-SUMMARY = Path(__file__).resolve().parent.parent / "results" / "cv.md"  # written by hand, round by round
+SUMMARY = Path(__file__).resolve().parent / "results" / "cv.md"  # written by hand, round by round
 
 
 def predictions_path(directory, mode: str, config: str, seed, fold) -> Path:
@@ -308,7 +310,7 @@ def read_runs(directory, runs: str) -> dict:
         mode, _, config = run.partition("/")
         out[run] = read_predictions(directory, mode, config)
         if not out[run]:
-            raise ValueError(f"no predictions for {run} in {directory}; run bench/cv.py with "
+            raise ValueError(f"no predictions for {run} in {directory}; run lab/cv.py with "
                              f"--configs {config} --modes {mode} --save-predictions {directory} first")
     return out
 
@@ -324,7 +326,7 @@ def saved_jobs(models_dir, runs: str, seeds: int) -> list[tuple]:
             for seed in range(seeds):
                 path = predictions_path(models_dir, mode, config, seed, fold).with_suffix(".pt")
                 if not path.exists():
-                    raise FileNotFoundError(f"{path} not found; run bench/cv.py --configs {config} --modes {mode} "
+                    raise FileNotFoundError(f"{path} not found; run lab/cv.py --configs {config} --modes {mode} "
                                             f"--seeds {seeds} --save-models {models_dir} first")
                 jobs.append((mode, config, fold, seed, path))
     return jobs
@@ -335,72 +337,91 @@ def load_saved_model(path):
     branch's width unless their config set it: theirs is model.LEGACY_RR_HIDDEN)."""
     import torch
 
-    from model import DualBranchNet, saved_kwargs
+    from model import saved_kwargs
+    from variants import LabNet
 
     saved = torch.load(path, weights_only=False)
-    model = DualBranchNet(n_rr=saved["n_rr"], **saved_kwargs(saved["model_kw"]))
+    model = LabNet(n_rr=saved["n_rr"], **saved_kwargs(saved["model_kw"]))
     model.load_state_dict(saved["state_dict"])
     return model.eval()
 
 
 def job_network(mode: str, n_rr: int, model_kw: dict):
-    """A job's network: the product's for its mode (model.design), with its config's model_* changes."""
-    from model import DualBranchNet, design
+    """A job's network: the product's for its mode (model.design), with its config's model_* changes
+    (variants.LabNet: the product's DualBranchNet when they are the product's options)."""
+    from model import design
+    from variants import LabNet
 
-    return DualBranchNet(n_rr=n_rr, **{**design(mode), **model_kw})
+    return LabNet(n_rr=n_rr, **{**design(mode), **model_kw})
+
+
+def job_settings(config: str, mode: str, epochs: int, seed: int = 0, device: str = "cpu") -> dict:
+    """A config sorted by where each of its changes acts: data (load_beats' keywords), template_on_time, rr_names
+    (None: the mode's), the extra inputs (drop_validation, lead2, rr_irregularity, amplitude, on_time_template),
+    model_kw (job_network's) and cfg (a variants.LabTrainConfig)."""
+    from variants import LabTrainConfig
+
+    over = dict(CONFIGS[config])
+    out = {"rr_names": over.pop("rr", {}).get(mode),
+           "data": {key: over.pop(key, value) for key, value in DATA_DEFAULTS.items()},
+           "template_on_time": over.pop("template_on_time", 0.0),
+           **{key: over.pop(key, default) for key, default in (
+               ("drop_validation", False), ("lead2", False), ("rr_irregularity", False), ("amplitude", False),
+               ("on_time_template", None))},
+           "model_kw": {k[6:]: over.pop(k) for k in list(over) if k.startswith("model_")}}
+    epochs *= over.pop("epochs_factor", 1)
+    out["cfg"] = replace(LabTrainConfig(), epochs=epochs, seed=seed, device=device, **over)
+    return out
 
 
 def run_job(job: dict) -> dict:
     import torch
 
-    from train import TrainConfig, fit, predict_proba, seed_everything
+    from train import predict_proba, seed_everything
+    from variants import fit, on_time, on_time_templates
 
     torch.set_num_threads(job["threads"])
-    mode, over = job["mode"], dict(CONFIGS[job["config"]])
-    rr_names = over.pop("rr", {}).get(mode)
-    for key, name in DATA_CONSTANTS.items():
-        setattr(dl, name, over.pop(key, PRODUCT_DATA[key]))
-    drop_validation = over.pop("drop_validation", False)
-    lead2 = over.pop("lead2", False)
-    irregularity = over.pop("rr_irregularity", False)
-    amplitude = over.pop("amplitude", False)
-    on_time_template = over.pop("on_time_template", None)
-    model_kw = {k[6:]: over.pop(k) for k in list(over) if k.startswith("model_")}
-    epochs = job["epochs"] * over.pop("epochs_factor", 1)
-    cfg = replace(TrainConfig(), epochs=epochs, seed=job["seed"], device=job["device"], **over)
+    mode = job["mode"]
+    settings = job_settings(job["config"], mode, job["epochs"], job["seed"], job["device"])
+    data, rr_names, model_kw, cfg = settings["data"], settings["rr_names"], settings["model_kw"], settings["cfg"]
     held = dl.DS1_FOLDS[job["fold"]]
     # --select-checkpoint (main.py --validate's rule): the product's validation records outside the
     # held-out fold leave the job's training set and choose its checkpoint; drop_validation_records
     # only leaves them out of training.
-    val_recs = [r for r in dl.VALIDATION if r not in held] if job.get("select") or drop_validation else []
+    val_recs = [r for r in dl.VALIDATION if r not in held] if job.get("select") or settings["drop_validation"] else []
     train_recs = [r for r in dl.DS1 if r not in held and r not in val_recs]
     load = lambda recs: dl.load_beats(job["data_dir"], recs, mode, job["cache_dir"], offline=True,  # noqa: E731
-                                      progress=False)
+                                      progress=False, **data)
     train, test = load(train_recs), load(held)
     val = load(val_recs) if val_recs and job.get("select") else None
     sets = [b for b in (train, test, val) if b is not None]
+    rhythm = {"long_seconds": data["long_seconds"], "slow_quantile": data["slow_quantile"]}
+
+    def templates_of_on_time_beats(b, threshold):
+        return per_record(b, lambda r, rows: on_time_templates(
+            b.x[rows, 0], on_time(b.sample[rows], threshold, **rhythm), data["template_beats"]))
+
+    if settings["template_on_time"] > 0:  # the template channel made of on-time beats only
+        for b in sets:
+            b.x = np.stack([b.x[:, 0], templates_of_on_time_beats(b, settings["template_on_time"])], axis=1)
     if rr_names:  # another feature set: recompute it from the R-peaks, record by record
         for b in sets:
-            b.rr = per_record(b, lambda r, rows: dl.rr_features(b.sample[rows], mode=mode, names=rr_names))
-    if irregularity:
+            b.rr = per_record(b, lambda r, rows: dl.rr_features(b.sample[rows], mode=mode, names=rr_names, **rhythm))
+    if settings["rr_irregularity"]:
         for b in sets:
             b.rr = np.concatenate([b.rr, per_record(b, lambda r, rows: rr_irregularity(b.sample[rows]))], axis=1)
-    if amplitude:
+    if settings["amplitude"]:
         for b in sets:
-            b.rr = np.concatenate(
-                [b.rr, per_record(b, lambda r, rows: relative_amplitude(job["data_dir"], r, mode, b.sample[rows]))],
-                axis=1)
-    if on_time_template is not None:
-        def with_on_time_template(r, rows):
-            w = b.x[rows, 0]
-            return np.stack([w, dl.beat_templates(w, on_time=dl.on_time(b.sample[rows], threshold=on_time_template))],
-                            axis=1)
-
+            b.rr = np.concatenate([b.rr, per_record(b, lambda r, rows: relative_amplitude(
+                job["data_dir"], r, mode, b.sample[rows], data["template_beats"]))], axis=1)
+    if settings["on_time_template"] is not None:  # a second template channel pair: the on-time beats'
         for b in sets:
-            b.x = np.concatenate([b.x, per_record(b, with_on_time_template)], axis=1)
-    if lead2:
+            b.x = np.concatenate([b.x, np.stack([b.x[:, 0], templates_of_on_time_beats(
+                b, settings["on_time_template"])], axis=1)], axis=1)
+    if settings["lead2"]:
         for b in sets:
-            other = per_record(b, lambda r, rows: second_lead(job["data_dir"], r, mode, b.sample[rows]))
+            other = per_record(b, lambda r, rows: second_lead(job["data_dir"], r, mode, b.sample[rows],
+                                                              data["template_beats"]))
             b.x = np.concatenate([b.x, other], axis=1)
     if not model_kw.get("template", True):  # the beat alone: (beats, 1, WINDOW)
         for b in sets:
@@ -416,7 +437,7 @@ def run_job(job: dict) -> dict:
         shifted = logp.copy()
         shifted[:, s_col] += off
         by_offset[str(off)] = confusion(test.y, shifted.argmax(1)).tolist()
-    if job.get("save_models"):  # the network itself, for rules that act inside it (bench/bn_adapt.py)
+    if job.get("save_models"):  # the network itself, for rules that act inside it (lab/bn_adapt.py)
         import torch
 
         out = predictions_path(job["save_models"], mode, job["config"], job["seed"], job["fold"]).with_suffix(".pt")
@@ -559,14 +580,14 @@ def main(argv=None) -> int:
     p.add_argument("--select-checkpoint", action="store_true",
                    help="choose each job's checkpoint on the product's validation records (220, 223, 124) "
                         "outside its held-out fold, as main.py does; they leave its training set")
-    p.add_argument("--out", default="results/cv_run",
-                   help="writes OUT.md and OUT.json (not results/cv: results/cv.md is the rounds' written record)")
+    p.add_argument("--out", default="lab/results/cv_run",
+                   help="writes OUT.md and OUT.json (not lab/results/cv: lab/results/cv.md is the rounds' written record)")
     p.add_argument("--save-predictions", metavar="DIR", default=None,
                    help="also write each job's held-out log-probabilities, labels, records and R-peaks to "
                         "DIR/<mode>-<config>-seed<s>-fold<f>.npz (for decision rules scored afterwards)")
     p.add_argument("--save-models", metavar="DIR", default=None,
                    help="also write each job's trained network to DIR/<mode>-<config>-seed<s>-fold<f>.pt "
-                        "(for rules that act inside it, e.g. bench/bn_adapt.py)")
+                        "(for rules that act inside it, e.g. lab/bn_adapt.py)")
     args = p.parse_args(argv)
     from train import TrainConfig
 
@@ -581,7 +602,7 @@ def main(argv=None) -> int:
         return 2
     if Path(args.out).with_suffix(".md").resolve() == SUMMARY.resolve():
         print(f"error: --out {args.out} would overwrite {SUMMARY}, the written record of every round; "
-              f"name this run, e.g. --out results/cv_round34", file=sys.stderr)
+              f"name this run, e.g. --out lab/results/cv_round34", file=sys.stderr)
         return 2
     modes = args.modes.split(",")
     t0 = time.time()

@@ -1,4 +1,4 @@
-"""bench/mixed_ensemble.py (DS1 CV rounds 43, 50, 51, 53): an ensemble decides by its members' mean
+"""lab/mixed_ensemble.py (DS1 CV rounds 43, 50, 51, 53): an ensemble decides by its members' mean
 log-probabilities, every ensemble of distinct networks is scored once, and runs it cannot pair are refused with
 the fix named."""
 from __future__ import annotations
@@ -8,12 +8,12 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import import_bench
+from conftest import import_lab
 
 
 @pytest.fixture(scope="module")
 def mixed():
-    return import_bench("mixed_ensemble")
+    return import_lab("mixed_ensemble")
 
 
 def fold(seed, n=40):

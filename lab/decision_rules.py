@@ -1,6 +1,6 @@
-"""DS1 cross-validation of two decision rules tuned on held-out patients (round 32 of results/cv.md).
+"""DS1 cross-validation of two decision rules tuned on held-out patients (round 32 of lab/results/cv.md).
 
-Both act on the log-probabilities that `bench/cv.py --save-predictions` kept, so they cost no training:
+Both act on the log-probabilities that `lab/cv.py --save-predictions` kept, so they cost no training:
 
 - class offsets: constants added to the S and V log-probabilities before the argmax (the issue's
   "decision rules tuned on validation patients"; rounds 4-11 tried S alone). Scored in-sample (the
@@ -11,8 +11,8 @@ Both act on the log-probabilities that `bench/cv.py --save-predictions` kept, so
   could use it), against the mix over the other three folds' beats, to the power beta. A patient with many S-like
   beats (DS2's record 232) would have S raised; one with none, S lowered.
 
-    python bench/decision_rules.py --predictions cache/cv_predictions --runs diagnostic/gamma2,realtime/base \\
-        --out results/cv_round32
+    python lab/decision_rules.py --predictions cache/cv_predictions --runs diagnostic/gamma2,realtime/base \\
+        --out lab/results/cv_round32
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the product: the repository root
 
 import data_loader as dl  # noqa: E402
 from cv import read_runs  # noqa: E402
@@ -72,9 +72,9 @@ def patient_priors(z: dict, reference: np.ndarray, beats: int, power: float) -> 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--predictions", required=True, help="the directory bench/cv.py --save-predictions wrote")
+    p.add_argument("--predictions", required=True, help="the directory lab/cv.py --save-predictions wrote")
     p.add_argument("--runs", default="diagnostic/gamma2,realtime/base", help="mode/config pairs to score")
-    p.add_argument("--out", default="results/cv_decision_rules")
+    p.add_argument("--out", default="lab/results/cv_decision_rules")
     args = p.parse_args(argv)
 
     scores, chosen = {}, {}
