@@ -139,7 +139,7 @@ def time_stages(model: str, kind: str, record: str) -> dict:
     timed("mains check", predict.mains_fraction, rec.x, rec.fs)
     with tempfile.TemporaryDirectory() as out:
         frame = timed("writing", predict.beats_frame, beats, rec.fs)
-        timed("writing", frame.to_csv, Path(out) / "beats.csv", False)
+        timed("writing", lambda: frame.to_csv(Path(out) / "beats.csv", index=False))
         timed("writing", predict.write_annotations, Path(out), rec.name, beats, rec.fs)
     return {"stage_seconds": seconds, "beats": len(peaks), "samples": len(x)}
 
@@ -185,6 +185,7 @@ def main(argv=None) -> int:
         if run["exit"] != 0:
             print(run["output"], file=sys.stderr)
             raise SystemExit(f"error: predict ({kind}) failed on the day, exit {run['exit']}")
+        print(f"{kind}: predict {run['seconds']:.1f} s, peak {run['peak_rss_mb']:.0f} MB", flush=True)
         staged = run_measured([python, str(Path(__file__).resolve()), "--code", str(code), "--model", model,
                                "--stages", kind, "--record", str(day)], args.limit_gb, ROOT)
         if staged["exit"] != 0:
@@ -196,7 +197,7 @@ def main(argv=None) -> int:
                                  "stage_seconds": stages["stage_seconds"], "network_seconds": network,
                                  "ratio_to_network": run["seconds"] / network}
         result["beats"], result["hours"] = stages["beats"], stages["samples"] / dl.FS / 3600
-        print(f"{kind}: {run['seconds']:.1f} s, peak {run['peak_rss_mb']:.0f} MB; network {network:.1f} s; "
+        print(f"{kind}: network {network:.1f} s; "
               + ", ".join(f"{k} {v:.2f}" for k, v in stages["stage_seconds"].items()), flush=True)
     result["stage_seconds"] = result["kinds"][WEEK_KIND]["stage_seconds"]
     if not args.no_week:
