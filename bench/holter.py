@@ -255,8 +255,8 @@ def report(r: dict) -> str:
                       f"({w['peak_rss_mb'] / day['peak_rss_mb']:.2f}x the day)."]
         else:
             lines += ["", f"The week ({DAYS_IN_WEEK} days, {WEEK_KIND}) did not finish: it stopped after "
-                      f"{w['seconds']:.1f} s at a peak of {w['peak_rss_mb']:.0f} MB, within the "
-                      f"{r['limit_gb']:g} GB limit (exit {w['exit']}: {w.get('error', '')})."]
+                      f"{w['seconds']:.1f} s at a peak of {w['peak_rss_mb']:.0f} MB, asking for more than its "
+                      f"{r['limit_gb']:g} GB address-space limit allows (exit {w['exit']}: {w.get('error', '')})."]
     return "\n".join(lines) + "\n"
 
 
