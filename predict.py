@@ -41,7 +41,7 @@ MIN_MATCH = 0.5  # median beat-template correlation below which the "beats" are 
 MAX_MAINS = 0.5
 MAINS_HZ, MAINS_BAND_HZ = (50.0, 60.0), 1.0
 # The mains check's Welch segment (samples), and how many it reads at most: up to 48.6 min at 360 Hz (each MIT-BIH
-# record) the whole signal, beyond that this many spread evenly over it (results/holter.md: the 24-hour record's
+# record) the whole signal, beyond that this many spread evenly over it (bench/holter.py's 24-hour record: its
 # share 0.060% sampled, 0.059% whole).
 MAINS_SEGMENT, MAINS_SEGMENTS = 2048, 1024
 LOW_CONFIDENCE = 0.6  # beats whose top probability is below this are counted as uncertain
