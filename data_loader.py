@@ -5,6 +5,7 @@ and is imported by the other stages.
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import os
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import signal
+from scipy import ndimage, signal
 
 FS = 360  # Hz, MIT-BIH sampling rate
 WINDOW_BEFORE = 130  # samples before the R-peak (361 ms)
@@ -278,9 +279,41 @@ def beat_templates(windows: np.ndarray, beats: int = TEMPLATE_BEATS, from_beat: 
         out[kk - from_beat] = np.median(w[:kk], axis=0) if kk else w[0]
     full = k[k >= beats]
     if len(full):
-        past = np.lib.stride_tricks.sliding_window_view(w, beats, axis=0)  # past[j] = w[j:j+beats].T
-        for s in range(0, len(full), 512):  # in chunks: the view's median copies it
-            out[full[s:s + 512] - from_beat] = np.median(past[full[s:s + 512] - beats], axis=2)
+        if len(full) > 64:  # many beats (a recording): a running median down each sample column
+            out[full - from_beat] = running_median(w[full[0] - beats:full[-1]], beats)
+        else:  # a stream's newest beat, a few: np.median of each set (the same values, no set-up)
+            past = np.lib.stride_tricks.sliding_window_view(w, beats, axis=0)  # past[j] = w[j:j+beats].T
+            out[full - from_beat] = np.median(past[full - beats], axis=2)
+    return out
+
+
+def running_median(x: np.ndarray, size: int) -> np.ndarray:
+    """Row j: the median of rows j .. j + size - 1 of x (rows, columns), sample-wise, for every j that has
+    them all; the same values as np.median over each set (NaN where a set holds one). Two running order
+    statistics per column (scipy.ndimage's 1-D rank filter, O(log size) a row) and their mean, in x's dtype."""
+    x = np.asarray(x)
+    rows = len(x) - size + 1
+    out = np.empty((max(rows, 0),) + x.shape[1:], x.dtype)
+    if rows <= 0:
+        return out
+    nan = np.isnan(x)
+    has_nan = nan.any()
+    ranks = (size // 2,) if size % 2 else (size // 2 - 1, size // 2)
+    lo, hi = np.empty(len(x), x.dtype), np.empty(len(x), x.dtype)
+    for c in range(x.shape[1]):
+        col = np.ascontiguousarray(x[:, c])
+        if has_nan:  # NaN has no rank: +inf takes its place, and a set holding one is NaN below
+            col = np.where(nan[:, c], np.inf, col)
+        # origin -(size // 2): output j is the rank over input j .. j + size - 1
+        ndimage.rank_filter(col, ranks[0], size=size, origin=-(size // 2), mode="nearest", output=lo)
+        if len(ranks) == 1:
+            out[:, c] = lo[:rows]
+        else:  # np.median's mean of the middle two: their sum, halved, in x's dtype
+            ndimage.rank_filter(col, ranks[1], size=size, origin=-(size // 2), mode="nearest", output=hi)
+            out[:, c] = (lo[:rows] + hi[:rows]) / x.dtype.type(2)
+    if has_nan:
+        count = np.concatenate([np.zeros((1,) + x.shape[1:], np.int64), np.cumsum(nan, axis=0)])
+        out[count[size:] - count[:rows] > 0] = np.nan
     return out
 
 
@@ -314,13 +347,46 @@ def _window_mean(values: np.ndarray, start: np.ndarray) -> np.ndarray:
 
 
 def _window_quantile(values: np.ndarray, start: np.ndarray, q: float, first: int = 0) -> np.ndarray:
-    """Quantile q of the known (non-NaN) values[start[i] .. i], for every i >= first; NaN where none is known."""
-    out = np.full(len(values), np.nan)
-    for i in range(first, len(values)):
-        window = values[start[i]:i + 1]
-        window = window[~np.isnan(window)]
-        if len(window):
-            out[i] = np.quantile(window, q)
+    """Quantile q of the known (non-NaN) values[start[i] .. i], for every i >= first; NaN where none is known.
+    np.quantile's default ('linear') of each window, from a sorted window kept as it slides: O(log w) a value."""
+    n = len(values)
+    out = np.full(n, np.nan)
+    if first >= n:
+        return out
+    known = ~np.isnan(values)
+    c = np.concatenate([[0], np.cumsum(known)])
+    i = np.arange(first, n)
+    s = np.minimum(np.asarray(start)[first:], i + 1)  # (a window that starts after its end holds nothing)
+    count = c[i + 1] - c[s]
+    # np.quantile's indices: below and above the virtual index (n - 1) q, each the last value at or past the end
+    virtual = (count - 1) * np.float64(q)
+    below = np.floor(virtual)
+    past_end = virtual >= count - 1
+    below[past_end] = -1
+    above = np.where(past_end, -1, below + 1)
+    gamma = virtual - below
+    lo, hi = np.full(len(i), np.nan), np.full(len(i), np.nan)
+    vals, s_list, b_list, a_list = values.tolist(), s.tolist(), below.astype(np.int64).tolist(), above.astype(np.int64).tolist()
+    window, a, b = [], int(s[0]), int(s[0])  # window: the known values[a:b], sorted
+    for j, (si, k0, k1) in enumerate(zip(s_list, b_list, a_list)):
+        e = first + j + 1
+        if si < a or si > b:  # not a slide of the last window: sorted afresh
+            window = sorted(v for v in vals[si:e] if v == v)
+        else:
+            for v in vals[a:si]:
+                if v == v:  # (NaN is never in the window)
+                    del window[bisect.bisect_left(window, v)]
+            for v in vals[b:e]:
+                if v == v:
+                    bisect.insort(window, v)
+        a, b = si, e
+        if window:
+            lo[j], hi[j] = window[k0], window[k1]
+    # np.quantile's linear interpolation, operation for operation (numpy's _lerp)
+    diff = hi - lo
+    with np.errstate(invalid="ignore"):
+        out[first:] = np.where(gamma >= 0.5, hi - diff * (1 - gamma), lo + diff * gamma)
+    out[first:][count == 0] = np.nan
     return out
 
 

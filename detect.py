@@ -35,6 +35,8 @@ MIN_LAG_S = 0.05  # ... and in the first PEAK_HALF_S, at least this far back (se
 THRESHOLD = 0.25  # a peak is QRS above noise level + THRESHOLD x (signal level - noise level)
 RR_AVG = 8  # RR intervals in the running average
 RR_MISSED = 1.66  # a gap this many average RRs long means a beat was missed: halve the threshold
+PEAK_BLOCK = 1 << 16  # samples searched for candidate peaks at once
+CANDIDATE_BLOCK = 4096  # candidate peaks whose buffer values are gathered at once
 
 
 class SosFilter:
@@ -146,42 +148,9 @@ class QRSDetector:
         stop = self._n if final else self._n - h  # candidates need h samples after them
         out = []
         if stop > self._next:
-            lo, hi = self._next - start, stop - start
-            cand = _local_peaks(m, lo, hi, h)
-            for k in cand:
-                i = self._next + int(k)
-                if i < h and i + h >= self._n:
-                    continue  # a recording under 0.4 s: too little on either side to call a peak
-                # Learning phase: levels from what has been seen when the peak is decided.
-                decided = min(i + h, self._n)
-                if i < self.learn:
-                    upto = decided - start
-                    self.spk = np.sqrt(0.25 * m[:upto].max())
-                    self.npk = np.sqrt(0.5 * m[:upto].mean())
-                r = self._classify(i)
-                if r is None:
-                    continue
-                at = min(i + h + 1, self._n)
-                cut_qrs = False  # the held first QRS and this one: parts of one QRS the start cut
-                if self._held is not None:
-                    r0, slope0 = self._held
-                    self._held = None
-                    cut_qrs = r - r0 < self.half
-                    if slope0 >= 0.5 * self._last_qrs[1] and not cut_qrs:
-                        self._report(out, r0, at)
-                        self.waited.append(r0)
-                    else:  # a T wave, or the end of a QRS cut by the start (its next part came within
-                        self._rr = []  # the refractory period): its interval to this one is no RR interval
-                if (not self._reported and r < self.first
-                        and (cut_qrs or not self._held_once)):
-                    # A recording that starts between a QRS and its T wave shows the T wave first,
-                    # with no QRS before it to test its slope against: the next QRS decides. After
-                    # a cut QRS's first part, its next part is tested so in turn; after a T wave,
-                    # this is the QRS that told it, and counts.
-                    self._held = (r, self._last_qrs[1])
-                    self._held_once = True
-                    continue
-                self._report(out, r, at)
+            cand = self._next + _local_peaks(m, self._next - start, stop - start, h)
+            for block in range(0, len(cand), CANDIDATE_BLOCK):
+                self._decide_block(cand[block:block + CANDIDATE_BLOCK], out)
             self._next = stop
         if final and self._held is not None:  # no QRS followed: nothing to test it against
             self._report(out, self._held[0], self._n)
@@ -198,6 +167,49 @@ class QRSDetector:
             self._start = keep_from
         return out
 
+    def _decide_block(self, cand: np.ndarray, out: list) -> None:
+        """Decide the candidate peaks `cand` (samples, in order), appending the R-peaks reported to out."""
+        h, start, m = self.half, self._start, self._buf_mwi
+        # What each decision reads of the buffers, gathered at once (the loop below is plain Python): the
+        # integrated peak, and over the SEARCH_S before it the steepest slope and the first largest deflection.
+        back = np.maximum(cand[:, None] - start + np.arange(-self.search, 1), 0)  # (a buffer's start: its first)
+        peaks = np.sqrt(m[cand - start]).tolist()
+        slopes = self._buf_slope[back].max(axis=1).tolist()
+        highest = (start + back[np.arange(len(cand)), self._buf_ecg[back].argmax(axis=1)]).tolist()
+        for i, peak, slope, r_high in zip(cand.tolist(), peaks, slopes, highest):
+            if i < h and i + h >= self._n:
+                continue  # a recording under 0.4 s: too little on either side to call a peak
+            # Learning phase: levels from what has been seen when the peak is decided.
+            decided = min(i + h, self._n)
+            if i < self.learn:
+                upto = decided - start
+                self.spk = np.sqrt(0.25 * m[:upto].max())
+                self.npk = np.sqrt(0.5 * m[:upto].mean())
+            r = self._classify(i, peak, slope, r_high)
+            if r is None:
+                continue
+            at = min(i + h + 1, self._n)
+            cut_qrs = False  # the held first QRS and this one: parts of one QRS the start cut
+            if self._held is not None:
+                r0, slope0 = self._held
+                self._held = None
+                cut_qrs = r - r0 < self.half
+                if slope0 >= 0.5 * self._last_qrs[1] and not cut_qrs:
+                    self._report(out, r0, at)
+                    self.waited.append(r0)
+                else:  # a T wave, or the end of a QRS cut by the start (its next part came within
+                    self._rr = []  # the refractory period): its interval to this one is no RR interval
+            if (not self._reported and r < self.first
+                    and (cut_qrs or not self._held_once)):
+                # A recording that starts between a QRS and its T wave shows the T wave first,
+                # with no QRS before it to test its slope against: the next QRS decides. After
+                # a cut QRS's first part, its next part is tested so in turn; after a T wave,
+                # this is the QRS that told it, and counts.
+                self._held = (r, self._last_qrs[1])
+                self._held_once = True
+                continue
+            self._report(out, r, at)
+
     def _report(self, out: list, r: int, at: int) -> None:
         """R-peak r (sample), decided once `at` samples were fed."""
         out.append(r)
@@ -205,17 +217,17 @@ class QRSDetector:
         if self.record_decisions:
             self.decided_at.append(at)
 
-    def _classify(self, i: int):
-        """Signal or noise for the integrated-signal peak at sample i; its R-peak if signal."""
+    def _classify(self, i: int, peak: float, slope: float, r_high: int):
+        """Signal or noise for the integrated-signal peak at sample i; its R-peak if signal. peak: its RMS
+        slope (the square root of the integrated signal: V beats do not dwarf the others); slope: the
+        steepest |derivative| and r_high the first largest |deflection| of the SEARCH_S up to i."""
         start = self._start
-        peak = np.sqrt(self._buf_mwi[i - start])  # RMS slope: V beats do not dwarf the others
         thr = self.npk + THRESHOLD * (self.spk - self.npk)
         late = (self._last_qrs is not None and len(self._rr) == RR_AVG
-                and i - self._last_qrs[0] > RR_MISSED * np.mean(self._rr))
+                and i - self._last_qrs[0] > RR_MISSED * (sum(self._rr) / RR_AVG))  # (integers: np.mean's value)
         if late:  # a beat was probably missed: the next one may be smaller (Pan-Tompkins' searchback)
             thr *= 0.5
         lo = max(i - self.search, start)
-        slope = self._buf_slope[lo - start:i - start + 1].max()
         is_qrs = peak > thr
         if is_qrs and self._last_qrs is not None and i - self._last_qrs[0] < self.t_wave:
             is_qrs = slope >= 0.5 * self._last_qrs[1]  # a T wave rises slowly
@@ -223,7 +235,8 @@ class QRSDetector:
             self.npk = 0.125 * peak + 0.875 * self.npk
             return None
         lo = max(lo, self._last_r + 1)  # R-peaks strictly in order
-        r = lo + int(np.argmax(self._buf_ecg[lo - start:i - start + 1]))
+        # the first largest from lo on: r_high unless the last R-peak cut the span (then sought again)
+        r = r_high if r_high >= lo else lo + int(np.argmax(self._buf_ecg[lo - start:i - start + 1]))
         if self._buf_ecg[r - start] <= self._round_off:
             return None  # a flat line's float residue (its integrated peak is ~1e-21)
         if i < self.half and i - r < self.min_lag:
@@ -256,13 +269,27 @@ def _local_peaks(m: np.ndarray, lo: int, hi: int, h: int) -> np.ndarray:
                 out.append(j - lo)
         return np.asarray(out, dtype=np.int64)
     lo0, lo = lo, max(lo, 1)
-    if lo >= hi:
-        return np.zeros(0, np.int64)
-    padded = np.concatenate([np.full(max(h - lo, 0), -np.inf), m[max(lo - h, 0):min(hi + h, len(m))],
-                             np.full(max(hi + h - len(m), 0), -np.inf)])
-    win = np.lib.stride_tricks.sliding_window_view(padded, 2 * h + 1)
-    centre = win[:, h]
-    return np.flatnonzero((centre > win[:, :h].max(axis=1)) & (centre >= win[:, h + 1:].max(axis=1))) + (lo - lo0)
+    out = []
+    for a in range(lo, hi, PEAK_BLOCK):  # in blocks: the work arrays stay small whatever the chunk
+        b = min(a + PEAK_BLOCK, hi)
+        # m from a - h to b + h, -inf past the buffer's ends, cut into blocks of h samples: the maximum of
+        # any h in a row is that of a block's suffix and the next block's prefix (van Herk / Gil-Werman)
+        v = np.full(-(-(b - a + 2 * h) // h) * h, -np.inf)
+        v[max(h - a, 0):max(h - a, 0) + min(b + h, len(m)) - max(a - h, 0)] = m[max(a - h, 0):min(b + h, len(m))]
+        rows = v.reshape(-1, h)
+        prefix = np.maximum.accumulate(rows, axis=1).reshape(-1)
+        suffix = np.maximum.accumulate(rows[:, ::-1], axis=1)[:, ::-1].reshape(-1)
+        centre = v[h:h + b - a]
+        # above the sample before and not below the one after (few samples are): only these are tested further
+        p = np.flatnonzero((centre > v[h - 1:h - 1 + b - a]) & (centre >= v[h + 1:h + 1 + b - a])) + h
+        before = np.maximum(suffix[p - h], prefix[p - 1])  # (np.maximum, as np.max, is NaN where one is)
+        after = np.maximum(suffix[p + 1], prefix[p + h])
+        out.append(p[(v[p] > before) & (v[p] >= after)] - h + a - lo0)
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def _append(buf: np.ndarray, new: np.ndarray) -> np.ndarray:
+    return np.concatenate([buf, new]) if len(buf) else new
 
 
 def detect_r_peaks(x: np.ndarray, fs: float) -> np.ndarray:

@@ -122,3 +122,65 @@ def test_the_beats_found_do_not_depend_on_the_signal_s_unit(record):
     peaks = detect_r_peaks(x, dl.FS)
     for scale in (1e-3, 1e-12, 1e3):  # volts, any tiny unit, microvolts
         np.testing.assert_array_equal(detect_r_peaks(x * scale, dl.FS), peaks)
+
+
+# The R-peaks the detector found before its candidate search and decisions were vectorised (the commit before
+# that change, per fixture record's first lead: (sha256 of the int64 peaks)[:16], count), on the lead as it is,
+# with 100 samples NaN from sample 5000, and with Gaussian noise (sd 0.3 mV, seed the record's number) added.
+PEAKS_BEFORE = {
+    "100": ("855126d2047333d2", 223, "b24e0feea01408a7", 17, "20177d453fe7b09e", 226),
+    "101": ("d30786eea6fd51e4", 213, "318fb63d196ad75e", 15, "72fb2ea99ae40c3c", 218),
+    "103": ("07f60c2bc6073c0f", 212, "ce57690709008e13", 15, "40b1ac168a7f5c30", 212),
+    "106": ("f85a53cca15cf3cf", 212, "72f82b13c1f74098", 13, "afac1674a5381b3a", 215),
+    "107": ("ae0fda24ee6c2a71", 70, "11edde78e50ac911", 16, "7c2c876861404c43", 71),
+    "114": ("f5c6072795438be2", 165, "9f0502bdfbace7cf", 12, "36bc84ededbe44f9", 167),
+    "118": ("880c77f6d110c8db", 219, "eae1b0ae17895fd0", 16, "f0a307346e7a9297", 219),
+    "124": ("bc7fe519af5feb77", 167, "d300c0f3282517ee", 14, "e769fb3ea101a87d", 168),
+    "220": ("a1bc019a8312fa27", 214, "1c7e219b308eeea1", 16, "c0bf8fa48610131f", 214),
+    "223": ("eaecfa2673be3734", 241, "40b0713953bc7131", 18, "006e3d84f75b182c", 243),
+}
+
+
+@pytest.mark.parametrize("record", sorted(PEAKS_BEFORE))
+def test_the_peaks_are_those_found_before_the_detector_was_vectorised(record):
+    import hashlib
+
+    import wfdb
+
+    names = wfdb.rdheader(fixture_record(record)).sig_name
+    x, fs = dl.read_record(fixture_record(record), "MLII" if "MLII" in names else names[0])
+    gap = x.copy()
+    gap[5000:5100] = np.nan
+    noisy = x + 0.3 * np.random.default_rng(int(record)).normal(size=len(x))
+    found = []
+    for signal in (x, gap, noisy):
+        peaks = detect_r_peaks(signal, fs)
+        found += [hashlib.sha256(peaks.astype(np.int64).tobytes()).hexdigest()[:16], len(peaks)]
+    assert tuple(found) == PEAKS_BEFORE[record]
+
+
+def _local_peaks_by_definition(m, lo, hi, h):
+    """detect._local_peaks as its docstring defines it, one sample at a time."""
+    out = []
+    for j in range(max(lo, 1), hi):
+        before, after = m[max(j - h, 0):j], m[j + 1:j + h + 1]
+        if m[j] > before.max() and (len(after) == 0 or m[j] >= after.max()):
+            out.append(j - lo)
+    return out
+
+
+def test_candidate_peaks_are_those_of_the_definition_nan_and_ties_included():
+    from detect import PEAK_BLOCK, _local_peaks
+
+    rng = np.random.default_rng(7)
+    h = 72
+    for trial in range(12):
+        n = int(rng.integers(2, 3 * PEAK_BLOCK // 2)) if trial % 3 == 0 else int(rng.integers(2, 2000))
+        m = np.convolve(rng.random(n) ** 4, np.ones(20), "same")
+        if trial % 2:
+            m = np.round(m, 1)  # plateaus: equal neighbours
+        if trial % 4 == 1:
+            m[rng.random(n) < 0.002] = np.nan
+        for lo, hi in ((0, n), (n // 3, n - min(h, n // 3)), (max(n - 20, 0), n), (5, min(30, n))):
+            if lo < hi:
+                np.testing.assert_array_equal(_local_peaks(m, lo, hi, h), _local_peaks_by_definition(m, lo, hi, h))

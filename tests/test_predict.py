@@ -738,3 +738,28 @@ def test_a_wfdb_signal_file_given_as_csv_says_which_option_reads_it(tmp_path):
         predict.read_csv(dat, 360.0)
     message = str(caught.value)
     assert "cannot read" in message and "--record" in message and "\n" not in message
+
+
+def _mains_fraction_of_the_whole(x, fs):
+    """predict.mains_fraction as it was before it sampled long recordings: a Welch spectrum of every sample."""
+    from scipy.signal import welch
+
+    x = np.where(np.isnan(x), np.nanmedian(x), x)
+    f, p = welch(x - np.mean(x), fs, nperseg=min(len(x), 2048))
+    mains = (np.abs(f - 50) <= predict.MAINS_BAND_HZ) | (np.abs(f - 60) <= predict.MAINS_BAND_HZ)
+    return float(p[mains].sum() / p[f >= 0.5].sum())
+
+
+def test_the_mains_check_reads_a_sample_of_a_long_recording_only_and_says_the_same():
+    x, _ = dl.read_record(fixture_record("100"))
+    assert predict.mains_fraction(x, 360) == _mains_fraction_of_the_whole(x, 360)  # up to 48 min: whole, as before
+    rng = np.random.default_rng(1)
+    day = np.tile(x, 16)  # 3 h 12 min: sampled
+    t = np.arange(len(day)) / 360
+    for hum_share in (0.0, 0.3, 0.6, 0.9):  # hum over the first part of the recording (electrodes off)
+        y = day + 0.01 * rng.normal(size=len(day))
+        end = int(hum_share * len(y))
+        y[:end] = 0.3 * np.sin(2 * np.pi * 50 * t[:end]) + 0.01 * rng.normal(size=end)
+        sampled, whole = predict.mains_fraction(y, 360), _mains_fraction_of_the_whole(y, 360)
+        assert abs(sampled - whole) < 0.01, (hum_share, sampled, whole)
+        assert (sampled > predict.MAX_MAINS) == (whole > predict.MAX_MAINS)

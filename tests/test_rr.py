@@ -185,3 +185,45 @@ def test_rr_history_start_gives_each_beats_features():
     for k in range(0, len(peaks), 7):
         j = starts[k]
         np.testing.assert_array_equal(dl.rr_features(peaks[j:k + 1], dl.FS, "realtime", from_beat=k - j)[0], full[k])
+
+
+def _window_quantile_by_np_quantile(values, start, q, first=0):
+    """dl._window_quantile as it was before the sorted window: one np.quantile per beat."""
+    out = np.full(len(values), np.nan)
+    for i in range(first, len(values)):
+        window = values[start[i]:i + 1]
+        window = window[~np.isnan(window)]
+        if len(window):
+            out[i] = np.quantile(window, q)
+    return out
+
+
+def test_the_sliding_quantile_is_np_quantile_exactly():
+    """Bit for bit np.quantile's value over each window: NaN left out, ties, windows sliding by time (as
+    rr_features makes them) and any other start at or before each beat, from any first beat."""
+    rng = np.random.default_rng(13)
+    for trial in range(12):
+        n = int(rng.integers(1, 400))
+        v = rng.uniform(0.3, 2.0, n)
+        if trial % 2:
+            v = np.round(v, 1)
+        v[rng.random(n) < 0.1] = np.nan
+        v[0] = np.nan
+        t = np.cumsum(np.nan_to_num(v, nan=0.5))
+        starts = [np.searchsorted(t, t - rng.uniform(1, 60), side="left"),
+                  np.array([rng.integers(0, i + 2) for i in range(n)])]
+        for start in starts:
+            for q in (dl.SLOW_QUANTILE, 0.0, 0.5, 1.0):
+                for first in (0, n // 3, n - 1):
+                    np.testing.assert_array_equal(dl._window_quantile(v, start, q, first),
+                                                  _window_quantile_by_np_quantile(v, start, q, first))
+
+
+def test_slow_over_a_long_record_is_np_quantile_exactly():
+    peaks, _ = dl.read_beats(fixture_record("100"))
+    peaks = np.concatenate([peaks + k * (peaks[-1] + 300) for k in range(4)])  # 12 min: windows slide
+    t = peaks / FS
+    pre = np.concatenate([[np.nan], np.diff(t)])
+    start = np.searchsorted(t, t - dl.LONG_SECONDS, side="left")
+    np.testing.assert_array_equal(dl._window_quantile(pre, start, dl.SLOW_QUANTILE),
+                                  _window_quantile_by_np_quantile(pre, start, dl.SLOW_QUANTILE))

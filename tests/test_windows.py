@@ -153,3 +153,51 @@ def test_an_ectopic_beat_stands_out_against_its_template():
 def test_preprocessed_beats_carry_their_templates(fixture_dir):
     beats = dl.load_beats(fixture_dir, ["100"], "realtime", progress=False)
     np.testing.assert_array_equal(beats.x[:, 1], dl.beat_templates(beats.x[:, 0]))
+
+
+def _templates_by_np_median(windows, beats=None, from_beat=0):
+    """dl.beat_templates as it was before the running median: np.median of each beat's past windows."""
+    beats = beats or dl.TEMPLATE_BEATS
+    w = np.asarray(windows, dtype=np.float32)
+    ok = np.arange(len(w))
+    out = np.empty((len(w) - from_beat, w.shape[1]), np.float32)
+    for i in range(from_beat, len(w)):
+        past = ok[ok < i][-beats:]
+        out[i - from_beat] = np.median(w[past], axis=0) if len(past) else w[i]
+    return out
+
+
+def test_templates_are_np_median_of_the_past_windows_exactly():
+    """The running median (many beats) and np.median (a few) give np.median's float32 values bit for bit:
+    ties, NaN (a set holding one is NaN), infinities, from_beat, odd and even set sizes."""
+    rng = np.random.default_rng(11)
+    for trial in range(8):
+        n, width = int(rng.integers(1, 300)), int(rng.integers(1, 12))
+        w = rng.normal(size=(n, width)).astype(np.float32)
+        if trial % 2:
+            w = np.round(w, 1)
+        if trial % 3 == 0:
+            w[rng.random((n, width)) < 0.01] = np.nan
+        if trial % 4 == 0:
+            w[rng.random((n, width)) < 0.01] = np.inf
+        for beats in (dl.TEMPLATE_BEATS, 1, 5, 32):
+            for from_beat in (0, n // 2, n - 1):
+                np.testing.assert_array_equal(dl.beat_templates(w, beats, from_beat),
+                                              _templates_by_np_median(w, beats, from_beat))
+
+
+def test_a_records_templates_are_np_medians_exactly(fixture_dir):
+    x, fs = dl.read_record(fixture_record("118"))
+    peaks, _ = dl.read_beats(fixture_record("118"))
+    w = dl.beat_windows(dl.bandpass(x, fs), peaks)
+    np.testing.assert_array_equal(dl.beat_templates(w), _templates_by_np_median(w))
+
+
+def test_running_median_is_np_median_over_each_set():
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(500, 3))
+    x[[7, 300], [0, 2]] = np.nan
+    for size in (1, 2, 7, 32):
+        want = np.median(np.lib.stride_tricks.sliding_window_view(x, size, axis=0), axis=2)
+        np.testing.assert_array_equal(dl.running_median(x, size), want)
+    assert dl.running_median(x[:3], 32).shape == (0, 3)

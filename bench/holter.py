@@ -1,0 +1,264 @@
+"""Holter benchmark: `main.py predict` on a day of ECG and on a week, wall time and peak memory per model kind,
+time per stage, and the network's own time in the same run.
+
+    python bench/holter.py --data-dir ../shared/data/mitdb --offline --model runs/<diagnostic run>
+
+The day: the first lead of each of the 48 MIT-BIH records, joined in record order into one WFDB record at
+360 Hz (the records' own samples, format 212), written once to --cache. The week: the day 7 times over. Each
+`predict` runs in a process of its own (its peak RSS from os.wait4), under an address-space limit (--limit-gb)
+so that a run too large for the machine fails alone. The stages are timed in one more process per model kind,
+calling predict's own functions in predict's order on the day; its network time is the base of the ratio.
+--code names another checkout whose `predict` is measured (an earlier commit, for before and after).
+Writes results/holter.md and results/holter.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+KINDS = ("float32", "static-int8")
+WEEK_KIND = "static-int8"
+DAYS_IN_WEEK = 7
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def make_day(data_dir: Path, out: Path) -> Path:
+    """The day as one single-lead WFDB record `out`/day (format 212, the records' own samples), made once."""
+    import wfdb
+
+    import data_loader as dl
+
+    path = out / "day"
+    if (out / "day.hea").is_file():
+        return path
+    parts, gain, baseline = [], None, None
+    for rec in dl.ALL_RECORDS:
+        r = wfdb.rdrecord(str(data_dir / rec), channels=[0], physical=False)
+        if gain is None:
+            gain, baseline = r.adc_gain[0], r.baseline[0]
+        if (r.fs, r.adc_gain[0], r.baseline[0]) != (dl.FS, gain, baseline):
+            raise SystemExit(f"error: record {rec} is not at {dl.FS} Hz with gain {gain} and baseline {baseline} "
+                             f"as the others: cannot join its samples as they are")
+        parts.append(r.d_signal[:, 0])
+    out.mkdir(parents=True, exist_ok=True)
+    # written as daytmp, then renamed: the header, last, marks a whole record
+    wfdb.wrsamp("daytmp", fs=dl.FS, units=["mV"], sig_name=["ECG"], d_signal=np.concatenate(parts)[:, None],
+                fmt=["212"], adc_gain=[gain], baseline=[baseline], write_dir=str(out))
+    (out / "daytmp.dat").rename(out / "day.dat")
+    (out / "day.hea").write_text((out / "daytmp.hea").read_text().replace("daytmp", "day"))
+    (out / "daytmp.hea").unlink()
+    return path
+
+
+def make_days(day: Path, days: int) -> Path:
+    """The day `days` times over, beside it: its signal file repeated (format 212 packs two samples in three
+    bytes; a day holds an even number) and its header's length and checksum scaled."""
+    path = day.with_name(f"days{days}")
+    if path.with_suffix(".hea").is_file():
+        return path
+    head, sig = day.with_suffix(".hea").read_text().splitlines()[:2]
+    name, n_sig, fs, length = head.split()[:4]
+    fields = sig.split()
+    assert n_sig == "1" and fields[1] == "212" and int(length) % 2 == 0, "a one-lead format-212 day"
+    fields[0] = path.name + ".dat"
+    checksum = (int(fields[6]) * days + 32768) % 65536 - 32768  # WFDB's: the samples' sum as a 16-bit integer
+    fields[6] = str(checksum)
+    with open(path.with_suffix(".dat"), "wb") as f:
+        block = day.with_suffix(".dat").read_bytes()
+        for _ in range(days):
+            f.write(block)
+    path.with_suffix(".hea").write_text(f"{path.name} 1 {fs} {int(length) * days}\n{' '.join(fields)}\n")
+    return path
+
+
+def run_measured(cmd: list[str], limit_gb: float, cwd: Path) -> dict:
+    """Run cmd in its own process: wall seconds, its peak RSS (MB), exit status and the end of its output."""
+    limit = int(limit_gb * 2 ** 30)
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    t = time.perf_counter()
+    with tempfile.TemporaryFile() as log:
+        p = subprocess.Popen(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=cap)
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - t
+        log.seek(0)
+        text = log.read().decode(errors="replace")
+    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "exit": p.returncode,
+            "output": text[-2000:]}
+
+
+def time_stages(model: str, kind: str, record: str) -> dict:
+    """Seconds of each stage of `predict` on the record, as predict.run and predict.classify call them."""
+    import data_loader as dl
+    import predict
+    from detect import detect_r_peaks
+
+    seconds = {}
+
+    def timed(stage, f, *args):
+        t = time.perf_counter()
+        out = f(*args)
+        seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - t
+        return out
+
+    clf = timed("load model", predict.load_classifier, model, kind)
+    rec = timed("read", predict.read_wfdb, record)
+    x, gaps = timed("check, fill gaps", predict.prepare, rec)
+    start = int(np.argmax(~gaps)) if gaps.any() else 0
+    peaks = timed("detect", lambda: detect_r_peaks(x[start:], dl.FS) + start)
+    xf = timed("filter", dl.bandpass, x, dl.FS, clf.mode)
+    windows = timed("windows", dl.beat_windows, xf, peaks)
+    inputs = timed("templates", dl.with_templates, windows, peaks)
+    rr = timed("RR features", dl.rr_features, peaks, dl.FS, clf.mode)
+    proba = timed("network", clf.predict_proba, inputs, rr).astype(np.float64)
+    beats = {"sample": peaks, "class": proba.argmax(1), "proba": proba,
+             "match": timed("template match", dl.template_match, inputs)}
+    timed("mains check", predict.mains_fraction, rec.x, rec.fs)
+    with tempfile.TemporaryDirectory() as out:
+        frame = timed("writing", predict.beats_frame, beats, rec.fs)
+        timed("writing", lambda: frame.to_csv(Path(out) / "beats.csv", index=False))
+        timed("writing", predict.write_annotations, Path(out), rec.name, beats, rec.fs)
+    return {"stage_seconds": seconds, "beats": len(peaks), "samples": len(x)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data-dir", default="data/mitdb")
+    p.add_argument("--offline", action="store_true")
+    p.add_argument("--model", required=True, help="a diagnostic run directory (python main.py)")
+    p.add_argument("--cache", default="cache-bench/holter", help="where the day and week records are written")
+    p.add_argument("--code", default=str(ROOT), help="the checkout whose predict is measured (default: this one)")
+    p.add_argument("--limit-gb", type=float, default=10.0, help="address-space limit of each predict process")
+    p.add_argument("--no-week", action="store_true", help="skip the 7-day recording")
+    p.add_argument("--out", default="results/holter")
+    p.add_argument("--stages", default=None, help=argparse.SUPPRESS)  # (the stage-timing process: a model kind)
+    p.add_argument("--record", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    code = Path(args.code).resolve()
+    sys.path.insert(0, str(code))
+    if args.stages:
+        print(json.dumps(time_stages(args.model, args.stages, args.record)))
+        return 0
+
+    import data_loader as dl
+    from outputs import write_json, write_text
+
+    try:
+        dl.ensure_records(args.data_dir, dl.ALL_RECORDS, offline=args.offline)
+    except dl.DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    model = str(Path(args.model).resolve())
+    cache = Path(args.cache).resolve()
+    day = make_day(Path(args.data_dir), cache)
+    python = sys.executable
+    result = {"command": "python bench/holter.py " + " ".join(sys.argv[1:] if argv is None else argv),
+              "code": str(code), "commit": git_commit(code), "cpu": cpu_name(),
+              "cores": len(os.sched_getaffinity(0)), "model": args.model, "limit_gb": args.limit_gb, "kinds": {}}
+    for kind in KINDS:
+        with tempfile.TemporaryDirectory() as out:
+            run = run_measured([python, "main.py", "predict", "--model", model, "--kind", kind, "--record", str(day),
+                                "--out", out, "--no-plot"], args.limit_gb, code)
+        if run["exit"] != 0:
+            print(run["output"], file=sys.stderr)
+            raise SystemExit(f"error: predict ({kind}) failed on the day, exit {run['exit']}")
+        print(f"{kind}: predict {run['seconds']:.1f} s, peak {run['peak_rss_mb']:.0f} MB", flush=True)
+        staged = run_measured([python, str(Path(__file__).resolve()), "--code", str(code), "--model", model,
+                               "--stages", kind, "--record", str(day)], args.limit_gb, ROOT)
+        if staged["exit"] != 0:
+            print(staged["output"], file=sys.stderr)
+            raise SystemExit(f"error: the stage timing ({kind}) failed, exit {staged['exit']}")
+        stages = json.loads(staged["output"].strip().splitlines()[-1])
+        network = stages["stage_seconds"]["network"]
+        result["kinds"][kind] = {"seconds": run["seconds"], "peak_rss_mb": run["peak_rss_mb"],
+                                 "stage_seconds": stages["stage_seconds"], "network_seconds": network,
+                                 "ratio_to_network": run["seconds"] / network}
+        result["beats"], result["hours"] = stages["beats"], stages["samples"] / dl.FS / 3600
+        print(f"{kind}: network {network:.1f} s; "
+              + ", ".join(f"{k} {v:.2f}" for k, v in stages["stage_seconds"].items()), flush=True)
+    result["stage_seconds"] = result["kinds"][WEEK_KIND]["stage_seconds"]
+    if not args.no_week:
+        week = make_days(day, DAYS_IN_WEEK)
+        with tempfile.TemporaryDirectory() as out:
+            run = run_measured([python, "main.py", "predict", "--model", model, "--kind", WEEK_KIND, "--record",
+                                str(week), "--out", out, "--no-plot"], args.limit_gb, code)
+        result["week"] = {"seconds": run["seconds"], "peak_rss_mb": run["peak_rss_mb"], "exit": run["exit"],
+                          "finished": run["exit"] == 0}
+        if run["exit"] != 0:
+            result["week"]["error"] = run["output"].strip().splitlines()[-1] if run["output"].strip() else ""
+        print(f"week ({WEEK_KIND}): {'finished' if run['exit'] == 0 else 'failed'} after {run['seconds']:.1f} s, "
+              f"peak {run['peak_rss_mb']:.0f} MB", flush=True)
+    write_json(Path(args.out).with_suffix(".json"), result)
+    write_text(Path(args.out).with_suffix(".md"), report(result))
+    print(report(result))
+    return 0
+
+
+def git_commit(code: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=code, capture_output=True, text=True)
+        return out.stdout.strip() or None
+    except OSError:
+        return None
+
+
+def report(r: dict) -> str:
+    day = r["kinds"][WEEK_KIND]
+    lines = ["# A day of ECG: `predict` on 24 hours, and a week", "",
+             f"Command: `{r['command']}`. Code measured: {r['code']} (commit {r['commit']}). "
+             f"Machine: {r['cpu']}, {r['cores']} cores. Model: `{r['model']}` (a diagnostic run).", "",
+             f"The day: the first lead of each of the 48 MIT-BIH records joined into one record at 360 Hz, "
+             f"{r['hours']:.1f} h, {r['beats']:,} beats detected. Each `main.py predict` (read, detect, classify, "
+             f"write; the process's whole life, imports and model loading included) ran alone, under a "
+             f"{r['limit_gb']:g} GB address-space limit.", "",
+             "| model | wall time (s) | peak memory (RSS, MB) | network alone (s) | wall / network |",
+             "| --- | --- | --- | --- | --- |"]
+    for kind, k in r["kinds"].items():
+        lines.append(f"| {kind} | {k['seconds']:.1f} | {k['peak_rss_mb']:.0f} | {k['network_seconds']:.2f} | "
+                     f"{k['ratio_to_network']:.1f} |")
+    lines += ["", "Time per stage (s), each in a process of its own that calls predict's functions in predict's "
+              "order on the day:", "", "| stage | " + " | ".join(r["kinds"]) + " |",
+              "| --- |" + " --- |" * len(r["kinds"])]
+    for stage in day["stage_seconds"]:
+        lines.append(f"| {stage} | " + " | ".join(f"{k['stage_seconds'].get(stage, float('nan')):.2f}"
+                                                    for k in r["kinds"].values()) + " |")
+    lines.append("| total | " + " | ".join(f"{sum(k['stage_seconds'].values()):.2f}" for k in r["kinds"].values())
+                 + " |")
+    if "week" in r:
+        w = r["week"]
+        if w["finished"]:
+            lines += ["", f"The week ({DAYS_IN_WEEK} days, {WEEK_KIND}): {w['seconds']:.1f} s "
+                      f"({w['seconds'] / day['seconds']:.1f}x the day), peak memory {w['peak_rss_mb']:.0f} MB "
+                      f"({w['peak_rss_mb'] / day['peak_rss_mb']:.2f}x the day)."]
+        else:
+            lines += ["", f"The week ({DAYS_IN_WEEK} days, {WEEK_KIND}) did not finish: it stopped after "
+                      f"{w['seconds']:.1f} s at a peak of {w['peak_rss_mb']:.0f} MB, asking for more than its "
+                      f"{r['limit_gb']:g} GB address-space limit allows (exit {w['exit']}: {w.get('error', '')})."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
