@@ -111,6 +111,32 @@ def gemm_as_matmul(model):
     return model
 
 
+def compact_onnx(path) -> None:
+    """An int8 ONNX file without what running it does not need: the shapes of intermediate tensors that shape
+    inference recorded, and the long names of nodes and tensors (the inputs and the output keep theirs). The
+    diagnostic pair's static int8 file: 127,697 -> about 111,000 bytes, its int8 weights 98,442 of them."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    del graph.value_info[:]
+    keep = {i.name for i in graph.input} | {o.name for o in graph.output} | {""}
+    names: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        return name if name in keep else names.setdefault(name, format(len(names), "x"))
+
+    for tensor in graph.initializer:
+        tensor.name = short(tensor.name)
+    for node in graph.node:
+        node.name = ""
+        node.input[:] = [short(n) for n in node.input]
+        node.output[:] = [short(n) for n in node.output]
+    onnx.checker.check_model(model)
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
+
+
 def save_model(model: nn.Module, path, mode: str, kind: str = "float32", model_kwargs: dict | None = None) -> int:
     """Save weights with what it takes to rebuild the network (an ensemble's member count among
     them); return the file size in bytes."""
@@ -143,6 +169,8 @@ def quantize_all(model: nn.Module, train, out, mode: str, seed: int = 0) -> dict
     calib_x, calib_rr = calibration_beats(train, seed=seed)
     quantize_static_onnx(out / "model_float32.onnx", files["static-int8"], calib_x, calib_rr)
     quantize_dynamic_onnx(out / "model_float32.onnx", files["dynamic-int8"])
+    for path in (files["static-int8"], files["dynamic-int8"]):
+        compact_onnx(path)
     for path in (out / "model_float32.onnx", files["static-int8"], files["dynamic-int8"]):
         stamp_mode(path, mode)
     return {"float32": (files["float32"], lambda x, rr: predict_proba(model, x, rr)),

@@ -63,7 +63,7 @@ def _worst_inputs(rng, shape) -> np.ndarray:
 
 
 def layer_differences(path, batch: int = 64, seed: int = 0) -> dict[str, float]:
-    """{layer name: largest |ONNX Runtime - exact integer reference|} over worst-case inputs, in the layer's output
+    """{"<op type> <output>": largest |ONNX Runtime - exact integer reference|} over worst-case inputs, in the layer's output
     units (uint8 steps; int32 sums for MatMulInteger)."""
     model = onnx.load(str(path))
     init = {i.name: i for i in model.graph.initializer}
@@ -127,7 +127,7 @@ def layer_differences(path, batch: int = 64, seed: int = 0) -> dict[str, float]:
                              if len(node.input) > 2 and node.input[2] else init, feeds, onnx.TensorProto.INT32)
             got = _run(model_1, {"in0": x}).astype(np.int64)
             ref = x.astype(np.int64) @ (b - b_zp)
-        out[node.name] = float(np.abs(np.asarray(got, np.float64) - ref).max())
+        out[f"{node.op_type} {node.output[0]}"] = float(np.abs(np.asarray(got, np.float64) - ref).max())
     return out
 
 
