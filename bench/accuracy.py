@@ -22,6 +22,7 @@ import data_loader as dl  # noqa: E402
 import main as pipeline  # noqa: E402
 from evaluate import f1_score as f1  # noqa: E402
 from model import designs  # noqa: E402
+from machine import cpu, describe  # noqa: E402
 from outputs import write_json, write_text  # noqa: E402
 
 # Published DS1 -> DS2 results (the evaluation protocol's table): S Se, S +P, V Se, V +P in %, or F1
@@ -90,6 +91,9 @@ def report(summary: dict, errors: dict, args, wall: float, runs: int, train_wall
     lines = ["# Accuracy on DS2 (inter-patient: trained on DS1, tested on DS2, de Chazal et al. 2004; "
              "AAMI EC57 classes)", "",
              f"Command: `python bench/accuracy.py {' '.join(sys.argv[1:])}`", "",
+             f"CPU: {describe()}. The int8 figures were computed on it; the int8 files give the same integers on "
+             "x86-64 with AVX2 only and on ARM64 (7-bit weights, no int16 pair saturation: `tests/test_export.py`, "
+             "`results/int8_cpus.md`).", "",
              f"Mean ± std over {args.seeds} seeds. "
              + (f"Trained on {len(split['train_records'])} DS1 records, checkpoint chosen on held-out DS1 "
                 f"patients {' '.join(split['validation_records'])}" if split["validation_records"] else
@@ -143,7 +147,8 @@ def readme_table(summary: dict, args, ensemble: dict) -> str:
     """The README's results table, rewritten by this benchmark so that it cannot drift from it."""
     nets = "; ".join(f"{m}: {k} networks per model" for m, k in ensemble.items() if k > 1)
     lines = [f"DS2, mean ± std over {args.seeds} seeds (float32; int8 beside{'; ' + nets if nets else ''}), "
-             "from `results/accuracy.md`:", "",
+             f"from `results/accuracy.md`, computed on {describe()}; the int8 files give the same integers on every "
+             "CPU (x86-64 with AVX2 only or with AVX-512/VNNI, ARM64: `results/int8_cpus.md`):", "",
              "| mode | model | S Se | S +P | S F1 | V Se | V +P | V F1 | N F1 | macro-F1 (N,S,V) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for mode, s in summary.items():
@@ -235,7 +240,7 @@ def main(argv=None) -> int:
     errors = per_record_errors(runs_by_mode.get("diagnostic", next(iter(runs_by_mode.values()))))
     wall = time.time() - t0
     write_json(Path(args.out).with_suffix(".json"), {
-        "summary": summary, "per_record_errors": errors, "seeds": args.seeds, "wall_seconds": wall,
+        "summary": summary, "per_record_errors": errors, "seeds": args.seeds, "wall_seconds": wall, "cpu": cpu(),
         "run_seconds": run_seconds, "reused_runs": reused, "ensemble": ensemble,
         "command": "python bench/accuracy.py " + " ".join(sys.argv[1:]),
         "runs": {m: [str(d) for d in ds] for m, ds in runs_by_mode.items()}})

@@ -1,7 +1,7 @@
 """Edge benchmark: size, DS2 accuracy, single-beat latency and batch throughput of the float32,
 dynamic int8 and static int8 models of trained runs, timings as ratios to float32 in the same run.
 
-    python bench/edge.py runs/accuracy/diagnostic-seed0 runs/accuracy/realtime-seed0
+    python bench/edge.py runs/accuracy/diagnostic-seed0 runs/accuracy/realtime-seed0 --data-dir DIR --offline
 
 Writes results/edge.md and results/edge.json.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -20,32 +19,47 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import data_loader as dl  # noqa: E402
+from machine import cpu, describe  # noqa: E402
 from outputs import write_json, write_text  # noqa: E402
 
 
 def runners(run: Path, threads: int):
-    """name -> (file deployed, callable(x, rr) -> logits) for every model of a run."""
+    """name -> (file deployed, callable(x, rr) -> logits) for every model of a run, and PyTorch's deprecated dynamic
+    int8 (torch.ao, which earlier versions shipped) for comparison: built here from the float32 model."""
+    import warnings
+
     import torch
 
-    from export import OnnxModel
+    from export import MODEL_FILES, OnnxModel
     from quantize import load_model
 
     torch.set_num_threads(threads)
     f, _ = load_model(run / "model_float32.pt")
-    q, _ = load_model(run / "model_int8.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation, the reason it is no longer the product's
+        from torch.ao.quantization import quantize_dynamic
+
+        q = quantize_dynamic(load_model(run / "model_float32.pt")[0], {torch.nn.Linear}, dtype=torch.qint8)
+    legacy = run / "torch_ao_int8.pt"  # its size as earlier versions saved it (model_int8.pt), not kept
 
     def torch_runner(m):
         def call(x, rr):
-            with torch.inference_mode():
+            with torch.inference_mode(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
                 return m(torch.from_numpy(x), torch.from_numpy(rr))
         return call
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.save(q.state_dict(), legacy)
     return {
-        "float32 (PyTorch)": (run / "model_float32.pt", torch_runner(f)),
+        "float32 (PyTorch)": (run / MODEL_FILES["float32"], torch_runner(f)),
         "float32 (ONNX Runtime)": (run / "model_float32.onnx", OnnxModel(run / "model_float32.onnx", threads).logits),
-        "dynamic-int8 (PyTorch)": (run / "model_int8.pt", torch_runner(q)),
-        "static-int8 (ONNX Runtime)": (run / "model_int8_static.onnx",
-                                       OnnxModel(run / "model_int8_static.onnx", threads).logits),
+        "dynamic-int8 (ONNX Runtime)": (run / MODEL_FILES["dynamic-int8"],
+                                        OnnxModel(run / MODEL_FILES["dynamic-int8"], threads).logits),
+        "static-int8 (ONNX Runtime)": (run / MODEL_FILES["static-int8"],
+                                       OnnxModel(run / MODEL_FILES["static-int8"], threads).logits),
+        "dynamic-int8 (PyTorch torch.ao, deprecated; earlier versions')": (legacy, torch_runner(q)),
     }
 
 
@@ -69,11 +83,14 @@ def throughput(call, x, rr, seconds: float) -> float:
     return n / (time.perf_counter() - start)
 
 
-def bench_run(run: Path, calls: int, batch: int, seconds: float) -> dict:
+def bench_run(run: Path, calls: int, batch: int, seconds: float, test) -> dict:
+    """Sizes, speeds, and DS2 accuracy computed here, on this CPU, for every model of a run (test: its mode's DS2
+    beats)."""
     import torch
 
-    metrics = json.loads((run / "metrics.json").read_text())
-    mode = metrics["mode"]
+    from evaluate import confusion, metrics
+
+    mode = json.loads((run / "config.json").read_text())["mode"]
     n_rr = len(dl.RR_FEATURES[mode])
     g = np.random.default_rng(0)
     c = len(dl.WINDOW_CHANNELS)
@@ -86,19 +103,22 @@ def bench_run(run: Path, calls: int, batch: int, seconds: float) -> dict:
     one = runners(run, threads=1)
     for name, (path, call) in one.items():
         rows[name] = {"file": path.name, "bytes": os.path.getsize(path), "latency_ms": latency_ms(call, x1, rr1, calls)}
+        logits = np.concatenate([np.asarray(call(test.x[i:i + 4096], test.rr[i:i + 4096]))
+                                 for i in range(0, len(test), 4096)])
+        rows[name]["metrics"] = metrics(confusion(test.y, logits.argmax(1)))
+    (run / "torch_ao_int8.pt").unlink()
     two = runners(run, threads=2)
     for name, (_, call) in two.items():
         rows[name]["beats_per_s"] = throughput(call, xb, rrb, seconds)
+    (run / "torch_ao_int8.pt").unlink()
     torch.set_num_threads(os.cpu_count() or 1)
     base = rows["float32 (PyTorch)"]
+    fm = base["metrics"]
     for r in rows.values():
         r["latency_ratio"] = r["latency_ms"] / base["latency_ms"]
         r["throughput_ratio"] = r["beats_per_s"] / base["beats_per_s"]
         r["size_ratio"] = base["bytes"] / r["bytes"]
-    acc_key = {"float32 (PyTorch)": "float32", "float32 (ONNX Runtime)": "float32",
-               "dynamic-int8 (PyTorch)": "dynamic-int8", "static-int8 (ONNX Runtime)": "static-int8"}
-    for name, r in rows.items():
-        m, fm = metrics[acc_key[name]], metrics["float32"]
+        m = r.pop("metrics")
         r["ds2"] = {c: {k: m["per_class"][c][k] for k in ("se", "ppv", "f1")} for c in "NSV"}
         r["macro_f1_nsv"] = m["macro_f1_nsv"]
         r["macro_f1_change"] = m["macro_f1_nsv"] - fm["macro_f1_nsv"]
@@ -109,13 +129,15 @@ def bench_run(run: Path, calls: int, batch: int, seconds: float) -> dict:
 def report(results: list[dict], args) -> str:
     lines = ["# Edge models: size, accuracy, speed", "",
              f"Command: `python bench/edge.py {' '.join(sys.argv[1:])}`", "",
-             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores. Latency: batch 1, "
+             f"CPU: {describe(results[0]['cpu'])}: the int8 figures were computed here, and the int8 files give "
+             "the same integers on x86-64 with AVX2 only and on ARM64 (7-bit weights: no int16 pair saturation; "
+             "`tests/test_export.py`, `results/int8_cpus.md`). Latency: batch 1, "
              f"one thread, median of {args.calls} calls. Throughput: batch {args.batch}, two threads, "
              f"{args.seconds:.0f} s. Ratios are to float32 PyTorch measured in the same run (latency: lower is "
-             "better; throughput and size: higher is better). DS2 figures come from each run's own "
-             "evaluation (`metrics.json`); the float32 ONNX file shows the float32 model's figures (the tests prove "
-             "it gives the same classes, probabilities within 1e-4); the static int8 model was calibrated on DS1 "
-             "training beats only.", ""]
+             "better; throughput and size: higher is better). DS2 figures are computed by this benchmark on this CPU; "
+             "the static int8 model was calibrated on DS1 training beats only. The last row is the dynamic int8 "
+             "that earlier versions shipped (PyTorch's torch.ao quantized tensors, deprecated and to be removed), "
+             "built from the same float32 model for comparison.", ""]
     for r in results:
         lines += [f"## {r['mode']} mode (`{r['run']}`, {r['parameters']:,} parameters)", "",
                   "| model | file | bytes | smaller by | latency (ms) | vs float32 | beats/s | vs float32 | "
@@ -139,6 +161,9 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=1024)
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--out", default="results/edge")
+    p.add_argument("--data-dir", default="data/mitdb", help="MIT-BIH folder: DS2 is scored on this CPU")
+    p.add_argument("--cache-dir", default="cache")
+    p.add_argument("--offline", action="store_true")
     args = p.parse_args(argv)
     missing = [r for r in args.runs if not (Path(r) / "model_int8_static.onnx").exists()]
     if missing:
@@ -146,9 +171,13 @@ def main(argv=None) -> int:
               "run `python main.py --out DIR` first", file=sys.stderr)
         return 2
     t0 = time.time()
-    results = [bench_run(Path(r), args.calls, args.batch, args.seconds) for r in args.runs]
+    results = []
+    for r in args.runs:
+        mode = json.loads((Path(r) / "config.json").read_text())["mode"]
+        test = dl.load_beats(args.data_dir, dl.DS2, mode, args.cache_dir, offline=args.offline, progress=False)
+        results.append({**bench_run(Path(r), args.calls, args.batch, args.seconds, test), "cpu": cpu()})
     text = report(results, args)
-    write_json(Path(args.out).with_suffix(".json"), {"results": results, "wall_seconds": time.time() - t0,
+    write_json(Path(args.out).with_suffix(".json"), {"results": results, "cpu": cpu(), "wall_seconds": time.time() - t0,
                                                       "command": "python bench/edge.py " + " ".join(sys.argv[1:])})
     write_text(Path(args.out).with_suffix(".md"), text)
     print(text)

@@ -455,13 +455,14 @@ def test_data_dir_default_comes_from_the_environment(monkeypatch):
 
 
 @pytest.mark.parametrize("mode", dl.MODES)
-def test_mode_defaults_and_explicit_values(mode):
+def test_mode_defaults_and_explicit_values(mode, tmp_path):
     """--gamma and --ensemble default by mode (main.GAMMA, main.ENSEMBLE, DS1 CV's choices); a value
-    given on the command line wins in either mode."""
-    args = main.build_parser().parse_args(["--mode", mode])
+    given on the command line wins in either mode. (Folders in tmp_path: the checkout is left as it was.)"""
+    where = ["--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache")]
+    args = main.build_parser().parse_args(["--mode", mode, *where])
     main.check_args(args)
     assert (args.gamma, args.ensemble) == (main.GAMMA[mode], main.ENSEMBLE[mode])
-    args = main.build_parser().parse_args(["--mode", mode, "--gamma", "0.5", "--ensemble", "3"])
+    args = main.build_parser().parse_args(["--mode", mode, "--gamma", "0.5", "--ensemble", "3", *where])
     main.check_args(args)
     assert (args.gamma, args.ensemble) == (0.5, 3)
 
