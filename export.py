@@ -185,3 +185,25 @@ def onnx_kind(path) -> tuple[str, list[str]]:
     kind = ("dynamic-int8" if "DynamicQuantizeLinear" in ops else
             "static-int8" if ops & {"QLinearConv", "QGemm", "QLinearMatMul"} else "float32")
     return kind, saturating_weights(model)
+
+
+def load_model(path):
+    """Rebuild a saved float32 model (model_float32.pt); returns (model in eval mode, its metadata). Loads PyTorch,
+    not the training code."""
+    import torch
+
+    from data_loader import StaleModelError, check_model_inputs
+    from model import build_model, saved_members
+
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(payload, dict) or payload.get("format") != "deep-ecg-model/1":
+        raise ValueError(f"{path} is not a Deep-ECG model file (saved by main.py as model_*.pt)")
+    check_model_inputs(path, payload["mode"], payload)
+    if payload["kind"] != "float32":  # model_int8.pt: PyTorch's quantized tensors, deprecated and to be removed
+        raise StaleModelError(f"{path} is a dynamic int8 model of an earlier version, made with PyTorch's deprecated "
+                              f"quantized tensors; its run's int8 models are now ONNX files: retrain the run with "
+                              f"`python main.py --mode {payload['mode']}`, or load its model_float32.pt")
+    model = build_model(payload["mode"], member_kwargs=saved_members(payload["model_kwargs"])).eval()
+    model.load_state_dict(payload["state_dict"])
+    meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    return model.eval(), meta

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import data_loader as dl
+from cli import HelpFormatter  # noqa: F401  (main.HelpFormatter, as before)
 from outputs import discard, write_json
 
 
@@ -36,13 +37,6 @@ def by_mode(defaults: dict) -> str:
 
 class ConfigError(Exception):
     """An inconsistent or impossible option; the message says which and what to use."""
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """--help with each option's default, but not 'None': the help then says what happens without it."""
-
-    def _get_help_string(self, action):
-        return action.help if action.default is None else super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:

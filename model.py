@@ -1,6 +1,7 @@
 """Dual-branch network: a 1-D CNN over the beat window and a dense net over the RR features."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -136,3 +137,18 @@ def ensemble_of(nets: list[nn.Module]) -> nn.Module:
 def members_of(model: nn.Module) -> int:
     """How many networks decide: 1, or a SeedEnsemble's member count (float or int8)."""
     return len(model.members) if isinstance(model, SeedEnsemble) else 1
+
+
+@torch.no_grad()
+def predict_logits(model, x, rr, batch_size: int = 4096) -> torch.Tensor:
+    """Logits (beats, len(CLASSES)) in eval mode, batch by batch, for arrays or tensors
+    (x: (beats, channels, WINDOW), as Beats.x)."""
+    model.eval()
+    x, rr = torch.as_tensor(x), torch.as_tensor(rr)
+    out = [model(x[i:i + batch_size], rr[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    return torch.cat(out) if out else torch.zeros((0, len(CLASSES)))
+
+
+def predict_proba(model, x, rr, batch_size: int = 4096) -> np.ndarray:
+    """Class probabilities (beats, len(CLASSES))."""
+    return torch.softmax(predict_logits(model, x, rr, batch_size), dim=1).cpu().numpy()

@@ -169,8 +169,8 @@ def load_classifier(path, kind: str = "float32", threads: int | None = None) -> 
         return Classifier(mode, "float32-onnx" if onnx.kind == "float32" else onnx.kind, path, onnx.predict_proba)
     import torch
 
-    from quantize import load_model
-    from train import predict_proba
+    from export import load_model
+    from model import predict_proba
 
     try:
         model, meta = load_model(path)
@@ -872,7 +872,7 @@ def run(args) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from main import HelpFormatter
+    from cli import HelpFormatter
 
     p = argparse.ArgumentParser(prog="main.py predict", description=__doc__.split("\n")[0], allow_abbrev=False,
                                 formatter_class=HelpFormatter)

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from data_loader import CLASSES, RR_FEATURES, StaleModelError, check_model_inputs, model_inputs
-from model import build_model, members_of, net_kwargs, saved_members
+from data_loader import CLASSES, RR_FEATURES, model_inputs
+from export import load_model  # noqa: F401  (quantize.load_model, as before)
+from model import members_of, net_kwargs
 from outputs import atomic_path, write_bytes
 
 
@@ -158,7 +159,7 @@ def quantize_all(model: nn.Module, train, out, mode: str, seed: int = 0) -> dict
     Returns {kind: (model file, predict_proba(x, rr))} for evaluation.
     """
     from export import MODEL_FILES, OnnxModel, export_onnx, export_torchscript, stamp_mode
-    from train import predict_proba
+    from model import predict_proba
 
     out = Path(out)
     n_rr = len(RR_FEATURES[mode])
@@ -194,19 +195,3 @@ def quantization_table(results: dict) -> str:
 
 def path_size(path) -> int:
     return os.path.getsize(path)
-
-
-def load_model(path) -> tuple[nn.Module, dict]:
-    """Rebuild a saved float32 model; returns (model in eval mode, its metadata)."""
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(payload, dict) or payload.get("format") != "deep-ecg-model/1":
-        raise ValueError(f"{path} is not a Deep-ECG model file (saved by main.py as model_*.pt)")
-    check_model_inputs(path, payload["mode"], payload)
-    if payload["kind"] != "float32":  # model_int8.pt: PyTorch's quantized tensors, deprecated and to be removed
-        raise StaleModelError(f"{path} is a dynamic int8 model of an earlier version, made with PyTorch's deprecated "
-                              f"quantized tensors; its run's int8 models are now ONNX files: retrain the run with "
-                              f"`python main.py --mode {payload['mode']}`, or load its model_float32.pt")
-    model = build_model(payload["mode"], member_kwargs=saved_members(payload["model_kwargs"])).eval()
-    model.load_state_dict(payload["state_dict"])
-    meta = {k: v for k, v in payload.items() if k != "state_dict"}
-    return model.eval(), meta

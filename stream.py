@@ -214,7 +214,7 @@ def run_stream(x: np.ndarray, clf, chunk: int, on_beat=None, speed: float = 0.0)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from main import HelpFormatter
+    from cli import HelpFormatter
     from export import MODEL_FILES
     from predict import add_input_arguments
 

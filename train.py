@@ -12,6 +12,7 @@ from tqdm import tqdm
 from data_loader import CLASSES, Beats
 from evaluate import confusion, metrics
 from losses import FocalLoss
+from model import predict_logits, predict_proba  # noqa: F401  (train.predict_proba, as before)
 
 
 @dataclass
@@ -62,21 +63,6 @@ def sample_weights(y: np.ndarray, balance: float) -> torch.Tensor:
     counts = np.bincount(y, minlength=len(CLASSES)).astype(np.float64)
     per_class = np.where(counts > 0, np.maximum(counts, 1) ** -balance, 0.0)
     return torch.from_numpy(per_class[y])
-
-
-@torch.no_grad()
-def predict_logits(model, x, rr, batch_size: int = 4096) -> torch.Tensor:
-    """Logits (beats, len(CLASSES)) in eval mode, batch by batch, for arrays or tensors
-    (x: (beats, channels, WINDOW), as Beats.x)."""
-    model.eval()
-    x, rr = torch.as_tensor(x), torch.as_tensor(rr)
-    out = [model(x[i:i + batch_size], rr[i:i + batch_size]) for i in range(0, len(x), batch_size)]
-    return torch.cat(out) if out else torch.zeros((0, len(CLASSES)))
-
-
-def predict_proba(model, x, rr, batch_size: int = 4096) -> np.ndarray:
-    """Class probabilities (beats, len(CLASSES))."""
-    return torch.softmax(predict_logits(model, x, rr, batch_size), dim=1).cpu().numpy()
 
 
 def selection_score(m: dict) -> float:

@@ -22,6 +22,7 @@ import data_loader as dl  # noqa: E402
 import main as pipeline  # noqa: E402
 from evaluate import f1_score as f1  # noqa: E402
 from model import designs  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/machine.py, however this is imported
 from machine import cpu, describe  # noqa: E402
 from outputs import write_json, write_text  # noqa: E402
 

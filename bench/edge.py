@@ -19,6 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import data_loader as dl  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/machine.py, however this is imported
 from machine import cpu, describe  # noqa: E402
 from outputs import write_json, write_text  # noqa: E402
 

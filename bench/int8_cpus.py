@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import data_loader as dl  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/machine.py, however this is imported
 from machine import describe  # noqa: E402
 from outputs import write_json, write_text  # noqa: E402
 
