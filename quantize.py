@@ -66,12 +66,12 @@ def quantize_dynamic_onnx(float_onnx, path) -> None:
     """Dynamic int8 of the linear layers (the reference's method, on ONNX Runtime's maintained path): 7-bit int8
     weights, activations quantized to uint8 by each call's own range; convolutions stay float32."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
 
-    model = gemm_as_matmul(onnx.load(str(float_onnx)))  # onnxruntime quantizes MatMul dynamically, not Gemm
     with tempfile.TemporaryDirectory() as tmpdir, atomic_path(path) as tmp:
-        src = os.path.join(tmpdir, "matmul.onnx")
-        onnx.save(model, src)
+        pre, src = os.path.join(tmpdir, "pre.onnx"), os.path.join(tmpdir, "matmul.onnx")
+        quant_pre_process(str(float_onnx), pre)  # as the static model's (and it marks the file as pre-processed)
+        onnx.save(gemm_as_matmul(onnx.load(pre)), src)  # onnxruntime quantizes MatMul dynamically, not Gemm
         quantize_dynamic(src, str(tmp), op_types_to_quantize=["MatMul"], per_channel=False, reduce_range=True,
                          weight_type=QuantType.QInt8)
 
