@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+from data_loader import DataError
+from outputs import discard
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -9,3 +13,14 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action):
         return action.help if action.default is None else super()._get_help_string(action)
+
+
+class InputError(DataError):
+    """Input the user can fix; the message names the problem and the fix."""
+
+
+def warn(msg: str) -> None:
+    try:
+        print(f"warning: {msg}", file=sys.stderr)
+    except BrokenPipeError:  # stderr's reader has gone (`2>&1 | head`): the work goes on, unwarned
+        discard(sys.stderr)

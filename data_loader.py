@@ -8,7 +8,6 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -324,6 +323,15 @@ def with_templates(windows: np.ndarray, beats: int = TEMPLATE_BEATS) -> np.ndarr
     return np.stack([w, beat_templates(w, beats)], axis=1)
 
 
+def beat_inputs(x: np.ndarray, peaks: np.ndarray, mode: str, fs: float = FS, template_beats: int = TEMPLATE_BEATS,
+                **rr) -> tuple[np.ndarray, np.ndarray]:
+    """The model's inputs for the beats at `peaks` (samples) of an unfiltered lead x at fs Hz: (windows and their
+    templates (beats, 2, WINDOW), RR features (beats, n)); training, predict and the tests make them here, the
+    stream beat by beat from the same functions. rr: rr_features' keyword arguments."""
+    return (with_templates(beat_windows(bandpass(x, fs, mode), peaks), template_beats),
+            rr_features(peaks, fs, mode, **rr))
+
+
 def template_match(inputs: np.ndarray) -> np.ndarray:
     """Correlation of each beat window with its template, from the CNN input (beats, 2, WINDOW): a
     signal quality index. Real ECG beats resemble their recent beats (the median over a record is 0.79
@@ -499,10 +507,8 @@ def preprocess_record(path, mode: str, long_seconds: float = LONG_SECONDS, slow_
     if not len(peaks):
         raise DataError(f"record {path} has no beat annotations (its .atr holds none of the labels "
                         f"{' '.join(AAMI_MAP)}); leave it out of the records trained and scored")
-    xf = bandpass(x, fs, mode)
-    return {"x": with_templates(beat_windows(xf, peaks), template_beats),
-            "rr": rr_features(peaks, fs, mode, long_seconds=long_seconds, slow_quantile=slow_quantile),
-            "y": labels, "sample": peaks}
+    windows, rr = beat_inputs(x, peaks, mode, fs, template_beats, long_seconds=long_seconds, slow_quantile=slow_quantile)
+    return {"x": windows, "rr": rr, "y": labels, "sample": peaks}
 
 
 def cache_key(record: str, digest: str, mode: str, long_seconds: float = LONG_SECONDS,

@@ -7,10 +7,15 @@ only to export, so running an ONNX model (`main.py predict --kind static-int8`) 
 from __future__ import annotations
 
 import io
+import json
 import warnings
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+import data_loader as dl
+from cli import InputError, warn
 from data_loader import CLASSES, WINDOW, WINDOW_CHANNELS
 from outputs import atomic_path, write_bytes
 
@@ -207,3 +212,112 @@ def load_model(path):
     model.load_state_dict(payload["state_dict"])
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     return model.eval(), meta
+
+
+# --------------------------------------------------------------------------- loading a run's model for inference
+
+@dataclass
+class Classifier:
+    """A trained model of either mode, float or int8, behind one predict_proba(x, rr)."""
+
+    mode: str
+    kind: str
+    path: Path
+    _predict: object
+
+    def predict_proba(self, x: np.ndarray, rr: np.ndarray) -> np.ndarray:
+        return self._predict(x, rr)
+
+    @property
+    def batch_dependent(self) -> bool:
+        """Whether a beat's probabilities depend on the other beats of the same call: dynamic int8 scales each
+        call's activations by their range, so a caller wanting each beat's answer alone (the stream) passes one
+        beat per call."""
+        return self.kind == "dynamic-int8"
+
+
+def load_classifier(path, kind: str = "float32", threads: int | None = None) -> Classifier:
+    """A run directory (its `kind` model) or a model file (.pt from main.py, or .onnx)."""
+    path = Path(path)
+    if path.is_dir():
+        if kind not in MODEL_FILES:
+            raise InputError(f"unknown model kind {kind!r}; choose one of {', '.join(MODEL_FILES)}")
+        if kind == "dynamic-int8" and not (path / MODEL_FILES[kind]).is_file() and (path / LEGACY_DYNAMIC).is_file():
+            raise InputError(f"{path} was made by an earlier version, whose dynamic int8 model ({LEGACY_DYNAMIC}) used "
+                             f"PyTorch's deprecated quantized tensors; retrain it (`python main.py`) for "
+                             f"{MODEL_FILES[kind]}, or choose --kind float32 or static-int8")
+        if not (path / MODEL_FILES[kind]).is_file():
+            raise InputError(f"{path} holds no {MODEL_FILES[kind]}: pass the directory of a finished "
+                             f"`python main.py` run, or a model file")
+        path = path / MODEL_FILES[kind]
+    if not path.is_file():
+        raise InputError(f"model {path} not found: pass a run directory made by `python main.py` "
+                         f"(runs/...) or one of its model files")
+    if path.suffix == ".onnx":
+        config = path.parent / "config.json"
+        if not config.is_file():
+            raise InputError(f"{path}: an ONNX model needs the config.json of its run beside it "
+                             f"(to know its mode); keep the run directory together")
+        try:
+            run_config = json.loads(config.read_text())
+            mode = run_config["mode"]
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            raise InputError(f"{config} is not a run's config.json (cut short or edited?): it should name the "
+                             f"model's mode; copy it again from the run directory") from None
+        if mode not in dl.MODES:
+            raise InputError(f"{config} names the mode {mode!r}; a run's mode is one of {', '.join(dl.MODES)}")
+        try:
+            dl.check_model_inputs(path, mode, run_config)
+        except dl.StaleModelError as exc:
+            raise InputError(str(exc)) from None
+        try:
+            onnx = OnnxModel(path, threads=threads)
+        except Exception as exc:
+            raise InputError(f"{path} is not a readable ONNX model (cut short in a copy?): "
+                             f"{str(exc).splitlines()[0][:200]}; copy it again from the run directory") from None
+        inputs, outputs = [i.name for i in onnx.session.get_inputs()], [o.name for o in onnx.session.get_outputs()]
+        if inputs != list(INPUTS) or OUTPUT not in outputs:
+            raise InputError(f"{path} is not a Deep-ECG model: it takes {', '.join(inputs)} and gives "
+                             f"{', '.join(outputs)} (a Deep-ECG model takes {', '.join(INPUTS)} and gives {OUTPUT}); "
+                             f"pass a model exported by a `python main.py` run")
+        if onnx.mode is not None and onnx.mode != mode:
+            raise InputError(f"{path} is a {onnx.mode} model, but the config.json beside it is a {mode} run's: "
+                             f"keep each model with its own run's config.json")
+        if onnx.saturating:
+            warn(f"{path} was quantized by an earlier version with 8-bit weights: its classes differ on x86-64 CPUs "
+                 f"without VNNI (AVX2 only) from those on other CPUs; retrain the run (`python main.py --mode {mode}`) "
+                 f"for int8 files that give the same classes on every CPU")
+        return Classifier(mode, "float32-onnx" if onnx.kind == "float32" else onnx.kind, path, onnx.predict_proba)
+    import torch
+
+    from model import predict_proba
+
+    try:
+        model, meta = load_model(path)
+    except dl.StaleModelError as exc:
+        raise InputError(str(exc)) from None
+    except Exception:
+        what = ("a TorchScript export (for other programs)" if path.name.endswith(".jit.pt") else
+                "not a Deep-ECG model (or a copy cut short)")
+        raise InputError(f"{path} is {what}; pass a run directory, or one of its model files: "
+                         f"{', '.join(sorted({*MODEL_FILES.values(), 'model_float32.onnx'}))}") from None
+    if threads:
+        torch.set_num_threads(threads)
+
+    def proba(x, rr):
+        if len(x) > 256:
+            return predict_proba(model, x, rr)
+        with torch.inference_mode():  # a few beats at a time (streaming): no batching overhead
+            z = model(torch.from_numpy(np.ascontiguousarray(x, np.float32)),
+                      torch.from_numpy(np.ascontiguousarray(rr, np.float32)))
+            return torch.softmax(z, dim=1).numpy()
+
+    return Classifier(meta["mode"], meta["kind"], path, proba)
+
+
+def model_kind(model, kind: str | None, default: str) -> str:
+    """--kind, or its default: it picks a run directory's model; beside a model file it must name that file."""
+    if kind is not None and Path(model).is_file() and Path(model).name != MODEL_FILES[kind]:
+        raise InputError(f"--kind {kind} picks {MODEL_FILES[kind]} of a run directory; {model} is a model file itself "
+                         f"(pass the run directory with --kind, or the model file alone)")
+    return kind or default

@@ -216,7 +216,7 @@ def run_stream(x: np.ndarray, clf, chunk: int, on_beat=None, speed: float = 0.0)
 def build_parser() -> argparse.ArgumentParser:
     from cli import HelpFormatter
     from export import MODEL_FILES
-    from predict import add_input_arguments
+    from recordings import add_input_arguments
 
     p = argparse.ArgumentParser(prog="main.py stream", description=__doc__.split("\n")[0], allow_abbrev=False,
                                 formatter_class=HelpFormatter)
@@ -235,8 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     import warnings
 
-    from predict import (MIN_BEATS, cannot_read, check_input_options, check_signal, load_classifier, model_kind,
-                         prepare, read_input, summary, too_few_beats)
+    from export import load_classifier, model_kind
+    from predict import MIN_BEATS, summary, too_few_beats
+    from recordings import cannot_read, check_input_options, check_signal, prepare, read_input
 
     args = build_parser().parse_args(argv)
     replaying = False  # from the first line printed on: an OSError is standard output's

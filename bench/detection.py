@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import data_loader as dl  # noqa: E402
 from detect import MATCH_S, detect_r_peaks, match_beats  # noqa: E402
 from outputs import write_json, write_text  # noqa: E402
-from predict import MAINS_BAND_HZ, MAX_MAINS, choose_lead, mains_fraction  # noqa: E402
+from recordings import MAINS_BAND_HZ, MAX_MAINS, choose_lead, mains_fraction  # noqa: E402
 
 STRIP = 10 * dl.FS  # samples in a strip
 

@@ -45,6 +45,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="results/end_to_end")
     args = p.parse_args(argv)
     import predict
+    import recordings
 
     records = args.records.split(",")
     runs = {m: [Path(args.runs) / f"{m}-seed{s}" for s in range(args.seeds)] for m in dl.MODES}
@@ -63,13 +64,13 @@ def main(argv=None) -> int:
         ref, ref_y = dl.read_beats(path)
         clf0 = models["diagnostic"][0]
         t = time.perf_counter()  # what `main.py predict` spends on a record, model loaded
-        x, gaps = predict.prepare(predict.read_wfdb(path))
+        x, gaps = recordings.prepare(recordings.read_wfdb(path))
         at_360 = predict.classify(x, clf0, gaps)
         timings.append((time.perf_counter() - t) / (len(x) / dl.FS) * 1800)
         # The same record as a 250 Hz recording (resampled here), classified via resampling back.
         c360 = np.bincount(at_360["class"], minlength=5)
         x250 = signal.resample_poly(x, 25, 36)
-        c250 = np.bincount(predict.classify(predict.resample(x250, 250.0), clf0)["class"], minlength=5)
+        c250 = np.bincount(predict.classify(recordings.resample(x250, 250.0), clf0)["class"], minlength=5)
         peaks = at_360["sample"]  # detect.detect_r_peaks, as predict found them
         ri, di = match_beats(ref, peaks, dl.FS)
         row = {"beats": len(ref), "detected": len(peaks), "missed": len(ref) - len(ri),
@@ -77,8 +78,8 @@ def main(argv=None) -> int:
                "counts_360hz": c360.tolist(), "counts_250hz": c250.tolist(),
                "max_count_change_pct_of_beats": float(100 * np.abs(c250 - c360).max() / c360.sum())}
         for mode in dl.MODES:
-            det_x, det_rr = predict.beat_inputs(x, peaks, mode)
-            ref_x, ref_rr = predict.beat_inputs(x, ref, mode)
+            det_x, det_rr = dl.beat_inputs(x, peaks, mode)
+            ref_x, ref_rr = dl.beat_inputs(x, ref, mode)
             s_fn = []
             for k, clf in enumerate(models[mode]):
                 pred = clf.predict_proba(det_x, det_rr).argmax(1)
@@ -126,7 +127,7 @@ def main(argv=None) -> int:
               f"{result['predict_seconds_per_30min']['mean']:.2f} s per 30-minute record on average, "
               f"{result['predict_seconds_per_30min']['max']:.2f} s at most.", "",
               "A 250 Hz copy of each record (scipy.signal.resample_poly 25/36), resampled back to 360 Hz by "
-              "`predict.resample` as `predict --fs 250` does, classified by the seed-0 diagnostic model: largest "
+              "`recordings.resample` as `predict --fs 250` does, classified by the seed-0 diagnostic model: largest "
               f"per-class count change {max(r['max_count_change_pct_of_beats'] for r in per_record.values()):.2f}% "
               "of the record's beats.", "",
               "| record | beats | missed | extra | S beats lost (diagnostic, mean of seeds) | predict s / 30 min | "

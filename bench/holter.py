@@ -114,6 +114,7 @@ def time_stages(model: str, kind: str, record: str) -> dict:
     """Seconds of each stage of `predict` on the record, as predict.run and predict.classify call them."""
     import data_loader as dl
     import predict
+    import recordings
     from detect import detect_r_peaks
 
     seconds = {}
@@ -125,8 +126,8 @@ def time_stages(model: str, kind: str, record: str) -> dict:
         return out
 
     clf = timed("load model", predict.load_classifier, model, kind)
-    rec = timed("read", predict.read_wfdb, record)
-    x, gaps = timed("check, fill gaps", predict.prepare, rec)
+    rec = timed("read", recordings.read_wfdb, record)
+    x, gaps = timed("check, fill gaps", recordings.prepare, rec)
     start = int(np.argmax(~gaps)) if gaps.any() else 0
     peaks = timed("detect", lambda: detect_r_peaks(x[start:], dl.FS) + start)
     xf = timed("filter", dl.bandpass, x, dl.FS, clf.mode)
@@ -136,7 +137,7 @@ def time_stages(model: str, kind: str, record: str) -> dict:
     proba = timed("network", clf.predict_proba, inputs, rr).astype(np.float64)
     beats = {"sample": peaks, "class": proba.argmax(1), "proba": proba,
              "match": timed("template match", dl.template_match, inputs)}
-    timed("mains check", predict.mains_fraction, rec.x, rec.fs)
+    timed("mains check", recordings.mains_fraction, rec.x, rec.fs)
     with tempfile.TemporaryDirectory() as out:
         frame = timed("writing", predict.beats_frame, beats, rec.fs)
         timed("writing", lambda: frame.to_csv(Path(out) / "beats.csv", index=False))

@@ -50,7 +50,6 @@ def logits(files: list[str], inputs: str, out: str) -> None:
 
 def eight_bit(float_onnx: Path, path: Path, train) -> None:
     """The float32 model quantized as earlier versions did: static int8 with 8-bit weights."""
-    import onnx  # noqa: F401
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
     from quantize import calibration_beats

@@ -38,6 +38,8 @@ def main(argv=None) -> int:
     import torch
 
     import predict
+
+    import recordings
     import stream
 
     torch.set_num_threads(1)
@@ -51,8 +53,8 @@ def main(argv=None) -> int:
     t_start = time.time()
     rows, lat_rt, lat_early, lat_diag = {}, [], [], []
     for rec in records:
-        r = predict.read_wfdb(Path(args.data_dir) / rec)
-        x, gaps = predict.prepare(r)
+        r = recordings.read_wfdb(Path(args.data_dir) / rec)
+        x, gaps = recordings.prepare(r)
         row = {"seconds_of_signal": len(x) / dl.FS}
         for kind, clf in models.items():
             t = time.perf_counter()

@@ -13,6 +13,8 @@ from scipy import signal
 import data_loader as dl
 import main
 import predict
+import recordings
+import csv_input
 from detect import detect_r_peaks
 from conftest import PNG_SIGNATURE, fixture_record
 
@@ -174,14 +176,14 @@ def test_edf_plus_with_signals_at_other_rates_reads_the_lead_at_its_own_rate(dia
     resp = np.round(1000 * np.sin(np.arange(len(ecg) // 360 * 25) / 25)).astype(int)
     write_edf(tmp_path / "holter.edf", [("Resp", 25, resp, 1.0, 0), ("ECG", 360, ecg, rec.adc_gain[0],
                                                                        rec.baseline[0])])
-    x = predict.read_edf(tmp_path / "holter.edf", "ECG")
+    x = recordings.read_edf(tmp_path / "holter.edf", "ECG")
     assert x.fs == 360 and np.allclose(x.x, wfdb.rdrecord(fixture_record("100")).p_signal[:, 0])
     code, _, err = run_predict(capsys, "--model", diagnostic_run, "--edf", tmp_path / "holter.edf", "--lead", "ECG",
                                "--out", tmp_path / "o", "--no-plot")
     assert code == 0, err
     edf = pd.read_csv(tmp_path / "o" / "holter_beats.csv")
     assert edf[["sample", "class"]].equals(record_100["frame"][["sample", "class"]])
-    assert predict.read_edf(tmp_path / "holter.edf").lead == "ECG"  # not the first signal, Resp
+    assert recordings.read_edf(tmp_path / "holter.edf").lead == "ECG"  # not the first signal, Resp
     code, _, err = run_predict(capsys, "--model", diagnostic_run, "--edf", tmp_path / "holter.edf", "--lead", "EEG",
                                "--out", tmp_path / "o2")
     assert code == 2 and "has no signal 'EEG'; it has Resp, ECG" in err  # the annotations are not a lead
@@ -238,7 +240,7 @@ def test_a_leading_gap_finds_the_beats_of_a_recording_that_starts_after_it(diagn
     start = 360 * 2
     holed = x.copy()
     holed[:start] = np.nan
-    filled, gaps = predict.prepare(predict.Recording(holed, dl.FS, "late", "MLII"))
+    filled, gaps = recordings.prepare(recordings.Recording(holed, dl.FS, "late", "MLII"))
     beats = predict.classify(filled, predict.load_classifier(diagnostic_run), gaps)
     assert np.array_equal(beats["sample"], detect_r_peaks(x[start:], dl.FS) + start)
     assert (filled[:start] == x[start]).all()  # held at the first sample present, not at 0
@@ -275,7 +277,7 @@ def test_blank_lines_of_a_one_column_csv_are_missing_samples(tmp_path):
     lines = ["ECG"] + [f"{v:.5f}" for v in x]
     lines[1 + 360 * 30:1 + 360 * 31] = [""] * 360  # 1 s of empty cells
     (tmp_path / "blank.csv").write_text("\n".join(lines) + "\n\n\n")
-    rec = predict.read_csv(tmp_path / "blank.csv", 360.0)
+    rec = csv_input.read_csv(tmp_path / "blank.csv", 360.0)
     assert len(rec.x) == len(x) and np.isnan(rec.x[360 * 30:360 * 31]).all()
     assert np.isfinite(rec.x[360 * 31:]).all() and np.allclose(rec.x[360 * 31:], x[360 * 31:], atol=1e-5)
 
@@ -419,7 +421,7 @@ def test_resampling_a_gap_does_not_ring_into_its_neighbours():
     x = 1.0 + 0.5 * np.sin(2 * np.pi * 1.2 * t)  # a DC offset: zero-filling the gap would ring
     holed = x.copy()
     holed[2000:2500] = np.nan
-    y, ref = predict.resample(holed, fs), predict.resample(x, fs)
+    y, ref = recordings.resample(holed, fs), recordings.resample(x, fs)
     gap = np.isnan(y)
     edges = np.flatnonzero(np.diff(gap.astype(int)))
     assert len(edges) == 2 and abs(edges[0] - 2000 * 360 / fs) <= 2
@@ -591,13 +593,13 @@ def test_a_time_column_that_disagrees_with_fs_is_warned_of(tmp_path, capsys):
              "jitter": {"time": t + np.random.default_rng(0).uniform(0, 0.01, len(t))}}
     for name, columns in files.items():
         pd.DataFrame({**columns, "ECG": x}).to_csv(tmp_path / f"{name}.csv", index=False)
-        assert len(predict.read_csv(tmp_path / f"{name}.csv", 360.0).x) == len(x)
+        assert len(csv_input.read_csv(tmp_path / f"{name}.csv", 360.0).x) == len(x)
         assert "warning" not in capsys.readouterr().err, name
-    assert len(predict.read_csv(tmp_path / "s.csv", 250.0).x) == len(x)
+    assert len(csv_input.read_csv(tmp_path / "s.csv", 250.0).x) == len(x)
     assert ("column 'time' steps 0.00277778 per row: 360 Hz if it counts seconds, 3.6e+05 Hz if milliseconds, but "
             "--fs says 250 Hz; if --fs is wrong, so is every RR interval and class") in capsys.readouterr().err
     pd.DataFrame({"time_ms": np.arange(len(x)), "ECG": x}).to_csv(tmp_path / "ms1000.csv", index=False)
-    predict.read_csv(tmp_path / "ms1000.csv", 360.0)  # 1000 Hz in milliseconds, not a sample index
+    csv_input.read_csv(tmp_path / "ms1000.csv", 360.0)  # 1000 Hz in milliseconds, not a sample index
     assert "column 'time_ms' steps 1 per row" in capsys.readouterr().err
 
 
@@ -605,14 +607,14 @@ def test_a_text_first_cell_is_a_gap_not_a_units_row(tmp_path):
     """A one-column file whose lead was connected late ('lead-off' first) keeps every sample in place."""
     values = "".join(f"{np.sin(k / 10):.3f}\n" for k in range(1000))
     (tmp_path / "late.csv").write_text("ECG\nlead-off\nlead-off\n" + values)
-    rec = predict.read_csv(tmp_path / "late.csv", 360.0)
+    rec = csv_input.read_csv(tmp_path / "late.csv", 360.0)
     assert len(rec.x) == 1002 and np.isnan(rec.x[:2]).all() and rec.x[2] == 0 and rec.x[3] == 0.1
     (tmp_path / "units.csv").write_text("ECG\n[uV]\n" + values)
-    assert len(predict.read_csv(tmp_path / "units.csv", 360.0).x) == 1000
+    assert len(csv_input.read_csv(tmp_path / "units.csv", 360.0).x) == 1000
     for units in ("msec,mV", "Seconds,Volts", "hh:mm:ss.mmm,millivolts"):  # any all-text row of several columns
         (tmp_path / "units2.csv").write_text("time,ECG\n" + units + "\n" + "".join(
             f"{k / 360:.4f},{np.sin(k / 10):.3f}\n" for k in range(1000)))
-        assert len(predict.read_csv(tmp_path / "units2.csv", 360.0).x) == 1000, units
+        assert len(csv_input.read_csv(tmp_path / "units2.csv", 360.0).x) == 1000, units
 
 
 def test_a_record_cut_short_and_a_foreign_onnx_model_are_named(diagnostic_run, tmp_path, capsys):
@@ -666,21 +668,21 @@ def test_csv_rows_of_digits_and_commas(tmp_path, rows, header, expected):
     -0,... or 0,0... (no whole number is written so); a ';' file's comment lines do not hide its separator (they
     are gaps)."""
     (tmp_path / "f.csv").write_text("".join(f"{r}\n" for r in ([header] if header else []) + rows))
-    columns = [predict.read_csv(tmp_path / "f.csv", 360.0, str(i)).x for i in range(len(expected))]
+    columns = [csv_input.read_csv(tmp_path / "f.csv", 360.0, str(i)).x for i in range(len(expected))]
     assert [list(c) for c in columns] == [pytest.approx(e, nan_ok=True) for e in expected]
     with pytest.raises(dl.DataError, match="has no column"):
-        predict.read_csv(tmp_path / "f.csv", 360.0, str(len(expected)))
+        csv_input.read_csv(tmp_path / "f.csv", 360.0, str(len(expected)))
 
 
 def test_a_headerless_csv_of_one_whole_number_and_digits_is_read_as_two_columns_with_a_warning(tmp_path, capsys):
     """Rows that all read 0,ddd (no -0, no 0,0dd) could be one column with a decimal comma or a constant column
     beside counts: read as two, and the user told how to have it read as one."""
     (tmp_path / "f.csv").write_text("0,355\n0,361\n0,350\n")
-    assert list(predict.read_csv(tmp_path / "f.csv", 360.0, "1").x) == [355, 361, 350]
+    assert list(csv_input.read_csv(tmp_path / "f.csv", 360.0, "1").x) == [355, 361, 350]
     err = capsys.readouterr().err
     assert "each row is 0,<digits> (0,355): read as two columns" in err and "give it a header row" in err
     (tmp_path / "g.csv").write_text("995,1011\n990,1020\n")  # two leads' counts: nothing to warn of
-    predict.read_csv(tmp_path / "g.csv", 360.0, "1")
+    csv_input.read_csv(tmp_path / "g.csv", 360.0, "1")
     assert "read as two columns" not in capsys.readouterr().err
 
 
@@ -695,25 +697,25 @@ def test_a_csv_lead_is_chosen_by_its_name_as_a_records_is(tmp_path, capsys, name
     k = np.arange(3000)
     columns = {n: (k / 360 if n == "time" else np.sin(k / (10 + 7 * i))) for i, n in enumerate(names)}
     pd.DataFrame(columns).to_csv(tmp_path / "f.csv", index=False)
-    assert predict.read_csv(tmp_path / "f.csv", 360.0).lead == chosen
+    assert csv_input.read_csv(tmp_path / "f.csv", 360.0).lead == chosen
     assert f"'{chosen}'" in capsys.readouterr().err
-    assert predict.lead_like(chosen)
+    assert recordings.lead_like(chosen)
 
 
 def test_a_csv_without_lead_names_takes_its_first_numeric_column(tmp_path):
     k = np.arange(3000)
     pd.DataFrame({"a": np.sin(k / 500), "b": np.sin(k / 10)}).to_csv(tmp_path / "g.csv", index=False)
-    assert predict.read_csv(tmp_path / "g.csv", 360.0).lead == "a"  # no ECG-like name: the first
+    assert csv_input.read_csv(tmp_path / "g.csv", 360.0).lead == "a"  # no ECG-like name: the first
 
 
 def test_a_records_lead_is_mlii_with_a_unit_too(capsys):
-    assert predict.choose_lead(["V5 (mV)", "MLII (mV)"], None, "record r", "lead", "channel") == "MLII (mV)"
+    assert recordings.choose_lead(["V5 (mV)", "MLII (mV)"], None, "record r", "lead", "channel") == "MLII (mV)"
     assert capsys.readouterr().err == ""  # MLII: no warning
-    assert predict.choose_lead(["RESP", "ECG HR", "II"], None, "record r", "lead", "channel") == "II"
+    assert recordings.choose_lead(["RESP", "ECG HR", "II"], None, "record r", "lead", "channel") == "II"
     assert "has no MLII lead; using its first ECG-like channel 'II'" in capsys.readouterr().err
     for names, lead in ((["RESP", "CM5"], "CM5"), (["RESP", "D3"], "D3"), (["PLETH", "RESP", "V"], "V"),
                         (["RESP,", "II,"], "II,")):  # Holter, European, monitor names; trailing commas (BIDMC)
-        assert predict.choose_lead(names, None, "record r", "lead", "channel") == lead
+        assert recordings.choose_lead(names, None, "record r", "lead", "channel") == lead
 
 
 def test_mains_hum_is_found_at_its_own_rate_and_where_it_folds():
@@ -723,11 +725,11 @@ def test_mains_hum_is_found_at_its_own_rate_and_where_it_folds():
     for fs, hz in ((100, 60), (125, 50), (250, 60), (360, 50)):
         t = np.arange(fs * 30) / fs
         hum = 0.3 * np.sin(2 * np.pi * hz * t + 0.3) + 0.01 * rng.normal(size=len(t))
-        assert predict.mains_fraction(hum, fs) > 0.9, (fs, hz)
+        assert recordings.mains_fraction(hum, fs) > 0.9, (fs, hz)
     x, _ = dl.read_record(fixture_record("100"))
-    assert predict.mains_fraction(x, 360) < 0.01
+    assert recordings.mains_fraction(x, 360) < 0.01
     x[1000:2000] = np.nan  # a gap counts as the signal's median
-    assert predict.mains_fraction(x, 360) < 0.01
+    assert recordings.mains_fraction(x, 360) < 0.01
 
 
 def test_a_wfdb_signal_file_given_as_csv_says_which_option_reads_it(tmp_path):
@@ -735,24 +737,24 @@ def test_a_wfdb_signal_file_given_as_csv_says_which_option_reads_it(tmp_path):
     that read such files, not pandas' tokenizer message alone."""
     dat = Path(fixture_record("100") + ".dat")
     with pytest.raises(predict.InputError) as caught:
-        predict.read_csv(dat, 360.0)
+        csv_input.read_csv(dat, 360.0)
     message = str(caught.value)
     assert "cannot read" in message and "--record" in message and "\n" not in message
 
 
 def _mains_fraction_of_the_whole(x, fs):
-    """predict.mains_fraction as it was before it sampled long recordings: a Welch spectrum of every sample."""
+    """recordings.mains_fraction as it was before it sampled long recordings: a Welch spectrum of every sample."""
     from scipy.signal import welch
 
     x = np.where(np.isnan(x), np.nanmedian(x), x)
     f, p = welch(x - np.mean(x), fs, nperseg=min(len(x), 2048))
-    mains = (np.abs(f - 50) <= predict.MAINS_BAND_HZ) | (np.abs(f - 60) <= predict.MAINS_BAND_HZ)
+    mains = (np.abs(f - 50) <= recordings.MAINS_BAND_HZ) | (np.abs(f - 60) <= recordings.MAINS_BAND_HZ)
     return float(p[mains].sum() / p[f >= 0.5].sum())
 
 
 def test_the_mains_check_reads_a_sample_of_a_long_recording_only_and_says_the_same():
     x, _ = dl.read_record(fixture_record("100"))
-    assert predict.mains_fraction(x, 360) == _mains_fraction_of_the_whole(x, 360)  # up to 48 min: whole, as before
+    assert recordings.mains_fraction(x, 360) == _mains_fraction_of_the_whole(x, 360)  # up to 48 min: whole, as before
     rng = np.random.default_rng(1)
     day = np.tile(x, 16)  # 3 h 12 min: sampled
     t = np.arange(len(day)) / 360
@@ -760,6 +762,6 @@ def test_the_mains_check_reads_a_sample_of_a_long_recording_only_and_says_the_sa
         y = day + 0.01 * rng.normal(size=len(day))
         end = int(hum_share * len(y))
         y[:end] = 0.3 * np.sin(2 * np.pi * 50 * t[:end]) + 0.01 * rng.normal(size=end)
-        sampled, whole = predict.mains_fraction(y, 360), _mains_fraction_of_the_whole(y, 360)
+        sampled, whole = recordings.mains_fraction(y, 360), _mains_fraction_of_the_whole(y, 360)
         assert abs(sampled - whole) < 0.01, (hum_share, sampled, whole)
-        assert (sampled > predict.MAX_MAINS) == (whole > predict.MAX_MAINS)
+        assert (sampled > recordings.MAX_MAINS) == (whole > recordings.MAX_MAINS)

@@ -14,6 +14,8 @@ from scipy import signal
 import data_loader as dl
 import main
 import predict
+import recordings
+import csv_input
 import stream
 from conftest import ROOT, fixture_record
 from detect import FIRST_S, QRSDetector, SosFilter, detect_r_peaks
@@ -67,7 +69,7 @@ def test_streaming_equals_batch_with_the_int8_model_and_a_gap(realtime_run):
     clf = predict.load_classifier(realtime_run, "static-int8")
     x, _ = dl.read_record(fixture_record("100"))
     x[360 * 30:360 * 33] = np.nan
-    filled, gaps = predict.prepare(predict.Recording(x, dl.FS, "gap", "MLII"))
+    filled, gaps = recordings.prepare(recordings.Recording(x, dl.FS, "gap", "MLII"))
     batch = predict.classify(filled, clf, gaps)
     s, c, p, _ = stream_output(x, clf, 50)
     assert np.array_equal(s, batch["sample"]) and np.array_equal(c, batch["class"])
@@ -83,7 +85,7 @@ def test_streaming_equals_batch_after_a_leading_gap(realtime_run):
     x, _ = dl.read_record(fixture_record("100"))
     x = x[:360 * 120] + 5.0
     x[:360 * 2 + 100] = np.nan
-    filled, gaps = predict.prepare(predict.Recording(x, dl.FS, "late", "MLII"))
+    filled, gaps = recordings.prepare(recordings.Recording(x, dl.FS, "late", "MLII"))
     batch = predict.classify(filled, clf, gaps)
     assert batch["sample"][0] > 360 * 2 + 100
     for chunk in (50, 360 * 3):  # the first chunk all gap, or gap and signal
@@ -102,7 +104,7 @@ def test_streaming_equals_batch_when_a_held_first_beat_arrives_with_the_next(rea
         seg = x[start:start + 3600].copy()
         seg[200:900] = seg[200]  # no beat for 2 s: a long first RR
         seg[30:40] = np.nan
-        filled, gaps = predict.prepare(predict.Recording(seg.copy(), dl.FS, "held", "MLII"))
+        filled, gaps = recordings.prepare(recordings.Recording(seg.copy(), dl.FS, "held", "MLII"))
         batch = predict.classify(filled, clf, gaps)
         for chunk in (7, 360):
             s, c, _, _ = stream_output(seg, clf, chunk)
@@ -115,7 +117,7 @@ def test_stream_and_training_see_the_same_beat_inputs(realtime_run, fixture_dir)
     x, _ = dl.read_record(fixture_record("100"))
     ref, _ = dl.read_beats(fixture_record("100"))
     train = dl.load_beats(fixture_dir, ["100"], "realtime", progress=False)
-    wx, rr = predict.beat_inputs(x, ref, "realtime")
+    wx, rr = dl.beat_inputs(x, ref, "realtime")
     assert np.array_equal(wx, train.x) and np.array_equal(rr, train.rr)
     # and the stream's own filtered signal is that filter's output
     det = QRSDetector(dl.FS)
@@ -176,7 +178,7 @@ def test_stream_reads_a_csv_as_predict_does(realtime_run, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0 and "streaming ecg (ECG, 1.0 min)" in out
     labels = [ln.split()[2] for ln in out.splitlines() if "after the R-peak)" in ln]
-    filled, gaps = predict.prepare(predict.read_csv(tmp_path / "ecg.csv", 250.0))
+    filled, gaps = recordings.prepare(csv_input.read_csv(tmp_path / "ecg.csv", 250.0))
     batch = predict.classify(filled, predict.load_classifier(realtime_run, "static-int8"), gaps)
     assert labels == [dl.CLASSES[c] for c in batch["class"]] and len(labels) > 60
 
@@ -307,7 +309,7 @@ def test_a_lead_of_mains_hum_or_noise_is_warned_of_by_stream_and_predict(realtim
                        *options])
             assert message in capsys.readouterr().err, (command, name)
     ecg, _ = dl.read_record(fixture_record("100"))
-    assert predict.mains_fraction(ecg) < 0.01
+    assert recordings.mains_fraction(ecg) < 0.01
 
 
 def test_stream_interrupted_while_loading_ends_quietly(realtime_run, monkeypatch, capsys):
@@ -315,7 +317,7 @@ def test_stream_interrupted_while_loading_ends_quietly(realtime_run, monkeypatch
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(predict, "read_input", interrupted)
+    monkeypatch.setattr(recordings, "read_input", interrupted)
     code = main.main(["stream", "--model", str(realtime_run), "--record", fixture_record("100"), "--speed", "0"])
     assert code == 130 and "interrupted" in capsys.readouterr().err
 

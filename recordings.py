@@ -1,0 +1,323 @@
+"""Recordings as they come: WFDB records, EDF/EDF+ files and CSV tables read into one lead at its own rate,
+resampled to 360 Hz, and checked (rate, length, flat or missing signal, mains hum, beats that resemble nothing).
+predict and stream read their input here."""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+import data_loader as dl
+from cli import InputError, warn  # noqa: F401  (recordings.InputError: the input's errors)
+
+MIN_SECONDS = 5.0  # shorter recordings hold too few beats for RR features
+FS_RANGE = (100.0, 20000.0)  # Hz: below, a QRS is a sample or two; above, most likely not Hz at all
+MIN_MATCH = 0.5  # median beat-template correlation below which the "beats" are most likely noise
+# A lead with more than this share of its power (above 0.5 Hz) within MAINS_BAND_HZ of a mains frequency is
+# mostly hum (electrodes off, no ECG): its "beats" are cycles of the hum, and they resemble each other. The 48
+# MIT-BIH records hold 0.005 at most; a lead of pure hum with a little noise, 0.998.
+MAX_MAINS = 0.5
+MAINS_HZ, MAINS_BAND_HZ = (50.0, 60.0), 1.0
+# The mains check's Welch segment (samples), and how many it reads at most: up to 48.6 min at 360 Hz (each MIT-BIH
+# record) the whole signal, beyond that this many spread evenly over it (bench/holter.py's 24-hour record: its
+# share 0.060% sampled, 0.059% whole).
+MAINS_SEGMENT, MAINS_SEGMENTS = 2048, 1024
+
+
+
+# A lead's name, as records call them: the limb and chest leads (D1-D3 in much of Europe, V alone in bedside
+# monitors' exports), modified limb (ML...) and Holter (CM5) leads
+ECG_NAME = re.compile(r"ECG|EKG|^(I|II|III|aV[RLF]|V[1-6]?|ML.*|CM\d|D(I{1,3}|[1-3]))$", re.I)
+# A value derived from a lead, not the lead: a rate, an RR interval, a peak or beat mark, a quality index, a label
+NOT_A_LEAD = re.compile(r"(^|[\s_]|heart)rate\b|bpm|(^|[\s_])(hr|rr)\b|peak|beat|qual|sqi|class|label|annot", re.I)
+UNIT = re.compile(r"[\[(]\s*([^\])]*?)\s*[\])]")  # 'V5 (mV)', 'MLII [uV]'
+
+
+def lead_core(name) -> str:
+    """A signal's name without quotes, a unit in brackets or a 'Lead' before it: 'Lead II (mV)' -> 'II'."""
+    core = UNIT.sub("", str(name).strip().strip("'\"")).strip().rstrip(",;:").strip()
+    return re.sub(r"^lead[\s_-]*", "", core, flags=re.I).strip()
+
+
+def lead_like(name) -> bool:
+    """Whether a signal's name is an ECG lead's: ECG, EKG, I-III (D1-D3), aVR-aVF, V1-V6 (V), ML..., CM5,
+    also with a voltage unit or 'Lead' around it ('Lead II', 'V1 [mV]'); not a value derived from one ('ECG_Rate',
+    'ECG HR') nor another quantity ('I [mA]')."""
+    units = UNIT.findall(str(name))
+    if any(not re.fullmatch(r"[mµuμn]?V", u) for u in units):
+        return False
+    return bool(ECG_NAME.search(lead_core(name))) and not NOT_A_LEAD.search(str(name))
+
+
+def is_mlii(name) -> bool:
+    """The lead the model was trained on (dl.LEAD), also with quotes or a voltage unit: 'MLII (mV)'."""
+    return lead_core(name).upper() == dl.LEAD and lead_like(name)
+
+
+# --------------------------------------------------------------------------- the input
+
+@dataclass
+class Recording:
+    x: np.ndarray  # one lead, float64 (mV or the file's unit), NaN where missing
+    fs: float
+    name: str
+    lead: str
+    source: str | None = None  # the file read (resolved path), if any
+
+
+def choose_lead(names: list[str], lead: str | None, source: str, word: str, first: str) -> str:
+    """The lead asked for, else MLII, else the first ECG-like one (else the first) with a warning; an
+    unknown one is an error."""
+    if lead is None:
+        # MLII, else the first that looks like an ECG lead (a file may start with respiration or SpO2)
+        ecg = [n for n in names if is_mlii(n)] + [n for n in names if lead_like(n)]
+        lead = dl.LEAD if dl.LEAD in names else (ecg or names)[0]
+        if not is_mlii(lead):
+            warn(f"{source} has no {dl.LEAD} {word}; using its {'first ECG-like' if ecg else 'first'} {first} {lead!r} "
+                 f"(the model was trained on {dl.LEAD}; choose another with --lead)")
+    elif lead not in names:
+        raise InputError(f"{source} has no {word} {lead!r}; it has {', '.join(names)} "
+                         f"(choose one with --lead)")
+    return lead
+
+
+def read_wfdb(path, lead: str | None = None) -> Recording:
+    import wfdb
+
+    path = Path(str(path).removesuffix(".hea").removesuffix(".dat"))
+    if not path.with_suffix(".hea").is_file():
+        raise InputError(f"no WFDB record at {path} ({path.with_suffix('.hea').name} not found); "
+                         f"pass the record path without extension, e.g. data/mitdb/100")
+    try:
+        header = wfdb.rdheader(str(path))
+    except Exception as exc:
+        raise InputError(f"cannot read the WFDB header {path}.hea (not a WFDB header, or cut short: {exc}); "
+                         f"copy the record again") from None
+    names = list(header.sig_name or [])
+    if not names:
+        raise InputError(f"record {path} has no signals")
+    if header.sig_len == 0:
+        raise InputError(f"record {path} holds no samples (its header says 0)")
+    short = dl.short_signal_file(path.parent, header)  # (None: wfdb's own error tells what else is wrong)
+    if short:
+        raise InputError(f"{short} holds fewer samples than {path.name}.hea promises ({header.sig_len}): a copy "
+                         f"cut short? Copy the record again")
+    lead = choose_lead(names, lead, f"record {path.name}", "lead", "channel")
+    try:
+        rec = wfdb.rdrecord(str(path), channel_names=[lead])
+    except Exception as exc:
+        raise InputError(f"cannot read the signal of record {path}: {exc}") from None
+    source = str(path.with_suffix(".hea").resolve().with_suffix(""))  # through links to the files
+    return Recording(rec.p_signal[:, 0].astype(np.float64), float(rec.fs), path.name, lead, source)
+
+
+EDF_ANNOTATIONS = "EDF Annotations"  # EDF+'s signal of events and time-keeping, not a lead
+
+
+def not_a_file(path: Path, kind: str) -> str:
+    """Why an input path that is no regular file cannot be read: absent, a folder, or a pipe or device (read
+    twice here: once for its layout, once for its values)."""
+    if str(path) == "-":
+        return (f"'-' (standard input) cannot be read here (it is read twice: once for its layout, once for its "
+                f"values); save the {kind} data to a file and give its path")
+    if not path.exists():
+        return f"{kind} file {path} not found"
+    if path.is_dir():
+        return f"{path} is a folder; give the path of a {kind} file in it"
+    return (f"{path} is not a regular file (a pipe, standard input or a device), which cannot be read here; "
+            f"save the {kind} data to a file and give its path")
+
+
+def read_edf(path, lead: str | None = None) -> Recording:
+    """One signal of an EDF/EDF+ file, at its own rate and in physical units (EDF+'s annotations
+    signal skipped). Read here, not by wfdb, which resamples every signal to one rate."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(not_a_file(path, "EDF"))
+    with open(path, "rb") as f:  # the header only: the samples are mapped (a day's Holter file need not fit in memory)
+        data = f.read(256)
+        signals = data[252:256].decode("latin-1").strip()
+        data += f.read(256 * int(signals)) if signals.isdigit() else b""
+    size = path.stat().st_size
+
+    def field(lo: int, width: int, count: int = 1) -> list[str]:
+        return [data[lo + k * width:lo + (k + 1) * width].decode("latin-1").strip() for k in range(count)]
+
+    try:
+        if field(0, 8)[0] != "0":  # EDF's version field; BDF (24-bit) and other files differ
+            raise ValueError
+        header_bytes, n_records, duration = int(field(184, 8)[0]), int(field(236, 8)[0]), float(field(244, 8)[0])
+        ns = int(field(252, 4)[0])
+        at = 256
+        cols = {}
+        for name, width in (("label", 16), ("transducer", 80), ("unit", 8), ("pmin", 8), ("pmax", 8),
+                            ("dmin", 8), ("dmax", 8), ("prefilter", 80), ("samples", 8), ("reserved", 32)):
+            cols[name] = field(at, width, ns)
+            at += width * ns
+        samples = np.array([int(v) for v in cols["samples"]])
+        pmin, pmax, dmin, dmax = (np.array([float(v) for v in cols[k]]) for k in ("pmin", "pmax", "dmin", "dmax"))
+    except (ValueError, IndexError, UnicodeDecodeError):
+        raise InputError(f"cannot read {path} as EDF: its header is not an EDF header "
+                         f"(export the recording as EDF or EDF+)") from None
+    if field(192, 44)[0].startswith("EDF+D"):
+        raise InputError(f"{path.name} is a discontinuous EDF+ file (EDF+D): its data records have gaps "
+                         f"in time; export it as continuous EDF+ (EDF+C) or EDF")
+    if at != header_bytes or ns < 1 or duration <= 0 or np.any(samples < 1) or np.any(dmax <= dmin):
+        raise InputError(f"cannot read {path} as EDF: its header is inconsistent")
+    per_record = int(samples.sum()) * 2  # 16-bit samples
+    if n_records < 0:  # -1: still being recorded when the header was written
+        n_records = (size - header_bytes) // per_record
+    if n_records == 0:
+        raise InputError(f"{path} holds no data records (no samples)")
+    if size < header_bytes + n_records * per_record:
+        raise InputError(f"{path} is cut short: its header announces {n_records} data records of "
+                         f"{duration:g} s, the file holds {(size - header_bytes) // per_record}")
+    names = [name for name in cols["label"] if name != EDF_ANNOTATIONS]
+    if not names:
+        raise InputError(f"{path.name} holds no signal, only annotations")
+    lead = choose_lead(names, lead, path.name, "signal", "signal")
+    k = cols["label"].index(lead)
+    records = np.memmap(path, dtype="<i2", mode="r", offset=header_bytes, shape=(n_records, per_record // 2))
+    first = int(samples[:k].sum())
+    digital = records[:, first:first + samples[k]].reshape(-1).astype(np.float64)
+    x = (digital - dmin[k]) * (pmax[k] - pmin[k]) / (dmax[k] - dmin[k]) + pmin[k]
+    return Recording(x, samples[k] / duration, path.stem, lead, str(path.resolve()))
+
+
+def resample(x: np.ndarray, fs: float, target: int = dl.FS) -> np.ndarray:
+    """Polyphase resampling to `target` Hz (NaN runs kept as NaN, at their new positions)."""
+    from scipy import signal
+
+    frac = Fraction(target / fs).limit_denominator(1000)
+    gaps = np.isnan(x)
+    filled = x
+    if gaps.any():  # bridged by a straight line: no step at either edge to ring into the neighbours
+        known = np.flatnonzero(~gaps)
+        filled = np.interp(np.arange(len(x)), known, x[known])
+    y = signal.resample_poly(filled, frac.numerator, frac.denominator)
+    if gaps.any():
+        t_new = np.arange(len(y)) * fs / target
+        y[gaps[np.clip(np.round(t_new).astype(int), 0, len(x) - 1)]] = np.nan
+    return y
+
+
+def check_rate(fs: float, name: str, source: str) -> None:
+    """InputError unless fs (Hz) lies in FS_RANGE."""
+    low, high = FS_RANGE
+    if not low <= fs <= high:
+        fix = ("it is samples per second (e.g. 250 or 360), not the time between samples" if source == "--fs" else
+               "is this signal an ECG? (choose another with --lead)")
+        raise InputError(f"{name}: a sampling rate of {fs:g} Hz ({source}) is outside {low:g}-{high:g} Hz; {fix}")
+
+
+def prepare(rec: Recording) -> tuple[np.ndarray, np.ndarray]:
+    """(signal at 360 Hz with gaps filled, gap mask), after checking it can be classified."""
+    x = rec.x
+    check_rate(rec.fs, rec.name, "the file's header")
+    if not np.isfinite(x[~np.isnan(x)]).all():
+        raise InputError(f"{rec.name}: the signal holds infinite values; clean them or mark them NaN")
+    if len(x) / rec.fs < MIN_SECONDS:
+        raise InputError(f"{rec.name} is {len(x) / rec.fs:.1f} s long; at least {MIN_SECONDS:.0f} s "
+                         f"(a few beats) are needed")
+    if np.isnan(x).all():
+        raise InputError(f"{rec.name}: lead {rec.lead!r} holds no samples (all NaN)")
+    valid = x[~np.isnan(x)]
+    if np.ptp(valid) < 1e-6:
+        raise InputError(f"{rec.name}: lead {rec.lead!r} is a flat line (lead off?); nothing to classify")
+    if rec.fs != dl.FS:
+        print(f"resampling {rec.name} from {rec.fs:g} Hz to {dl.FS} Hz (the model's rate)", file=sys.stderr)
+        x = resample(x, rec.fs)
+    filled, gaps = dl.hold_gaps(x)  # (an all-NaN lead was refused above; a stream waits for the first value)
+    if gaps.any():
+        missing = int(np.isnan(rec.x).sum())  # in the input's own samples
+        warn(f"{rec.name}: {missing} missing sample{'s' if missing > 1 else ''} ({missing / rec.fs:.2g} s; empty, "
+             f"text or NaN cells); beats there are marked unclassifiable (Q)")
+    return filled, gaps
+
+
+def mains_fraction(x: np.ndarray, fs: float = dl.FS) -> float:
+    """The share of a signal's power above 0.5 Hz that lies within MAINS_BAND_HZ of 50 or 60 Hz, or of where
+    they fold to at a rate too low for them (60 Hz sampled at 100 Hz reads as 40 Hz). x at its own rate fs;
+    NaN samples (gaps) count as the signal's median. A Welch spectrum of the whole signal, or of MAINS_SEGMENTS
+    of its segments spread evenly over it where it has more (a recording of hours: the same share, in bounded time)."""
+    from scipy.signal import welch
+
+    x = np.asarray(x, dtype=np.float64)
+    nperseg = min(len(x), MAINS_SEGMENT)
+    if (len(x) - nperseg) // max(nperseg // 2, 1) + 1 > MAINS_SEGMENTS:  # (Welch's segments overlap by half)
+        starts = np.linspace(0, len(x) - nperseg, MAINS_SEGMENTS).astype(np.int64)
+        x = x[starts[:, None] + np.arange(nperseg)]  # one Welch segment a row
+    x = np.where(np.isnan(x), np.nanmedian(x), x)
+    f, p = welch(x - np.mean(x), fs, nperseg=nperseg)
+    if p.ndim == 2:  # the rows' spectra averaged, as Welch averages its segments'
+        p = p.mean(axis=0)
+    folded = [abs(hz - fs * round(hz / fs)) for hz in MAINS_HZ]
+    folded = [hz for hz in folded if hz >= 0.5 + MAINS_BAND_HZ]  # folded onto 0 Hz (fs 50, 60...): not seen
+    total = p[f >= 0.5].sum()
+    if not folded or total <= 0:
+        return 0.0
+    mains = np.any([np.abs(f - hz) <= MAINS_BAND_HZ for hz in folded], axis=0)
+    return float(p[mains].sum() / total)
+
+
+def check_signal(rec: Recording, match: np.ndarray) -> None:
+    """Warnings that a recording's classes are not to be trusted (predict and stream give the same): its lead
+    is mostly mains hum (judged on the input at its own rate), or the beats found do not resemble each other
+    (match: each beat's correlation with its template, dl.template_match)."""
+    hum = mains_fraction(rec.x, rec.fs)
+    if hum > MAX_MAINS:
+        warn(f"{rec.name}: lead {rec.lead!r} is mostly mains hum ({100 * hum:.0f}% of its power at 50 or 60 Hz; "
+             f"each of the 48 MIT-BIH records has under 1%): electrodes off, or not an ECG? Do not trust these classes")
+    median = float(np.nanmedian(match)) if np.isfinite(match).any() else float("nan")
+    if not median >= MIN_MATCH:
+        warn(f"{rec.name}: the beats found do not resemble each other (median correlation with their "
+             f"template {median:.2f}, under {MIN_MATCH:g}; each of the 48 MIT-BIH records has 0.79 or more): "
+             f"is lead {rec.lead!r} an ECG, or noise (lead off, mains hum)? Do not trust these classes")
+
+
+def cannot_read(exc: OSError, args) -> str:
+    """An OSError while reading a command's input or model, naming the file (else the input given)."""
+    return f"cannot read {exc.filename or args.record or args.csv or args.edf}: {exc.strerror or exc}"
+
+
+def add_input_arguments(p: argparse.ArgumentParser) -> None:
+    """The input options, shared by predict and stream."""
+    src = p.add_argument_group("input (one of)")
+    src.add_argument("--record", help="WFDB record path without extension")
+    src.add_argument("--csv", help="CSV file, one column per signal (a header row naming them is optional)")
+    src.add_argument("--edf", help="EDF or EDF+ file")
+    p.add_argument("--lead", default=None,
+                   help="WFDB or EDF lead (default MLII, else the first ECG-like signal, else the first)")
+    p.add_argument("--column", default=None, help="CSV column name or 0-based index "
+                                                   "(default: MLII, else the first ECG-like, else the first numeric)")
+    p.add_argument("--fs", type=float, default=None, help="CSV sampling rate in Hz (required with --csv)")
+
+
+def check_input_options(args) -> None:
+    """InputError unless the input options of add_input_arguments fit together."""
+    if sum(a is not None for a in (args.record, args.csv, args.edf)) != 1:
+        raise InputError("give one input: --record PATH (WFDB), --csv FILE --fs HZ or --edf FILE")
+    if args.csv is None and (args.fs is not None or args.column is not None):
+        # a WFDB or EDF file states its own rate and names its leads
+        source = "a WFDB record" if args.record else "an EDF file"
+        raise InputError(f"{'--fs' if args.fs is not None else '--column'} is for --csv only; {source} "
+                         f"states its rate, and --lead chooses its lead")
+    if args.csv is not None and args.lead is not None:
+        raise InputError(f"--lead is for WFDB records and EDF files; a CSV's column is chosen with "
+                         f"--column {args.lead}")
+
+
+def read_input(args) -> Recording:
+    """The recording the input options name."""
+    if args.record:
+        return read_wfdb(args.record, args.lead)
+    if args.edf:
+        return read_edf(args.edf, args.lead)
+    from csv_input import read_csv
+
+    return read_csv(args.csv, args.fs, args.column)
