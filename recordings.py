@@ -289,7 +289,13 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
     """The input options, shared by predict and stream."""
     src = p.add_argument_group("input (one of)")
     src.add_argument("--record", help="WFDB record path without extension")
-    src.add_argument("--csv", help="CSV file, one column per signal (a header row naming them is optional)")
+    src.add_argument("--csv", help="CSV file, one column per signal. Columns are split by ',' or by ';' or tab with ',' "
+                     "or '.' as the decimal mark, told by the rows under the first (a header may hold any character); "
+                     "rows of two numbers split by ',' are two columns of whole numbers unless the header names one "
+                     "column or a row reads -0,... or 0,0... (then one column with decimal commas). UTF-8 or Latin-1. "
+                     "A first row of numbers is data (the columns then go by index); a units row under the header "
+                     "(s,mV) is skipped; empty or text cells are gaps; a column is numeric when 99%% of its filled "
+                     "cells are numbers; a time column whose clock disagrees with --fs gets a warning")
     src.add_argument("--edf", help="EDF or EDF+ file")
     p.add_argument("--lead", default=None,
                    help="WFDB or EDF lead (default MLII, else the first ECG-like signal, else the first)")

@@ -122,7 +122,7 @@ def test_static_int8_keeps_rr_resolution_despite_annotation_gaps(model, beats, f
 
 @pytest.mark.parametrize("mode", ["diagnostic", "realtime"])
 def test_the_readme_deployment_example_runs_as_written(mode, request):
-    """README's "Deploying the model" snippet, run as a user would copy it (with a real run of either
+    """docs/deploy.md's "Deploying the model" snippet, run as a user would copy it (with a real run of either
     mode and a record for its placeholders): the run's mode's inputs, one class per annotated beat, the
     classes OnnxModel gives."""
     run = request.getfixturevalue(f"{mode}_run")
@@ -131,13 +131,13 @@ def test_the_readme_deployment_example_runs_as_written(mode, request):
 
     from conftest import ROOT, fixture_record
 
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Deploying the model"):]
+    readme = (ROOT / "docs" / "deploy.md").read_text()
+    section = readme[readme.index("# Deploying the model"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert "runs/<run>" in code and "data/mitdb/100" in code
     code = code.replace("runs/<run>", str(Path(run))).replace("data/mitdb/100", fixture_record("100"))
     scope: dict = {}
-    exec(compile(code, "README.md", "exec"), scope)
+    exec(compile(code, "docs/deploy.md", "exec"), scope)
     peaks, _ = dl.read_beats(fixture_record("100"))
     assert scope["mode"] == mode and len(scope["classes"]) == len(peaks) > 100
     np.testing.assert_array_equal(scope["rr"], dl.rr_features(peaks, dl.FS, mode))
