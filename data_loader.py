@@ -1,8 +1,6 @@
-"""MIT-BIH records -> filtered, z-scored beat windows + RR features, split by patient.
-
-Every fact about the data (sampling rate, window, AAMI map, DS1/DS2) lives here
-and is imported by the other stages.
-"""
+"""Beats as the model sees them: band-passed, z-scored windows with the patient's template, RR features, the
+DS1/DS2 split, and the cache of MIT-BIH's preprocessed records (mitdb.py reads the records themselves). The facts
+of the data (window, filter, features, split) live here and in mitdb.py, and are imported by the other stages."""
 from __future__ import annotations
 
 import bisect
@@ -14,26 +12,17 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage, signal
 
-FS = 360  # Hz, MIT-BIH sampling rate
+from mitdb import (AAMI_MAP, CLASS_INDEX, CLASSES, FS, LEAD, PHYSIONET_DB, RECORD_EXTENSIONS,  # noqa: F401 (dl.*)
+                   BYTES_PER_SAMPLE, DataError, check_records, ensure_records, read_beats, read_record, record_files,
+                   short_signal_file, signals_complete)
+
 WINDOW_BEFORE = 130  # samples before the R-peak (361 ms)
 WINDOW_AFTER = 150  # samples from the R-peak on (417 ms): the only look-ahead in real-time mode
 WINDOW = WINDOW_BEFORE + WINDOW_AFTER  # 280 samples = 0.78 s
 BANDPASS_HZ = (0.5, 50.0)
 FILTER_ORDER = 3  # Butterworth order per edge; sosfiltfilt squares the magnitude
-LEAD = "MLII"
 MODES = ("diagnostic", "realtime")
 CACHE_VERSION = 3  # 2: windows carry the template channel; 3: the causal band-pass starts at the first sample
-
-# AAMI EC57 classes and the MIT-BIH beat labels they gather (the evaluation protocol's table).
-CLASSES = ("N", "S", "V", "F", "Q")
-AAMI_MAP = {
-    **dict.fromkeys("NLRej", "N"),
-    **dict.fromkeys("AaJS", "S"),
-    **dict.fromkeys("VE", "V"),
-    "F": "F",
-    **dict.fromkeys("/fQ", "Q"),
-}
-CLASS_INDEX = {c: i for i, c in enumerate(CLASSES)}
 
 # de Chazal et al. 2004 inter-patient split; paced records 102 104 107 217 are in neither.
 DS1 = ("101 106 108 109 112 114 115 116 118 119 122 124 "
@@ -72,147 +61,6 @@ RR_FEATURES = {
     # Real-time mode: only beats at or before the current one.
     "realtime": ("pre", "prev", "long", "pre/long", "prev/long", "pre/prev", "slow", "pre/slow", "prev/slow"),
 }
-PHYSIONET_DB = "mitdb"
-RECORD_EXTENSIONS = (".hea", ".dat", ".atr")
-
-
-class DataError(Exception):
-    """A problem with the input data that the user can fix; the message says how."""
-
-
-# --------------------------------------------------------------------------- records
-
-def record_files(data_dir: Path, record: str) -> list[Path]:
-    return [Path(data_dir) / f"{record}{ext}" for ext in RECORD_EXTENSIONS]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _expected_sums(data_dir: Path) -> dict[str, str]:
-    sums = Path(data_dir) / "SHA256SUMS.txt"
-    if not sums.exists():
-        return {}
-    out = {}
-    for line in sums.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            out[parts[1].lstrip("*")] = parts[0]
-    return out
-
-
-BYTES_PER_SAMPLE = {"212": 1.5, "16": 2, "61": 2, "80": 1, "8": 1, "310": 4 / 3, "311": 4 / 3}  # WFDB formats
-
-
-def signals_complete(data_dir: Path, record: str) -> bool:
-    """Whether the record's header reads and its .dat holds every sample the header promises: the
-    check for a folder without SHA256SUMS.txt (a file cut short by a failed copy)."""
-    import wfdb
-
-    try:
-        header = wfdb.rdheader(str(Path(data_dir) / record))
-    except Exception:
-        return False
-    return short_signal_file(Path(data_dir), header) is None  # (a layout it does not know: left to SHA256SUMS.txt)
-
-
-def short_signal_file(folder: Path, header) -> Path | None:
-    """The record's signal file if it holds fewer bytes than its header's samples need (one file, one
-    format this knows); None otherwise."""
-    files, formats = set(header.file_name or []), set(header.fmt or [])
-    if len(files) != 1 or len(formats) != 1 or formats & set(BYTES_PER_SAMPLE) != formats or not header.sig_len:
-        return None
-    path = folder / files.pop()
-    offset = max([b or 0 for b in (header.byte_offset or [])] or [0])
-    need = offset + header.sig_len * header.n_sig * BYTES_PER_SAMPLE[formats.pop()]
-    return path if path.is_file() and path.stat().st_size < need else None
-
-
-def check_records(data_dir: Path, records) -> tuple[list[str], dict[str, str]]:
-    """Return (records missing, cut short or failing SHA256SUMS.txt, digest of each good record)."""
-    expected = _expected_sums(data_dir)
-    bad, digests = [], {}
-    for rec in records:
-        files = record_files(data_dir, rec)
-        if not all(f.is_file() for f in files):
-            bad.append(rec)
-            continue
-        if f"{rec}.dat" not in expected and not signals_complete(data_dir, rec):  # else SHA256SUMS.txt tells
-            bad.append(rec)
-            continue
-        sums = [_sha256(f) for f in files]
-        if any(f.name in expected and expected[f.name] != s for f, s in zip(files, sums)):
-            bad.append(rec)
-            continue
-        digests[rec] = hashlib.sha256("".join(sums).encode()).hexdigest()[:16]
-    return bad, digests
-
-
-def ensure_records(data_dir, records, offline: bool = False) -> dict[str, str]:
-    """Make sure every record is present and intact, downloading from PhysioNet if allowed.
-
-    Returns a content digest per record (used to key the preprocessing cache).
-    """
-    data_dir = Path(data_dir)
-    bad, digests = check_records(data_dir, records)
-    if bad and not offline:
-        try:
-            import wfdb
-
-            data_dir.mkdir(parents=True, exist_ok=True)
-            wfdb.dl_files(PHYSIONET_DB, str(data_dir), ["SHA256SUMS.txt", "RECORDS"])
-            wfdb.dl_database(PHYSIONET_DB, str(data_dir), records=list(bad), overwrite=True)
-        except Exception as exc:  # network errors come in many types
-            raise DataError(
-                f"could not download MIT-BIH records {' '.join(bad)} from PhysioNet into "
-                f"{data_dir}: {exc}. Check the network, or fetch the database by hand from "
-                f"https://physionet.org/content/mitdb/1.0.0/ and pass --data-dir and --offline."
-            ) from None
-        bad, digests = check_records(data_dir, records)
-    if bad:
-        raise DataError(
-            f"MIT-BIH records missing or corrupt in {data_dir}: {' '.join(bad)}. "
-            f"Each record needs {', '.join(RECORD_EXTENSIONS)} files, complete and matching SHA256SUMS.txt "
-            f"where the folder has one. "
-            f"Run without --offline to download them, or copy the database from "
-            f"https://physionet.org/content/mitdb/1.0.0/ into that folder."
-        )
-    return digests
-
-
-def read_record(path, lead: str = LEAD) -> tuple[np.ndarray, int]:
-    """Read one lead of a WFDB record by name. Returns (signal in mV, sampling rate in Hz)."""
-    import wfdb
-
-    header = wfdb.rdheader(str(path))
-    if lead not in header.sig_name:
-        raise DataError(f"record {path} has no lead {lead!r} (it has {', '.join(header.sig_name)}); "
-                        f"choose one of those.")
-    rec = wfdb.rdrecord(str(path), channel_names=[lead])
-    return rec.p_signal[:, 0].astype(np.float64), int(rec.fs)
-
-
-def read_beats(path) -> tuple[np.ndarray, np.ndarray]:
-    """Reference beat annotations: (R-peak sample indices, AAMI class indices)."""
-    import wfdb
-
-    try:
-        ann = wfdb.rdann(str(path), "atr")
-    except OSError:
-        raise  # missing or unreadable: the callers' messages name it
-    except Exception as exc:  # wfdb's parser on a damaged file: IndexError, ValueError, ...
-        raise DataError(f"cannot read the beat annotations {path}.atr ({type(exc).__name__}: {exc}); the file is "
-                        f"damaged: copy the record again (or delete its files and run without --offline to download "
-                        f"it)") from None
-    symbols = np.asarray(ann.symbol)
-    keep = np.isin(symbols, list(AAMI_MAP))
-    labels = np.array([CLASS_INDEX[AAMI_MAP[s]] for s in symbols[keep]], dtype=np.int64)
-    return np.asarray(ann.sample)[keep].astype(np.int64), labels
 
 
 # --------------------------------------------------------------------------- signal
@@ -450,31 +298,6 @@ def rr_history_start(r_peaks: np.ndarray, k: int, fs: float = FS) -> int:
     t = np.asarray(r_peaks[:k + 1], dtype=np.float64) / fs
     long_start = int(np.searchsorted(t, t[k] - LONG_SECONDS, side="left"))
     return max(0, min(long_start, k - LOCAL_BEATS - 2) - 1)
-
-
-class StaleModelError(ValueError):
-    """A model trained on other inputs (RR features, window channels) than this version computes."""
-
-
-def model_inputs(mode: str) -> dict:
-    """What a model of this version is fed: saved with every model and checked when one is loaded."""
-    rule = f"median of the last {TEMPLATE_BEATS} beats"
-    return {"rr_features": list(RR_FEATURES[mode]), "window_channels": list(WINDOW_CHANNELS), "template": [rule]}
-
-
-# Model inputs that earlier versions did not record, as every such version computed them.
-UNRECORDED_INPUTS = {"template": ["median of the last 32 beats"]}
-
-
-def check_model_inputs(path, mode: str, saved: dict) -> None:
-    """Raise StaleModelError unless `saved` (a model's metadata) names the inputs this version computes."""
-    for key, now in model_inputs(mode).items():
-        was = saved.get(key, UNRECORDED_INPUTS.get(key))
-        if was is None or list(was) != now:
-            raise StaleModelError(
-                f"{path} was trained on the {key.replace('_', ' ')} "
-                f"{', '.join(was) if was else 'of an earlier version'}; this version computes "
-                f"{', '.join(now)}. Retrain it with `python main.py --mode {mode}`")
 
 
 # --------------------------------------------------------------------------- beats + cache

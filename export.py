@@ -35,6 +35,31 @@ OUTPUT = "logits"
 OPSET = 17
 
 
+class StaleModelError(ValueError):
+    """A model trained on other inputs (RR features, window channels) than this version computes."""
+
+
+def model_inputs(mode: str) -> dict:
+    """What a model of this version is fed: saved with every model and checked when one is loaded."""
+    rule = f"median of the last {dl.TEMPLATE_BEATS} beats"
+    return {"rr_features": list(dl.RR_FEATURES[mode]), "window_channels": list(WINDOW_CHANNELS), "template": [rule]}
+
+
+# Model inputs that earlier versions did not record, as every such version computed them.
+UNRECORDED_INPUTS = {"template": ["median of the last 32 beats"]}
+
+
+def check_model_inputs(path, mode: str, saved: dict) -> None:
+    """Raise StaleModelError unless `saved` (a model's metadata) names the inputs this version computes."""
+    for key, now in model_inputs(mode).items():
+        was = saved.get(key, UNRECORDED_INPUTS.get(key))
+        if was is None or list(was) != now:
+            raise StaleModelError(
+                f"{path} was trained on the {key.replace('_', ' ')} "
+                f"{', '.join(was) if was else 'of an earlier version'}; this version computes "
+                f"{', '.join(now)}. Retrain it with `python main.py --mode {mode}`")
+
+
 def _example(n_rr: int, batch: int = 2):
     import torch
 
@@ -197,7 +222,6 @@ def load_model(path):
     not the training code."""
     import torch
 
-    from data_loader import StaleModelError, check_model_inputs
     from model import build_model, saved_members
 
     payload = torch.load(path, map_location="cpu", weights_only=False)
@@ -267,8 +291,8 @@ def load_classifier(path, kind: str = "float32", threads: int | None = None) -> 
         if mode not in dl.MODES:
             raise InputError(f"{config} names the mode {mode!r}; a run's mode is one of {', '.join(dl.MODES)}")
         try:
-            dl.check_model_inputs(path, mode, run_config)
-        except dl.StaleModelError as exc:
+            check_model_inputs(path, mode, run_config)
+        except StaleModelError as exc:
             raise InputError(str(exc)) from None
         try:
             onnx = OnnxModel(path, threads=threads)
@@ -294,7 +318,7 @@ def load_classifier(path, kind: str = "float32", threads: int | None = None) -> 
 
     try:
         model, meta = load_model(path)
-    except dl.StaleModelError as exc:
+    except StaleModelError as exc:
         raise InputError(str(exc)) from None
     except Exception:
         what = ("a TorchScript export (for other programs)" if path.name.endswith(".jit.pt") else

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 import data_loader as dl
+
+import export
 from cli import HelpFormatter  # noqa: F401  (main.HelpFormatter, as before)
 from outputs import discard, write_json
 
@@ -184,7 +186,7 @@ def run(args, made: dict | None = None) -> dict:
     config = {**vars(args), "train_records": train_recs, "validation_records": val_recs,
               "test_records": test_recs, "window": [dl.WINDOW_BEFORE, dl.WINDOW_AFTER],
               "bandpass_hz": list(dl.BANDPASS_HZ), "filter_order": dl.FILTER_ORDER,
-              **dl.model_inputs(args.mode), "model": designs(args.mode, args.ensemble),
+              **export.model_inputs(args.mode), "model": designs(args.mode, args.ensemble),
               "member_seeds": member_seeds(args.seed, args.ensemble)}
     progress = not args.quiet
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from data_loader import CLASSES, RR_FEATURES, model_inputs
+from data_loader import CLASSES, RR_FEATURES
+from export import model_inputs
 from export import load_model  # noqa: F401  (quantize.load_model, as before)
 from model import members_of, net_kwargs
 from outputs import atomic_path, write_bytes

@@ -19,6 +19,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import data_loader as dl  # noqa: E402
+
+import export
 import main as pipeline  # noqa: E402
 from evaluate import f1_score as f1  # noqa: E402
 from model import designs  # noqa: E402
@@ -187,8 +189,8 @@ def finished_alike(out: Path, argv: list[str]) -> bool:
     pipeline.check_args(args)
     saved = json.loads((out / "config.json").read_text())
     try:
-        dl.check_model_inputs(out, args.mode, saved)  # the rule predict.py loads models by
-    except dl.StaleModelError:
+        export.check_model_inputs(out, args.mode, saved)  # the rule predict.py loads models by
+    except export.StaleModelError:
         return False
     recorded = saved.get("model")  # the networks: once one design for every member; not recorded: unknown
     if isinstance(recorded, dict):

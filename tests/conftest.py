@@ -87,6 +87,8 @@ def trained_model(fixture_dir):
     import torch.nn.functional as F
 
     import data_loader as dl
+
+    import export
     from model import build_model
 
     train = dl.load_beats(fixture_dir, ["101", "106", "118", "124"], "diagnostic", progress=False)
@@ -133,13 +135,13 @@ def _train_briefly(mode: str, fixture_dir, steps: int = 40):
 def _make_run(mode: str, tmp_path_factory, fixture_dir) -> Path:
     import json
 
-    import data_loader as dl
+    import export
     from quantize import quantize_all
 
     out = tmp_path_factory.mktemp(f"{mode}_run")
     model, train = _train_briefly(mode, fixture_dir)
     quantize_all(model, train, out, mode)
-    (out / "config.json").write_text(json.dumps({"mode": mode, **dl.model_inputs(mode)}))
+    (out / "config.json").write_text(json.dumps({"mode": mode, **export.model_inputs(mode)}))
     return out
 
 

@@ -8,6 +8,8 @@ import torch
 from torch import nn
 
 import data_loader as dl
+
+import export
 import quantize
 from model import build_model
 
@@ -99,7 +101,7 @@ def test_dynamic_int8_file_is_smaller_and_predictions_agree(trained_model, tmp_p
 
 def test_an_earlier_versions_dynamic_int8_file_gets_a_message_saying_how_to_remake_it(trained_model, tmp_path):
     quantize.save_model(trained_model.model, tmp_path / "model_int8.pt", "diagnostic", "dynamic-int8")
-    with pytest.raises(dl.StaleModelError, match=r"deprecated quantized tensors.*retrain the run with "
+    with pytest.raises(export.StaleModelError, match=r"deprecated quantized tensors.*retrain the run with "
                                                  r"`python main.py --mode diagnostic`"):
         quantize.load_model(tmp_path / "model_int8.pt")
 
