@@ -765,3 +765,20 @@ def test_the_mains_check_reads_a_sample_of_a_long_recording_only_and_says_the_sa
         sampled, whole = recordings.mains_fraction(y, 360), _mains_fraction_of_the_whole(y, 360)
         assert abs(sampled - whole) < 0.01, (hum_share, sampled, whole)
         assert (sampled > recordings.MAX_MAINS) == (whole > recordings.MAX_MAINS)
+
+
+def test_inference_loads_no_training_code(diagnostic_run):
+    """predict, stream and loading a model (float32 or ONNX) import neither the training code nor quantization nor
+    main.py: inference stands on its own."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = ("import sys, predict, stream\n"
+            f"predict.load_classifier({str(diagnostic_run)!r}, 'float32')\n"
+            f"predict.load_classifier({str(diagnostic_run)!r}, 'static-int8')\n"
+            "print(sorted(m for m in ('train', 'quantize', 'main', 'losses') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
