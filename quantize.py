@@ -39,10 +39,11 @@ def calibration_beats(beats, per_class: int = 300, seed: int = 0, typical: float
     return beats.x[idx], beats.rr[idx]
 
 
-def quantize_static_onnx(float_onnx, path, calib_x, calib_rr, method: str = "MinMax") -> None:
+def quantize_static_onnx(float_onnx, path, calib_x, calib_rr, method: str = "MinMax", reduce_range: bool = True) -> None:
     """Static int8 of the whole network (convolutions and linear layers) with onnxruntime:
     7-bit int8 weights per channel, uint8 activations with ranges calibrated on DS1 training beats
-    (`method`: onnxruntime's CalibrationMethod, by name)."""
+    (`method`: onnxruntime's CalibrationMethod, by name; reduce_range=False: 8-bit weights, as earlier versions
+    made them, whose results depend on the CPU, for comparison only)."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quant_pre_process, quantize_static)
 
@@ -59,7 +60,7 @@ def quantize_static_onnx(float_onnx, path, calib_x, calib_rr, method: str = "Min
         pre = os.path.join(tmpdir, "pre.onnx")
         quant_pre_process(str(float_onnx), pre)  # shape inference + graph clean-up first
         quantize_static(pre, str(tmp), Reader(), quant_format=QuantFormat.QOperator, per_channel=True,
-                        reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod[method])
 
 

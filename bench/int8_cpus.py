@@ -50,26 +50,9 @@ def logits(files: list[str], inputs: str, out: str) -> None:
 
 def eight_bit(float_onnx: Path, path: Path, train) -> None:
     """The float32 model quantized as earlier versions did: static int8 with 8-bit weights."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
+    from quantize import calibration_beats, quantize_static_onnx
 
-    from quantize import calibration_beats
-
-    x, rr = calibration_beats(train)
-
-    class Reader:
-        def __init__(self):
-            self.batches = iter([{"window": x, "rr": rr}])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-        def rewind(self):
-            pass
-
-    with tempfile.TemporaryDirectory() as tmp:
-        quant_pre_process(str(float_onnx), f"{tmp}/pre.onnx")
-        quantize_static(f"{tmp}/pre.onnx", str(path), Reader(), quant_format=QuantFormat.QOperator,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    quantize_static_onnx(float_onnx, path, *calibration_beats(train), reduce_range=False)
 
 
 def run_both(files: list[Path], x, rr, tmp: Path) -> tuple[list, list, float]:

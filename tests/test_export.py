@@ -186,27 +186,25 @@ def test_every_int8_layer_computes_exact_integers_whatever_the_cpu(files, name):
                          for k, v in diffs.items()), diffs
 
 
-def test_int8_weights_cannot_saturate_on_any_cpu(files, tmp_path):
+def test_int8_weights_cannot_saturate_on_any_cpu(files, tmp_path, diagnostic_run, capsys):
     """The files' int8 weights are 7-bit: no pair of uint8 x int8 products overflows int16 on any CPU. An 8-bit
     file (as earlier versions made) is flagged on every layer, on whatever CPU this runs, and predict warns."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-
     from export import saturating_weights
 
     d, (cx, crr) = files
     assert saturating_weights(d / "q.onnx") == [] and saturating_weights(d / "qd.onnx") == []
 
-    class Reader:
-        def __init__(self):
-            self.batches = iter([{"window": cx, "rr": crr}])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-        def rewind(self):
-            pass
-
-    quantize_static(str(d / "f.onnx"), str(tmp_path / "old.onnx"), Reader(), quant_format=QuantFormat.QOperator,
-                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    quantize.quantize_static_onnx(d / "f.onnx", tmp_path / "old.onnx", cx, crr, reduce_range=False)
     layers = [n for n in onnx.load(str(tmp_path / "old.onnx")).graph.node if n.op_type in ("QLinearConv", "QGemm")]
     assert len(saturating_weights(tmp_path / "old.onnx")) == len(layers) == 7
+    import shutil
+
+    import predict
+
+    run = shutil.copytree(diagnostic_run, tmp_path / "run")  # a run of an earlier version: 8-bit static int8
+    quantize.quantize_static_onnx(run / "model_float32.onnx", run / "model_int8_static.onnx", cx, crr, reduce_range=False)
+    capsys.readouterr()
+    predict.load_classifier(run, "static-int8")
+    assert "quantized by an earlier version with 8-bit weights" in capsys.readouterr().err
+    predict.load_classifier(diagnostic_run, "static-int8")
+    assert "8-bit" not in capsys.readouterr().err
