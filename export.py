@@ -140,8 +140,9 @@ def rr_input_ranges(path) -> list[tuple[float, float]]:
 
 
 def saturating_weights(path) -> list[str]:
-    """The int8 weights of an ONNX model (a path, or the model loaded) that can overflow a pair of uint8 x int8 products on x86-64 without VNNI
-    (|w - zero point| > PAIR_LIMIT): their layers' results then depend on the CPU. [] for a model quantized here."""
+    """The int8 weights of an ONNX model (a path, or the model loaded) that can overflow a pair of uint8 x int8
+    products on x86-64 without VNNI (|w - zero point| > PAIR_LIMIT): their layers' results then depend on the CPU.
+    [] for a model quantized here."""
     import onnx
     from onnx import numpy_helper
 
@@ -189,7 +190,6 @@ class OnnxModel:
             opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.mode = self.session.get_modelmeta().custom_metadata_map.get(MODE_KEY)  # None: not recorded
-        self.kind, self.saturating = onnx_kind(path)
 
     def logits(self, x: np.ndarray, rr: np.ndarray) -> np.ndarray:
         return self.session.run([OUTPUT], dict(zip(INPUTS, (x, rr))))[0]
@@ -307,11 +307,12 @@ def load_classifier(path, kind: str = "float32", threads: int | None = None) -> 
         if onnx.mode is not None and onnx.mode != mode:
             raise InputError(f"{path} is a {onnx.mode} model, but the config.json beside it is a {mode} run's: "
                              f"keep each model with its own run's config.json")
-        if onnx.saturating:
+        kind, saturating = onnx_kind(path)  # (read here, where a user is told: not by every OnnxModel)
+        if saturating:
             warn(f"{path} was quantized by an earlier version with 8-bit weights: its classes differ on x86-64 CPUs "
                  f"without VNNI (AVX2 only) from those on other CPUs; retrain the run (`python main.py --mode {mode}`) "
                  f"for int8 files that give the same classes on every CPU")
-        return Classifier(mode, "float32-onnx" if onnx.kind == "float32" else onnx.kind, path, onnx.predict_proba)
+        return Classifier(mode, "float32-onnx" if kind == "float32" else kind, path, onnx.predict_proba)
     import torch
 
     from model import predict_proba
