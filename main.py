@@ -259,7 +259,7 @@ def write_predictions(path, beats, preds: dict) -> None:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in ("predict", "stream"):  # sub-commands: predict.py, stream.py
+    if argv and argv[0] in ("predict", "stream", "adapt"):  # sub-commands: predict.py, stream.py, adapt.py
         import importlib
 
         return importlib.import_module(argv[0]).main(argv[1:])

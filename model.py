@@ -76,12 +76,17 @@ class DualBranchNet(nn.Module):
         self.n_rr, self.rr_hidden, self.rr_scale, self.pool = n_rr, rr_hidden, rr_scale, pool
         self.rr_log = rr_scale == "log"
 
-    def forward(self, x: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
+        """What the head decides on: the CNN's features of the beat beside the RR branch's (adapt.py fits the head
+        alone to a patient)."""
         beat, template = x[:, 0:1], x[:, 1:2]
         features = self.cnn(torch.cat([beat, beat - template], dim=1))
         if self.rr_log:
             rr = torch.log(rr.clamp_min(RR_LOG_FLOOR))
-        return self.head(torch.cat([features, self.rr(rr)], dim=1))
+        return torch.cat([features, self.rr(rr)], dim=1)
+
+    def forward(self, x: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x, rr))
 
 
 class SeedEnsemble(nn.Module):

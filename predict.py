@@ -61,7 +61,8 @@ def classify(x: np.ndarray, clf: Classifier, gaps: np.ndarray | None = None, pea
         bad = c[hi] - c[lo] > 0
         proba[bad] = np.nan
         cls[bad] = dl.CLASS_INDEX["Q"]
-    return {"sample": peaks, "class": cls, "proba": proba, "match": dl.template_match(windows)}
+    return {"sample": peaks, "class": cls, "proba": proba, "match": dl.template_match(windows), "windows": windows,
+            "rr": rr}
 
 
 # --------------------------------------------------------------------------- outputs
@@ -170,6 +171,11 @@ def run(args) -> dict:
     from outputs import FolderError, atomic_path, make_folder
 
     frame = beats_frame(beats, rec.fs)  # (before the folder is made: nothing between it and the writes fails)
+    review = None
+    if args.suggest:
+        from adapt import suggest_review
+
+        review = suggest_review(args.model, beats, args.suggest, rec.fs)
     out = Path(args.out or Path("predictions") / rec.name)
     existed = out.is_dir()
     try:
@@ -196,6 +202,10 @@ def run(args) -> dict:
         written.append(out / f"{rec.name}_beats.csv")
         ann = write_annotations(out, rec.name, beats, rec.fs)
         written.append(ann)
+        if review is not None:
+            from review import write_review
+
+            written += write_review(out, rec.name, x, beats, review, rec.fs)
         if not args.no_plot:
             plot_strip(x, beats, strip, args.plot_start, args.plot_seconds,
                        f"{rec.name} ({rec.lead}), {clf.mode} model ({clf.kind})")
@@ -220,7 +230,10 @@ def run(args) -> dict:
     text = summary(beats, len(x) / dl.FS, args.low_confidence)
     try:
         print(f"{rec.name}: {clf.mode} model {clf.path} ({clf.kind})\n{text}\n"
-              f"classified in {seconds:.2f} s; outputs in {out} ({frame.shape[0]} rows, annotations {ann.name})")
+              f"classified in {seconds:.2f} s; outputs in {out} ({frame.shape[0]} rows, annotations {ann.name})"
+              + (f"\n{len(review)} beats to confirm in {rec.name}_review.csv (and .png): correct its class column, "
+                 f"then `main.py adapt --model {args.model} --labels {out / (rec.name + '_review.csv')} ...`"
+                 if review is not None else ""))
     except BrokenPipeError:  # the reader stopped (`| head`): the outputs are written; stop without a traceback
         discard(sys.stdout)
     except OSError as exc:  # standard output on a full disk: the outputs are written, the summary is lost
@@ -241,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot-start", type=float, default=0.0, help="start of the PNG strip, s")
     p.add_argument("--plot-seconds", type=float, default=10.0, help="length of the PNG strip, s")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG strip")
+    p.add_argument("--suggest", type=int, default=0, metavar="K",
+                   help="also write a review list of the K beats most worth confirming (<name>_review.csv, .review, "
+                        "_review.png), for `main.py adapt` (needs the run's model_float32.pt)")
     p.add_argument("--low-confidence", type=float, default=LOW_CONFIDENCE,
                    help="beats whose top probability is below this are counted as uncertain")
     return p
@@ -254,6 +270,8 @@ def main(argv=None) -> int:
         if not (0 <= args.plot_start < np.inf):
             raise InputError(f"--plot-start must be a number of seconds from the start, at least 0; "
                              f"got {args.plot_start}")
+        if args.suggest < 0:
+            raise InputError(f"--suggest is a number of beats, at least 0; got {args.suggest}")
         if not 0 <= args.low_confidence <= 1:
             raise InputError(f"--low-confidence is a probability, between 0 and 1; got {args.low_confidence:g}")
         with warnings.catch_warnings():

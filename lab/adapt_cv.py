@@ -1,0 +1,109 @@
+"""How to adapt to a patient, chosen on DS1: the patient-adaptive protocol (../shared/docs/PROTOCOL.md) simulated on
+held-out DS1 patients, each scored with the fold model that never saw it (lab/adapt_folds.py).
+
+For every variant of adapt.adapt_model (its settings below) and every held-out DS1 record: the first 5 minutes'
+labels (scored on the rest, beside the unadapted model on the same beats), and K beats chosen by adapt.suggest or
+at random (scored on every other beat). N, S and V Se / +P / F1 pooled over the 22 records.
+
+    python lab/adapt_folds.py --data-dir ../shared/data/mitdb --offline
+    python lab/adapt_cv.py --data-dir ../shared/data/mitdb --offline [--modes diagnostic]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the product: the repository root
+
+import adapt  # noqa: E402
+import data_loader as dl  # noqa: E402
+from adapt_folds import fold_dir  # noqa: E402
+from evaluate import confusion, metrics  # noqa: E402
+
+FIRST_SECONDS = 300.0
+KS = (5, 10, 20, 50)
+VARIANTS = {  # name -> adapt_model keyword arguments
+    "l2_0.01": {"l2": 0.01}, "l2_0.1": {"l2": 0.1}, "l2_1": {"l2": 1.0},
+    "l2_0.1_spread1": {"l2": 0.1, "spread": 1.0}, "l2_1_spread1": {"l2": 1.0, "spread": 1.0},
+}
+
+
+def scored(cm_sum: dict, key, y_true, y_pred):
+    cm = confusion(y_true, y_pred)
+    cm_sum[key] = cm_sum.get(key, 0) + cm
+
+
+def summary(cm) -> dict:
+    m = metrics(cm)["per_class"]
+    return {c: {k: round(m[c][k], 4) for k in ("se", "ppv", "f1")} for c in ("N", "S", "V")}
+
+
+def run_record(model, beats, variants, ks, cms: dict, seed: int = 0) -> None:
+    import torch
+
+    from model import predict_proba
+
+    x, rr, y = beats.x, beats.rr, beats.y
+    feats = adapt.head_inputs(model, x, rr)
+    base = predict_proba(model, x, rr).argmax(1)
+    first = beats.sample < FIRST_SECONDS * dl.FS
+    later = ~first
+    scored(cms, ("unadapted5min",), y[later], base[later])
+    rng = np.random.default_rng(seed)
+    picks = {}
+    for k in ks:
+        picks[("suggested", k)] = adapt.suggest(model, x, rr, k, seed=seed, feats=feats)[0]
+        picks[("random", k)] = np.sort(rng.choice(len(y), size=min(k, len(y)), replace=False))
+    picks[("first5min",)] = np.flatnonzero(first)
+    for name, kw in variants.items():
+        for key, idx in picks.items():
+            m = adapt.adapt_model(model, x, rr, idx, y[idx], feats=feats, **kw)
+            with torch.no_grad():
+                pred = predict_proba(m, x, rr).argmax(1)
+            rest = np.ones(len(y), bool)
+            rest[idx] = False
+            scored(cms, (name, *key), y[rest], pred[rest])
+    for key, idx in picks.items():  # the unadapted model on each variant's scored beats
+        if key[0] != "first5min":
+            rest = np.ones(len(y), bool)
+            rest[idx] = False
+            scored(cms, ("unadapted", *key), y[rest], base[rest])
+
+
+def main() -> None:
+    from export import load_model
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data-dir", default="data/mitdb")
+    p.add_argument("--offline", action="store_true")
+    p.add_argument("--folds-dir", default="runs/lab-adapt")
+    p.add_argument("--modes", nargs="+", default=list(dl.MODES))
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--out", default=None, help="JSON of the pooled figures")
+    a = p.parse_args()
+    variants = {v: VARIANTS[v] for v in a.variants.split(",")}
+    out = {}
+    for mode in a.modes:
+        cms, t0 = {}, time.time()
+        for f, held in enumerate(dl.DS1_FOLDS):
+            model, _ = load_model(fold_dir(a.folds_dir, mode, f) / "model_float32.pt")
+            for rec in held:
+                beats = dl.load_beats(a.data_dir, [rec], mode, "cache", offline=a.offline, progress=False)
+                run_record(model, beats, variants, KS, cms)
+        table = {" ".join(map(str, k)): summary(cm) for k, cm in sorted(cms.items(), key=lambda kv: str(kv[0]))}
+        out[mode] = table
+        print(f"\n== {mode} ({time.time() - t0:.0f} s): S Se/+P/F1 | V Se/+P/F1")
+        for k, m in table.items():
+            print(f"{k:32s} S {m['S']['se']:.3f} {m['S']['ppv']:.3f} {m['S']['f1']:.3f} | "
+                  f"V {m['V']['se']:.3f} {m['V']['ppv']:.3f} {m['V']['f1']:.3f}")
+    if a.out:
+        Path(a.out).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
