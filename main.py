@@ -21,8 +21,8 @@ from pathlib import Path
 import config
 import data_loader as dl
 import export
-from cli import HelpFormatter  # noqa: F401  (main.HelpFormatter, as before)
-from outputs import discard, write_json
+from cli import HelpFormatter, run_command  # noqa: F401  (main.HelpFormatter, as before)
+from outputs import write_json
 
 
 # The training options, each written once: (flag, default, help[, more of add_argument's keywords]). Each default
@@ -286,36 +286,32 @@ def main(argv=None) -> int:
     signals = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
     before = ({s: signal.signal(s, stop) for s in signals if signal.getsignal(s) is not signal.SIG_IGN}  # (nohup)
               if threading.current_thread() is threading.main_thread() else {})
-    try:
-        check_args(args, made)
-        run(args, made)
-    except BaseException as exc:
+
+    def undo(exc: BaseException) -> None:
         for s in before:  # a second signal does not cut the undo short
             signal.signal(s, signal.SIG_IGN)
         undo_failed_run(args, made)
-        if isinstance(exc, (ConfigError, dl.DataError)):
-            print(f"error: {exc}", file=sys.stderr)
-        elif isinstance(exc, BrokenPipeError):  # stdout's reader has gone (`| head`): stopped, quietly
-            discard(sys.stdout)
-            return 1
-        elif isinstance(exc, OSError) and exc.filename:  # a folder not writable, a full disk; a file unreadable
-            path = Path(exc.filename2 or exc.filename).resolve()
-            ours = any(path.is_relative_to(Path(d).resolve()) for d in (args.out, args.cache_dir) if d)
-            print(f"error: cannot {'write' if ours else 'read'} {exc.filename2 or exc.filename}: {exc.strerror or exc}"
-                  + ("; choose another --out or --cache-dir, or free space there" if ours else ""), file=sys.stderr)
-        elif isinstance(exc, KeyboardInterrupt):
-            print("interrupted", file=sys.stderr)
-            return 130
-        elif isinstance(exc, SystemExit):  # SIGTERM, SIGHUP
+        if isinstance(exc, SystemExit):  # SIGTERM, SIGHUP
             print("stopped", file=sys.stderr)
-            raise
-        else:
-            raise
-        return 2
+
+    try:
+        work = lambda: (check_args(args, made), run(args, made))  # noqa: E731
+        return run_command(work, lambda exc: cannot_read_or_write(exc, args), errors=(ConfigError, dl.DataError),
+                           cleanup=undo)
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)
-    return 0
+
+
+def cannot_read_or_write(exc: OSError, args) -> str | None:
+    """The error line for an OSError naming a file (a folder not writable, a full disk; a file unreadable), or
+    None for one that names none."""
+    if not exc.filename:
+        return None
+    path = Path(exc.filename2 or exc.filename).resolve()
+    ours = any(path.is_relative_to(Path(d).resolve()) for d in (args.out, args.cache_dir) if d)
+    return (f"cannot {'write' if ours else 'read'} {exc.filename2 or exc.filename}: {exc.strerror or exc}"
+            + ("; choose another --out or --cache-dir, or free space there" if ours else ""))
 
 
 def undo_failed_run(args, made: dict) -> None:
