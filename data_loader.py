@@ -1,6 +1,7 @@
 """Beats as the model sees them: band-passed, z-scored windows with the patient's template, RR features, the
 DS1/DS2 split, and the cache of MIT-BIH's preprocessed records (mitdb.py reads the records themselves). The facts
-of the data (window, filter, features, split) live here and in mitdb.py, and are imported by the other stages."""
+of the data (the split, the window's channels) live here and in mitdb.py, the settings (window, filter, features)
+in config.py; the other stages import both from here."""
 from __future__ import annotations
 
 import bisect
@@ -12,15 +13,13 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage, signal
 
+from config import (BANDPASS_HZ, DEFAULT_RR, FILTER_ORDER, LOCAL_BEATS, LONG_SECONDS, RR_FEATURES,  # noqa: F401
+                    SLOW_QUANTILE, TEMPLATE_BEATS, WINDOW_AFTER, WINDOW_BEFORE)  # (dl.*, as the mitdb names)
 from mitdb import (AAMI_MAP, CLASS_INDEX, CLASSES, FS, LEAD, PHYSIONET_DB, RECORD_EXTENSIONS,  # noqa: F401 (dl.*)
                    BYTES_PER_SAMPLE, DataError, check_records, ensure_records, read_beats, read_record, record_files,
                    short_signal_file, signals_complete)
 
-WINDOW_BEFORE = 130  # samples before the R-peak (361 ms)
-WINDOW_AFTER = 150  # samples from the R-peak on (417 ms): the only look-ahead in real-time mode
 WINDOW = WINDOW_BEFORE + WINDOW_AFTER  # 280 samples = 0.78 s
-BANDPASS_HZ = (0.5, 50.0)
-FILTER_ORDER = 3  # Butterworth order per edge; sosfiltfilt squares the magnitude
 MODES = ("diagnostic", "realtime")
 CACHE_VERSION = 3  # 2: windows carry the template channel; 3: the causal band-pass starts at the first sample
 
@@ -46,21 +45,7 @@ DS1_FOLDS = (("209", "119", "116", "101", "115", "109"),
              ("207", "203", "112", "205", "230"),
              ("223", "124", "114", "106", "215"))
 
-DEFAULT_RR = 0.8  # s, stands in for an RR interval or average not known (before the first beat, after the last)
-LOCAL_BEATS = 10  # RR intervals in the local average
-LONG_SECONDS = 300.0  # s, span of the long running average
-SLOW_QUANTILE = 0.95  # 'slow': this quantile of the RR intervals of the last LONG_SECONDS
-TEMPLATE_BEATS = 32  # the patient's template beat: median of the last TEMPLATE_BEATS beat windows
 WINDOW_CHANNELS = ("beat", "template")  # the CNN's input: each beat window and its patient's template
-RR_FEATURES = {
-    # Diagnostic mode may use the next beat (post-RR): one beat of latency.
-    # 'slow' (a high quantile of the last 5 minutes' intervals) keeps premature beats premature in
-    # a patient whose beats are mostly premature, where the mean follows them (it and its quantile
-    # chosen by DS1 cross-validation, lab/README.md).
-    "diagnostic": ("pre", "post", "long", "pre/long", "post/long", "post/pre", "slow", "pre/slow", "post/slow"),
-    # Real-time mode: only beats at or before the current one.
-    "realtime": ("pre", "prev", "long", "pre/long", "prev/long", "pre/prev", "slow", "pre/slow", "prev/slow"),
-}
 
 
 # --------------------------------------------------------------------------- signal

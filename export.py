@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+import config
 import data_loader as dl
 from cli import InputError, warn
 from data_loader import CLASSES, WINDOW, WINDOW_CHANNELS
@@ -41,8 +42,8 @@ class StaleModelError(ValueError):
 
 def model_inputs(mode: str) -> dict:
     """What a model of this version is fed: saved with every model and checked when one is loaded."""
-    rule = f"median of the last {dl.TEMPLATE_BEATS} beats"
-    return {"rr_features": list(dl.RR_FEATURES[mode]), "window_channels": list(WINDOW_CHANNELS), "template": [rule]}
+    rule = f"median of the last {config.TEMPLATE_BEATS} beats"
+    return {"rr_features": list(config.RR_FEATURES[mode]), "window_channels": list(WINDOW_CHANNELS), "template": [rule]}
 
 
 # Model inputs that earlier versions did not record, as every such version computed them.
@@ -96,7 +97,7 @@ def stamp_mode(path, mode: str) -> None:
 def rr_input_ranges(path) -> list[tuple[float, float]]:
     """The ranges of RR inputs (seconds and ratios) a static int8 ONNX model represents, one per quantization on a
     path from its 'rr' input (networks of one design share theirs): of the inputs themselves, or of their
-    logarithms in a network that takes those (model.DESIGNS), itself reading the inputs after any quantization
+    logarithms in a network that takes those (config.DESIGNS), itself reading the inputs after any quantization
     before it. An input outside a range reads, to that network, as the range's nearest end (a pause longer than
     the upper end is seen that long)."""
     import math
@@ -278,18 +279,18 @@ def load_classifier(path, kind: str = "float32", threads: int | None = None) -> 
         raise InputError(f"model {path} not found: pass a run directory made by `python main.py` "
                          f"(runs/...) or one of its model files")
     if path.suffix == ".onnx":
-        config = path.parent / "config.json"
-        if not config.is_file():
+        config_file = path.parent / "config.json"
+        if not config_file.is_file():
             raise InputError(f"{path}: an ONNX model needs the config.json of its run beside it "
                              f"(to know its mode); keep the run directory together")
         try:
-            run_config = json.loads(config.read_text())
+            run_config = json.loads(config_file.read_text())
             mode = run_config["mode"]
         except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-            raise InputError(f"{config} is not a run's config.json (cut short or edited?): it should name the "
+            raise InputError(f"{config_file} is not a run's config.json (cut short or edited?): it should name the "
                              f"model's mode; copy it again from the run directory") from None
         if mode not in dl.MODES:
-            raise InputError(f"{config} names the mode {mode!r}; a run's mode is one of {', '.join(dl.MODES)}")
+            raise InputError(f"{config_file} names the mode {mode!r}; a run's mode is one of {', '.join(dl.MODES)}")
         try:
             check_model_inputs(path, mode, run_config)
         except StaleModelError as exc:

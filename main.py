@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import signal
@@ -17,19 +18,44 @@ import threading
 import time
 from pathlib import Path
 
+import config
 import data_loader as dl
-
 import export
-from cli import HelpFormatter  # noqa: F401  (main.HelpFormatter, as before)
-from outputs import discard, write_json
+from cli import HelpFormatter, run_command  # noqa: F401  (main.HelpFormatter, as before)
+from outputs import write_json
 
 
-# Networks per model, by mode (--ensemble), their logits averaged, and the focal-loss focusing parameter
-# (--gamma): each chosen by DS1 cross-validation (lab/README.md). A third diagnostic network would miss the
-# edge model's 20,000 beats/s; a second real-time one gained too little for the stream's speed.
-ENSEMBLE = {"diagnostic": 2, "realtime": 1}
-GAMMA = {"diagnostic": 2.0, "realtime": 1.0}
-MODE_DEFAULTS = {"gamma": GAMMA, "ensemble": ENSEMBLE}  # option -> its default in each mode
+# The training options, each written once: (flag, default, help[, more of add_argument's keywords]). Each default
+# is config's setting; a dict is one by mode (the option left out, check_args takes the mode's), a tuple is given
+# comma-separated, True or False makes a switch. Each value goes to train.TrainConfig's field of the same name
+# (--no-augment: augment), --validate to split_records.
+TRAINING_FLAGS = (
+    ("--epochs", config.EPOCHS, "training epochs"),
+    ("--batch-size", config.BATCH_SIZE, "beats per training step"),
+    ("--lr", config.LR, "peak learning rate of the one-cycle schedule"),
+    ("--gamma", config.GAMMA, "focal loss focusing parameter, 0 = cross-entropy"),
+    ("--alpha", config.ALPHA, f"focal per-class weights for {','.join(dl.CLASSES)} ('none': all 1)"),
+    ("--balance", config.BALANCE, "class-balanced sampling strength: 0 natural frequencies, 1 fully balanced"),
+    ("--no-augment", not config.AUGMENT, "turn off training augmentation"),
+    ("--ema", config.EMA, "decay of the moving average of weights, the weights kept (0: plain weights)"),
+    ("--validate", False, f"hold DS1 records {', '.join(dl.VALIDATION)} out of training and keep the epoch that "
+                          "scores best on them (default: train on all DS1 and keep the last averaged weights, "
+                          "which DS1 cross-validation favoured)"),
+    ("--s-offset", config.S_OFFSET,
+     "added to the S logit (folded into the model): > 0 finds more S beats, with more false alarms"),
+    ("--ensemble", config.ENSEMBLE, "train K networks from seeds K*seed ... K*seed+K-1 and average their logits",
+     {"metavar": "K"}),
+    ("--seed", config.SEED, "same seed, same result on the same CPU model"),
+)
+
+
+def dest(flag: str) -> str:
+    """An option's name in the parsed arguments: '--batch-size' -> 'batch_size'."""
+    return flag[2:].replace("-", "_")
+
+
+# option -> its default in each mode (left out of argv: argparse.SUPPRESS)
+MODE_DEFAULTS = {dest(flag): default for flag, default, *_ in TRAINING_FLAGS if isinstance(default, dict)}
 
 
 def by_mode(defaults: dict) -> str:
@@ -37,14 +63,26 @@ def by_mode(defaults: dict) -> str:
     return f"(default: {', '.join(f'{v:g} in {m} mode' for m, v in defaults.items())})"
 
 
+def add_training_flags(p: argparse.ArgumentParser) -> None:
+    """TRAINING_FLAGS' options, in order."""
+    for flag, default, text, *more in TRAINING_FLAGS:
+        kw = more[0] if more else {}
+        if isinstance(default, dict):  # by mode
+            p.add_argument(flag, type=type(next(iter(default.values()))), default=argparse.SUPPRESS,
+                           help=f"{text} {by_mode(default)}", **kw)
+        elif isinstance(default, bool):
+            p.add_argument(flag, action="store_true", default=default, help=text, **kw)
+        elif isinstance(default, tuple):
+            p.add_argument(flag, default=",".join(f"{a:g}" for a in default), help=text, **kw)
+        else:
+            p.add_argument(flag, type=type(default), default=default, help=text, **kw)
+
+
 class ConfigError(Exception):
     """An inconsistent or impossible option; the message says which and what to use."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from train import TrainConfig
-
-    d = TrainConfig()
     p = argparse.ArgumentParser(prog="main.py", description=__doc__.split("\n")[0], allow_abbrev=False,
                                 formatter_class=HelpFormatter)
     p.add_argument("--mode", choices=dl.MODES, default="diagnostic",
@@ -55,28 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default="cache", help="preprocessed beats are cached here")
     p.add_argument("--out", default=None, help="run directory (default runs/<mode>-seed<seed>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="allow --out to name an existing run")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="beats per training step")
-    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of the one-cycle schedule")
-    p.add_argument("--gamma", type=float, default=argparse.SUPPRESS,  # default by mode
-                   help=f"focal loss focusing parameter, 0 = cross-entropy {by_mode(GAMMA)}")
-    p.add_argument("--alpha", default=",".join(f"{a:g}" for a in d.alpha),
-                   help=f"focal per-class weights for {','.join(dl.CLASSES)} ('none': all 1)")
-    p.add_argument("--balance", type=float, default=d.balance,
-                   help="class-balanced sampling strength: 0 natural frequencies, 1 fully balanced")
-    p.add_argument("--no-augment", action="store_true", help="turn off training augmentation")
-    p.add_argument("--ema", type=float, default=d.ema,
-                   help="decay of the moving average of weights, the weights kept (0: plain weights)")
-    p.add_argument("--validate", action="store_true",
-                   help=f"hold DS1 records {', '.join(dl.VALIDATION)} out of training and keep the epoch that "
-                        "scores best on them (default: train on all DS1 and keep the last averaged weights, "
-                        "which DS1 cross-validation favoured)")
-    p.add_argument("--s-offset", type=float, default=d.s_offset,
-                   help="added to the S logit (folded into the model): > 0 finds more S beats, with more false alarms")
-    p.add_argument("--ensemble", type=int, default=argparse.SUPPRESS, metavar="K",  # default by mode
-                   help="train K networks from seeds K*seed ... K*seed+K-1 and average their logits "
-                        + by_mode(ENSEMBLE))
-    p.add_argument("--seed", type=int, default=d.seed, help="same seed, same result on the same CPU model")
+    add_training_flags(p)
     p.add_argument("--device", default="cpu", help="cpu, or cuda when available")
     p.add_argument("--max-records", type=int, default=None,
                    help="smoke runs: use only the first N records of the train, validation and test lists")
@@ -96,9 +113,10 @@ def check_args(args, made: dict | None = None) -> None:
     for name, default in MODE_DEFAULTS.items():  # options left out of argv (argparse.SUPPRESS)
         if getattr(args, name, None) is None:
             setattr(args, name, default[args.mode])
-    for name in ("lr", "gamma", "balance", "ema", "s_offset"):
-        if not math.isfinite(getattr(args, name)):
-            raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {getattr(args, name)}")
+    for flag, *_ in TRAINING_FLAGS:  # (the float ones: --lr, --gamma, --balance, --ema, --s-offset)
+        value = getattr(args, dest(flag))
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{flag} must be a finite number, got {value}")
     if args.lr <= 0:
         raise ConfigError(f"--lr must be positive, got {args.lr}")
     if args.gamma < 0:
@@ -180,9 +198,8 @@ def run(args, made: dict | None = None) -> dict:
     t0 = time.time()
     out = Path(args.out)
     train_recs, val_recs, test_recs = split_records(args.max_records, args.validate)
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, gamma=args.gamma,
-                      alpha=args.alpha, balance=args.balance, augment=not args.no_augment, ema=args.ema,
-                      s_offset=args.s_offset, seed=args.seed, device=args.device)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields}, augment=not args.no_augment)
     config = {**vars(args), "train_records": train_recs, "validation_records": val_recs,
               "test_records": test_recs, "window": [dl.WINDOW_BEFORE, dl.WINDOW_AFTER],
               "bandpass_hz": list(dl.BANDPASS_HZ), "filter_order": dl.FILTER_ORDER,
@@ -269,36 +286,32 @@ def main(argv=None) -> int:
     signals = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
     before = ({s: signal.signal(s, stop) for s in signals if signal.getsignal(s) is not signal.SIG_IGN}  # (nohup)
               if threading.current_thread() is threading.main_thread() else {})
-    try:
-        check_args(args, made)
-        run(args, made)
-    except BaseException as exc:
+
+    def undo(exc: BaseException) -> None:
         for s in before:  # a second signal does not cut the undo short
             signal.signal(s, signal.SIG_IGN)
         undo_failed_run(args, made)
-        if isinstance(exc, (ConfigError, dl.DataError)):
-            print(f"error: {exc}", file=sys.stderr)
-        elif isinstance(exc, BrokenPipeError):  # stdout's reader has gone (`| head`): stopped, quietly
-            discard(sys.stdout)
-            return 1
-        elif isinstance(exc, OSError) and exc.filename:  # a folder not writable, a full disk; a file unreadable
-            path = Path(exc.filename2 or exc.filename).resolve()
-            ours = any(path.is_relative_to(Path(d).resolve()) for d in (args.out, args.cache_dir) if d)
-            print(f"error: cannot {'write' if ours else 'read'} {exc.filename2 or exc.filename}: {exc.strerror or exc}"
-                  + ("; choose another --out or --cache-dir, or free space there" if ours else ""), file=sys.stderr)
-        elif isinstance(exc, KeyboardInterrupt):
-            print("interrupted", file=sys.stderr)
-            return 130
-        elif isinstance(exc, SystemExit):  # SIGTERM, SIGHUP
+        if isinstance(exc, SystemExit):  # SIGTERM, SIGHUP
             print("stopped", file=sys.stderr)
-            raise
-        else:
-            raise
-        return 2
+
+    try:
+        work = lambda: (check_args(args, made), run(args, made))  # noqa: E731
+        return run_command(work, lambda exc: cannot_read_or_write(exc, args), errors=(ConfigError, dl.DataError),
+                           cleanup=undo)
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)
-    return 0
+
+
+def cannot_read_or_write(exc: OSError, args) -> str | None:
+    """The error line for an OSError naming a file (a folder not writable, a full disk; a file unreadable), or
+    None for one that names none."""
+    if not exc.filename:
+        return None
+    path = Path(exc.filename2 or exc.filename).resolve()
+    ours = any(path.is_relative_to(Path(d).resolve()) for d in (args.out, args.cache_dir) if d)
+    return (f"cannot {'write' if ours else 'read'} {exc.filename2 or exc.filename}: {exc.strerror or exc}"
+            + ("; choose another --out or --cache-dir, or free space there" if ours else ""))
 
 
 def undo_failed_run(args, made: dict) -> None:

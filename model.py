@@ -5,6 +5,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from config import CHANNELS, DESIGNS, DROPOUT, HIDDEN, KERNELS, RR_HIDDEN
 from data_loader import CLASSES, RR_FEATURES, WINDOW_CHANNELS
 
 
@@ -14,16 +15,7 @@ def conv_block(c_in: int, c_out: int, k: int) -> nn.Sequential:
                          nn.MaxPool1d(2))
 
 
-RR_HIDDEN = 128  # units per layer of the RR branch (chosen by DS1 cross-validation, lab/README.md)
-KERNELS = (7, 5, 5, 5)  # kernel size of each convolution block, in order
 RR_SCALES = ("raw", "log")  # how the RR inputs may enter the dense branch (DualBranchNet)
-# The product's networks by mode: the design of each member of its ensemble, in turn (member i takes
-# DESIGNS[mode][i % len]), chosen by DS1 cross-validation (lab/README.md). Diagnostic: a network taking the
-# logarithms of its RR inputs, which finds S beats, beside one also taking logarithms whose CNN averages over
-# seven spans of the window, which keeps V's false alarms down (ONNX exports only spans that divide the CNN's
-# 35-sample map: 5, 7, 35). Real-time: one network on raw RR inputs.
-DESIGNS = {"diagnostic": ({"rr_scale": "log"}, {"rr_scale": "log", "pool": 7}),
-           "realtime": ({"rr_scale": "raw"},)}
 RR_LOG_FLOOR = 1e-3  # rr_scale="log": inputs below this (none are: intervals and their ratios) count as it
 LEGACY_RR_HIDDEN = 32  # the width of every model saved before the width was recorded
 
@@ -56,8 +48,8 @@ class DualBranchNet(nn.Module):
     a long pause no longer dwarfs the rest).
     """
 
-    def __init__(self, n_rr: int, channels=(16, 32, 48), rr_hidden: int = RR_HIDDEN,
-                 hidden: int = 64, dropout: float = 0.3, pool: int = 1, rr_scale: str = "raw"):
+    def __init__(self, n_rr: int, channels=CHANNELS, rr_hidden: int = RR_HIDDEN,
+                 hidden: int = HIDDEN, dropout: float = DROPOUT, pool: int = 1, rr_scale: str = "raw"):
         super().__init__()
         if rr_scale not in RR_SCALES:
             raise ValueError(f"rr_scale must be one of {', '.join(RR_SCALES)}, got {rr_scale!r}")
@@ -90,7 +82,7 @@ class DualBranchNet(nn.Module):
 
 
 class SeedEnsemble(nn.Module):
-    """Networks trained from different seeds (of one design or several: DESIGNS), deciding together: their
+    """Networks trained from different seeds (of one design or several: config.DESIGNS), deciding together: their
     mean logits.
 
     The argmax of the mean logits is the argmax of the members' mean log-probabilities (each

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import data_loader as dl
-from cli import HelpFormatter, InputError
+from cli import HelpFormatter, InputError, run_command
 from export import MODEL_FILES, Classifier, load_classifier, model_kind  # noqa: F401  (predict.load_classifier)
 from outputs import discard
 from recordings import add_input_arguments, cannot_read, check_input_options, check_signal, prepare, read_input
@@ -264,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def work() -> None:
         if not (0 < args.plot_seconds < np.inf):
             raise InputError(f"--plot-seconds must be a positive number of seconds, got {args.plot_seconds}")
         if not (0 <= args.plot_start < np.inf):
@@ -277,19 +278,9 @@ def main(argv=None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             run(args)
-    except dl.DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # Ctrl-C: outputs are written whole or not at all (run)
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # (before the outputs were written: a failure, without a traceback)
-        discard(sys.stdout)
-        return 1
-    except OSError as exc:  # reading the input or the model (a failed write says so as an InputError)
-        print(f"error: {cannot_read(exc, args)}", file=sys.stderr)
-        return 2
-    return 0
+
+    # An OSError here: reading the input or the model (a failed write says so as an InputError)
+    return run_command(work, lambda exc: cannot_read(exc, args))
 
 
 if __name__ == "__main__":

@@ -116,9 +116,6 @@ def read_wfdb(path, lead: str | None = None) -> Recording:
     return Recording(rec.p_signal[:, 0].astype(np.float64), float(rec.fs), path.name, lead, source)
 
 
-EDF_ANNOTATIONS = "EDF Annotations"  # EDF+'s signal of events and time-keeping, not a lead
-
-
 def not_a_file(path: Path, kind: str) -> str:
     """Why an input path that is no regular file cannot be read: absent, a folder, or a pipe or device (read
     twice here: once for its layout, once for its values)."""
@@ -135,58 +132,57 @@ def not_a_file(path: Path, kind: str) -> str:
 
 def read_edf(path, lead: str | None = None) -> Recording:
     """One signal of an EDF/EDF+ file, at its own rate and in physical units (EDF+'s annotations
-    signal skipped). Read here, not by wfdb, which resamples every signal to one rate."""
+    signal skipped), read by edfio: of the samples only the chosen signal's are read (a day's Holter file need not
+    fit in memory). Not by wfdb, which resamples every signal to one rate."""
+    import warnings
+
+    import edfio
+
     path = Path(path)
     if not path.is_file():
         raise InputError(not_a_file(path, "EDF"))
-    with open(path, "rb") as f:  # the header only: the samples are mapped (a day's Holter file need not fit in memory)
-        data = f.read(256)
-        signals = data[252:256].decode("latin-1").strip()
-        data += f.read(256 * int(signals)) if signals.isdigit() else b""
-    size = path.stat().st_size
-
-    def field(lo: int, width: int, count: int = 1) -> list[str]:
-        return [data[lo + k * width:lo + (k + 1) * width].decode("latin-1").strip() for k in range(count)]
-
-    try:
-        if field(0, 8)[0] != "0":  # EDF's version field; BDF (24-bit) and other files differ
-            raise ValueError
-        header_bytes, n_records, duration = int(field(184, 8)[0]), int(field(236, 8)[0]), float(field(244, 8)[0])
-        ns = int(field(252, 4)[0])
-        at = 256
-        cols = {}
-        for name, width in (("label", 16), ("transducer", 80), ("unit", 8), ("pmin", 8), ("pmax", 8),
-                            ("dmin", 8), ("dmax", 8), ("prefilter", 80), ("samples", 8), ("reserved", 32)):
-            cols[name] = field(at, width, ns)
-            at += width * ns
-        samples = np.array([int(v) for v in cols["samples"]])
-        pmin, pmax, dmin, dmax = (np.array([float(v) for v in cols[k]]) for k in ("pmin", "pmax", "dmin", "dmax"))
-    except (ValueError, IndexError, UnicodeDecodeError):
-        raise InputError(f"cannot read {path} as EDF: its header is not an EDF header "
-                         f"(export the recording as EDF or EDF+)") from None
-    if field(192, 44)[0].startswith("EDF+D"):
+    not_edf = f"cannot read {path} as EDF: its header is not an EDF header (export the recording as EDF or EDF+)"
+    inconsistent = f"cannot read {path} as EDF: its header is inconsistent"
+    with warnings.catch_warnings(record=True) as said:  # edfio's word on a file shorter or longer than announced
+        warnings.simplefilter("always")
+        try:
+            edf = edfio.read_edf(path, header_encoding="latin-1")
+            if edf.version != 0:  # BDF (24-bit) and other files differ
+                raise ValueError
+            signals = edf.signals  # EDF+'s annotations signal left out
+            header_bytes, duration, reserved = edf.bytes_in_header_record, edf.data_record_duration, edf.reserved
+            every = len(edf._signals)  # with the annotations signal: the header holds 256 bytes for each (edfio 0.4)
+            cols = [(sig.label.strip(), sig.samples_per_data_record, sig.digital_min, sig.digital_max,
+                     sig.physical_min, sig.physical_max) for sig in signals]
+        except OSError:
+            raise
+        except (ZeroDivisionError, UnboundLocalError):  # a count or a duration of 0 where the data need one
+            raise InputError(inconsistent) from None
+        except Exception:  # a header edfio cannot parse
+            raise InputError(not_edf) from None
+    if reserved.startswith("EDF+D"):
         raise InputError(f"{path.name} is a discontinuous EDF+ file (EDF+D): its data records have gaps "
                          f"in time; export it as continuous EDF+ (EDF+C) or EDF")
-    if at != header_bytes or ns < 1 or duration <= 0 or np.any(samples < 1) or np.any(dmax <= dmin):
-        raise InputError(f"cannot read {path} as EDF: its header is inconsistent")
-    per_record = int(samples.sum()) * 2  # 16-bit samples
-    if n_records < 0:  # -1: still being recorded when the header was written
-        n_records = (size - header_bytes) // per_record
+    if (header_bytes != 256 * (every + 1) or not every or duration <= 0
+            or any(samples < 1 or dmax <= dmin for _, samples, dmin, dmax, _, _ in cols)):
+        raise InputError(inconsistent)
+    held = edf.num_data_records  # the whole data records in the file
+    announced = [int(m[1]) for w in said if (m := re.search(r"header indicates (-?\d+) data records", str(w.message)))]
+    n_records = announced[0] if announced and announced[0] >= 0 else held  # -1: still being recorded when written
     if n_records == 0:
         raise InputError(f"{path} holds no data records (no samples)")
-    if size < header_bytes + n_records * per_record:
+    if held < n_records:
         raise InputError(f"{path} is cut short: its header announces {n_records} data records of "
-                         f"{duration:g} s, the file holds {(size - header_bytes) // per_record}")
-    names = [name for name in cols["label"] if name != EDF_ANNOTATIONS]
+                         f"{duration:g} s, the file holds {held}")
+    names = [name for name, *_ in cols]
     if not names:
         raise InputError(f"{path.name} holds no signal, only annotations")
     lead = choose_lead(names, lead, path.name, "signal", "signal")
-    k = cols["label"].index(lead)
-    records = np.memmap(path, dtype="<i2", mode="r", offset=header_bytes, shape=(n_records, per_record // 2))
-    first = int(samples[:k].sum())
-    digital = records[:, first:first + samples[k]].reshape(-1).astype(np.float64)
-    x = (digital - dmin[k]) * (pmax[k] - pmin[k]) / (dmax[k] - dmin[k]) + pmin[k]
-    return Recording(x, samples[k] / duration, path.stem, lead, str(path.resolve()))
+    k = names.index(lead)
+    _, samples, dmin, dmax, pmin, pmax = cols[k]
+    digital = signals[k].digital[:n_records * samples].astype(np.float64)  # (records past those announced: not read)
+    x = (digital - float(dmin)) * (pmax - pmin) / float(dmax - dmin) + pmin
+    return Recording(x, samples / duration, path.stem, lead, str(path.resolve()))
 
 
 def resample(x: np.ndarray, fs: float, target: int = dl.FS) -> np.ndarray:

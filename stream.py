@@ -235,13 +235,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     import warnings
 
+    from cli import run_command
     from export import load_classifier, model_kind
     from predict import MIN_BEATS, summary, too_few_beats
     from recordings import cannot_read, check_input_options, check_signal, prepare, read_input
 
     args = build_parser().parse_args(argv)
     replaying = False  # from the first line printed on: an OSError is standard output's
-    try:
+
+    def work() -> None:
+        nonlocal replaying
         with warnings.catch_warnings():  # torch's notices on loading a model are not the user's business
             warnings.simplefilter("ignore", UserWarning)
             if args.chunk < 1:
@@ -285,22 +288,14 @@ def main(argv=None) -> int:
                       f"beat in the first {FIRST_S:g} s waits for the next one)")
             print(f"  {len(x) / dl.FS:.0f} s of signal in {wall:.1f} s ({len(x) / dl.FS / wall:.0f}x real time)",
                   flush=True)
-    except dl.DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # the reader stopped (`| head`): stop too, without a traceback
-        discard(sys.stdout)
-    except OSError as exc:
+
+    def os_error(exc: OSError) -> str:
         if not replaying:  # the input or the model could not be read
-            print(f"error: {cannot_read(exc, args)}", file=sys.stderr)
-            return 2
+            return cannot_read(exc, args)
         discard(sys.stdout)  # standard output on a full disk, or closed some other way
-        print(f"error: cannot write the beats to standard output: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    return 0
+        return f"cannot write the beats to standard output: {exc.strerror or exc}"
+
+    return run_command(work, os_error, broken_pipe=0)  # (the reader stopped, `| head`: so does the stream)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+import config
 from data_loader import CLASSES, Beats
 from evaluate import confusion, metrics
 from losses import FocalLoss
@@ -17,22 +18,20 @@ from model import predict_logits, predict_proba  # noqa: F401  (train.predict_pr
 
 @dataclass
 class TrainConfig:
-    epochs: int = 12
-    batch_size: int = 256
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    gamma: float = 1.0  # main.py's default is by mode (main.GAMMA)
-    # Per-class focal weights (CLASSES order), chosen by DS1 cross-validation (lab/README.md). Q is weighted
-    # down: its few DS1 examples cost N beats when learned hard. F is not: F beats taken for V are V false alarms.
-    alpha: tuple | None = (1.0, 1.0, 1.0, 1.0, 0.2)
-    balance: float = 0.5  # sample class c with weight count_c^-balance (0: natural, 1: balanced)
-    augment: bool = True
-    ema: float = 0.998  # decay of the moving average of weights, after a plain-mean warm-up (0: off)
-    seed: int = 0
+    """How a network is trained; the product's values are config's settings of the same name."""
+
+    epochs: int = config.EPOCHS
+    batch_size: int = config.BATCH_SIZE
+    lr: float = config.LR
+    weight_decay: float = config.WEIGHT_DECAY
+    gamma: float = 1.0  # the product's is by mode (config.GAMMA), which main.py passes
+    alpha: tuple | None = config.ALPHA  # per-class focal weights, CLASSES order
+    balance: float = config.BALANCE
+    augment: bool = config.AUGMENT
+    ema: float = config.EMA
+    seed: int = config.SEED
     device: str = "cpu"
-    # Added to the S logit (folded into the classifier's bias after training, and applied when
-    # validating): a decision rule that trades S positive predictivity for sensitivity.
-    s_offset: float = 0.0
+    s_offset: float = config.S_OFFSET  # added to the S logit, folded into the classifier's bias after training
 
 
 def seed_everything(seed: int) -> None:

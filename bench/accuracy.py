@@ -181,7 +181,7 @@ def finished_alike(out: Path, argv: list[str]) -> bool:
     run them today: every option its config.json recorded equal to today's (one it did not record,
     from an older version, is not compared) and every model input (data_loader.model_inputs) equal,
     recorded or as older versions computed it. --resume reuses only such runs, so a changed default
-    (e.g. main.GAMMA), input (the template) or network (model.design) trains again instead of reporting the old
+    (e.g. config.GAMMA), input (the template) or network (model.design) trains again instead of reporting the old
     model."""
     if not (out / "metrics.json").exists() or not (out / "config.json").exists():
         return False

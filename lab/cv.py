@@ -126,7 +126,7 @@ CONFIGS["rr_hidden64"] = {"model_rr_hidden": 64}  # real-time mode's check (gamm
 # Round 38: the next step of round 37's width, 128 units, under gamma 2.
 CONFIGS["gamma2_rr_hidden128"] = {"model_rr_hidden": 128, "gamma": 2.0}
 CONFIGS["rr_hidden128"] = {"model_rr_hidden": 128}  # real-time mode's check (gamma 1)
-# Round 38 adopted 128 units (model.RR_HIDDEN), so from then on 'base' and 'gamma2' run 128 units; these
+# Round 38 adopted 128 units (config.RR_HIDDEN), so from then on 'base' and 'gamma2' run 128 units; these
 # run the 32 units of every round before (rounds 36-37's base, for instance).
 CONFIGS["rr_hidden32"] = {"model_rr_hidden": 32}
 CONFIGS["gamma2_rr_hidden32"] = {"model_rr_hidden": 32, "gamma": 2.0}
@@ -142,7 +142,7 @@ CONFIGS["gamma2_alpha_F1"] = {"alpha": [1.0, 1.0, 1.0, 1.0, 0.2], "gamma": 2.0}
 CONFIGS["alpha_F1"] = {"alpha": [1.0, 1.0, 1.0, 1.0, 0.2]}  # real-time mode's check (gamma 1)
 CONFIGS["gamma2_alpha_V05"] = {"alpha": [1.0, 1.0, 0.5, 0.2, 0.2], "gamma": 2.0}
 CONFIGS["alpha_V05"] = {"alpha": [1.0, 1.0, 0.5, 0.2, 0.2]}  # real-time mode's check (gamma 1)
-# Round 40 adopted F weighted 1 (train.TrainConfig.alpha), so from then on 'base' and 'gamma2' weight F 1;
+# Round 40 adopted F weighted 1 (config.ALPHA), so from then on 'base' and 'gamma2' weight F 1;
 # these run the F weight 0.2 of every round before.
 CONFIGS["alpha_F02"] = {"alpha": [1.0, 1.0, 1.0, 0.2, 0.2]}
 CONFIGS["gamma2_alpha_F02"] = {"alpha": [1.0, 1.0, 1.0, 0.2, 0.2], "gamma": 2.0}

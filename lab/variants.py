@@ -13,8 +13,9 @@ from torch import nn
 
 import data_loader as dl
 import train
+from config import CHANNELS, DROPOUT, HIDDEN, KERNELS, RR_HIDDEN
 from losses import FocalLoss
-from model import KERNELS, RR_HIDDEN, RR_LOG_FLOOR, DualBranchNet, conv_block
+from model import RR_LOG_FLOOR, DualBranchNet, conv_block
 
 RR_SCALES = ("raw", "log", "batchnorm")  # the product's two, and each input standardised by a batch-norm layer
 
@@ -67,8 +68,8 @@ class LabNet(DualBranchNet):
     beside its mean; rr_scale="batchnorm": each RR input standardised by a batch-norm layer.
     """
 
-    def __init__(self, n_rr: int, channels=(16, 32, 48), rr_hidden: int = RR_HIDDEN, hidden: int = 64,
-                 dropout: float = 0.3, template: bool = True, leads: int = 1, pool: int = 1,
+    def __init__(self, n_rr: int, channels=CHANNELS, rr_hidden: int = RR_HIDDEN, hidden: int = HIDDEN,
+                 dropout: float = DROPOUT, template: bool = True, leads: int = 1, pool: int = 1,
                  cnn_dropout: float = 0.0, se: bool = False, global_max: bool = False, rr_scale: str = "raw"):
         if rr_scale not in RR_SCALES:
             raise ValueError(f"rr_scale must be one of {', '.join(RR_SCALES)}, got {rr_scale!r}")

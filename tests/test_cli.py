@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import wfdb
 
+import config
 import data_loader as dl
 import main
 from conftest import FIXTURE_DIR, FIXTURE_RECORDS, ROOT, copy_records, smoke_args
@@ -456,12 +457,12 @@ def test_data_dir_default_comes_from_the_environment(monkeypatch):
 
 @pytest.mark.parametrize("mode", dl.MODES)
 def test_mode_defaults_and_explicit_values(mode, tmp_path):
-    """--gamma and --ensemble default by mode (main.GAMMA, main.ENSEMBLE, DS1 CV's choices); a value
+    """--gamma and --ensemble default by mode (config.GAMMA, config.ENSEMBLE, DS1 CV's choices); a value
     given on the command line wins in either mode. (Folders in tmp_path: the checkout is left as it was.)"""
     where = ["--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache")]
     args = main.build_parser().parse_args(["--mode", mode, *where])
     main.check_args(args)
-    assert (args.gamma, args.ensemble) == (main.GAMMA[mode], main.ENSEMBLE[mode])
+    assert (args.gamma, args.ensemble) == (config.GAMMA[mode], config.ENSEMBLE[mode])
     args = main.build_parser().parse_args(["--mode", mode, "--gamma", "0.5", "--ensemble", "3", *where])
     main.check_args(args)
     assert (args.gamma, args.ensemble) == (0.5, 3)

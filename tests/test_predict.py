@@ -193,6 +193,10 @@ def test_edf_plus_with_signals_at_other_rates_reads_the_lead_at_its_own_rate(dia
     (lambda b: b[:-1000], "is cut short: its header announces 180 data records"),
     (lambda b: b"not an EDF" + b[10:], "not an EDF header"),
     ("discontinuous", "discontinuous EDF+ file (EDF+D)"),
+    (lambda b: b[:244] + b"0       " + b[252:], "its header is inconsistent"),  # data records of 0 s
+    (lambda b: b[:512] + b"-32768  " + b[520:], "its header is inconsistent"),  # the ECG's digital max = its min
+    (lambda b: b[:184] + b"512     " + b[192:], "its header is inconsistent"),  # 256 bytes for each of 2 signals
+    (lambda b: b[:236] + b"0       " + b[244:], "holds no data records"),
 ])
 def test_a_bad_edf_file_is_one_error_line(diagnostic_run, tmp_path, capsys, damage, message):
     rec = wfdb.rdrecord(fixture_record("100"), physical=False)
@@ -203,6 +207,21 @@ def test_a_bad_edf_file_is_one_error_line(diagnostic_run, tmp_path, capsys, dama
     code, _, err = run_predict(capsys, "--model", diagnostic_run, "--edf", tmp_path / "a.edf", "--out", tmp_path / "o")
     assert code == 2 and message in err, err
     assert not (tmp_path / "o").exists()
+
+
+def test_edf_data_records_as_announced(tmp_path):
+    """An EDF file's data records: as many as its header announces (any after them are not read), or, announced
+    as -1 (still being recorded when the header was written), as many as it holds."""
+    rec = wfdb.rdrecord(fixture_record("100"), physical=False)
+    write_edf(tmp_path / "a.edf", [("ECG", 360, rec.d_signal[:, 0], 200, 1024)])
+    whole = recordings.read_edf(tmp_path / "a.edf")
+    assert whole.fs == 360 and len(whole.x) == 180 * 360
+    np.testing.assert_allclose(whole.x, (rec.d_signal[:180 * 360, 0] - 1024) / 200, atol=1e-9)
+    data = (tmp_path / "a.edf").read_bytes()
+    (tmp_path / "a.edf").write_bytes(data[:236] + b"-1      " + data[244:])
+    np.testing.assert_array_equal(recordings.read_edf(tmp_path / "a.edf").x, whole.x)
+    (tmp_path / "a.edf").write_bytes(data[:236] + b"179     " + data[244:])
+    np.testing.assert_array_equal(recordings.read_edf(tmp_path / "a.edf").x, whole.x[:179 * 360])
 
 
 @pytest.mark.parametrize("kind", ["dynamic-int8", "static-int8"])

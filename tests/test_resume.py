@@ -12,6 +12,7 @@ spec.loader.exec_module(accuracy)
 
 
 def test_resume_reuses_only_runs_with_the_same_options(tmp_path, monkeypatch):
+    import config
     import main
 
     out, cache = tmp_path / "run", tmp_path / "cache"
@@ -25,33 +26,31 @@ def test_resume_reuses_only_runs_with_the_same_options(tmp_path, monkeypatch):
     assert not accuracy.finished_alike(out, smoke_args(out, cache, "--seed", "2", "--gamma", "0.5"))
     # a changed default is a changed option: the run recorded the gamma it trained with
     with monkeypatch.context() as m:
-        m.setitem(main.GAMMA, "diagnostic", 0.25)
+        m.setitem(config.GAMMA, "diagnostic", 0.25)
         assert not accuracy.finished_alike(out, argv)
     assert accuracy.finished_alike(out, argv)
     # so is a changed model input, recorded or not (older versions did not record the template's rule)
-    import data_loader as dl
-    config = json.loads((out / "config.json").read_text())
-    (out / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "template"}))
+    saved = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({k: v for k, v in saved.items() if k != "template"}))
     assert accuracy.finished_alike(out, argv)  # as older versions made it: the same template
     with monkeypatch.context() as m:
-        m.setattr(dl, "TEMPLATE_BEATS", 16)
+        m.setattr(config, "TEMPLATE_BEATS", 16)
         assert not accuracy.finished_alike(out, argv)
-    (out / "config.json").write_text(json.dumps(config))
+    (out / "config.json").write_text(json.dumps(saved))
     with monkeypatch.context() as m:
-        m.setattr(dl, "TEMPLATE_BEATS", 16)
+        m.setattr(config, "TEMPLATE_BEATS", 16)
         assert not accuracy.finished_alike(out, argv)
     assert accuracy.finished_alike(out, argv)
     # and a changed network: a run records its design (model.design); one from before it did is not reused
-    import model
     with monkeypatch.context() as m:
-        m.setitem(model.DESIGNS, config["mode"], ({"rr_scale": "log", "pool": 5},))
+        m.setitem(config.DESIGNS, saved["mode"], ({"rr_scale": "log", "pool": 5},))
         assert not accuracy.finished_alike(out, argv)
     assert accuracy.finished_alike(out, argv)
-    (out / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "model"}))
+    (out / "config.json").write_text(json.dumps({k: v for k, v in saved.items() if k != "model"}))
     assert not accuracy.finished_alike(out, argv)
     # earlier versions recorded one design for every member: still today's if it is
-    (out / "config.json").write_text(json.dumps({**config, "model": config["model"][0]}))
-    assert accuracy.finished_alike(out, argv) == (len(set(map(json.dumps, config["model"]))) == 1)
-    (out / "config.json").write_text(json.dumps(config))
+    (out / "config.json").write_text(json.dumps({**saved, "model": saved["model"][0]}))
+    assert accuracy.finished_alike(out, argv) == (len(set(map(json.dumps, saved["model"]))) == 1)
+    (out / "config.json").write_text(json.dumps(saved))
     (out / "metrics.json").unlink()  # an interrupted run is never reused
     assert not accuracy.finished_alike(out, argv)
