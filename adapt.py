@@ -293,32 +293,22 @@ def build_parser():
 
 
 def main(argv=None) -> int:
-    import sys
     import warnings
 
-    from outputs import discard
+    from cli import run_command
     from recordings import cannot_read
 
     args = build_parser().parse_args(argv)
-    try:
+
+    def work():
         if args.until is not None and not args.until > 0:
             raise InputError(f"--until must be a positive number of seconds, got {args.until:g}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             run(args)
-    except dl.DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        discard(sys.stdout)
-        return 1
-    except OSError as exc:
-        print(f"error: {cannot_read(exc, args)}", file=sys.stderr)
-        return 2
-    return 0
+
+    # An OSError here: reading the input, the labels or the model (a failed write says so as an InputError)
+    return run_command(work, lambda exc: cannot_read(exc, args))
 
 
 if __name__ == "__main__":

@@ -82,11 +82,17 @@ def read_labels_wfdb(path: Path) -> tuple[np.ndarray, np.ndarray]:
     are not beats and are left out."""
     import wfdb
 
+    hint = "give record.<extension> (e.g. 100.atr) or a CSV of time_s and class"
+    with open(path, "rb") as f:  # the format ends with a zero annotation; wfdb would read any bytes as labels
+        size = f.seek(0, 2)
+        f.seek(max(size - 2, 0))
+        if size % 2 or f.read(2) != b"\0\0":
+            raise InputError(f"cannot read {path} as a WFDB annotation file (it lacks the format's end mark): {hint}")
     try:
         ann = wfdb.rdann(str(path.with_suffix("")), path.suffix.lstrip("."))
     except Exception as exc:
         raise InputError(f"cannot read {path} as a WFDB annotation file ({str(exc).splitlines()[0][:120] or 'empty'})"
-                         f": give record.<extension> (e.g. 100.atr) or a CSV of time_s and class") from None
+                         f": {hint}") from None
     fs = float(ann.fs) if ann.fs else dl.FS
     keep = [i for i, s in enumerate(ann.symbol) if s in dl.AAMI_MAP]
     if not keep:

@@ -20,7 +20,7 @@ def fold_dir(out, mode: str, fold: int, seed: int = 0) -> Path:
 
 
 def train_folds(data_dir, out, modes, seed: int = 0, cache_dir="cache", offline=True) -> None:
-    from main import ENSEMBLE, GAMMA
+    from config import ENSEMBLE, GAMMA
     from quantize import save_model
     from train import TrainConfig, fit_ensemble
 
