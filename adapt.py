@@ -18,13 +18,8 @@ from torch import nn
 
 import data_loader as dl
 from cli import InputError, warn
+from config import CLASS_BALANCE, FIT_STEPS, HEAD_L2, SPREAD, SPREAD_WEIGHT
 from data_loader import CLASSES
-
-HEAD_L2 = 1.0  # pull of the head's weights towards the trained ones (sum of squares), against the labels' loss
-CLASS_BALANCE = 0.5  # a confirmed beat of class c weighs count_c^-CLASS_BALANCE: a rare class is not outvoted
-SPREAD = 0.0  # a confirmed beat's label also given (at SPREAD_WEIGHT) to unconfirmed beats of its cluster; 0: off
-SPREAD_WEIGHT = 0.2
-FIT_STEPS = 60  # L-BFGS iterations
 
 
 def networks(model: nn.Module) -> list[nn.Module]:
@@ -176,7 +171,6 @@ def run_directory(model_arg) -> Path:
 
 def run(args) -> dict:
     """Adapt the run's model to the recording's confirmed beats; write the adapted run and the recording's classes."""
-    import json
     import time
 
     from export import MODEL_FILES, Classifier, StaleModelError, load_model

@@ -62,3 +62,13 @@ EMA = 0.998  # decay of the moving average of weights, after a plain-mean warm-u
 # predictivity for sensitivity. 0: none.
 S_OFFSET = 0.0
 SEED = 0  # same seed, same result on the same CPU model
+
+# --------------------------------------------------------------------------- adapting to a patient (adapt.py)
+
+# Chosen by simulating the patient-adaptive protocol on held-out DS1 patients (lab/adapt_cv.py, lab/README.md):
+# a weak pull (0.01) beat 0.1 and 1 with the first five minutes' labels and with 10 or more chosen beats.
+HEAD_L2 = 0.01  # pull of the head's weights towards the trained ones (sum of squares), against the labels' loss
+CLASS_BALANCE = 0.5  # a confirmed beat of class c weighs count_c^-CLASS_BALANCE: a rare class is not outvoted
+SPREAD = 0.0  # a confirmed beat's label also given (at SPREAD_WEIGHT) to unconfirmed beats near it; 0: off (DS1:
+SPREAD_WEIGHT = 0.2  # no gain)
+FIT_STEPS = 60  # L-BFGS iterations

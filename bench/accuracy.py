@@ -19,13 +19,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import data_loader as dl  # noqa: E402
-
-import export
+import export  # noqa: E402
 import main as pipeline  # noqa: E402
 from evaluate import f1_score as f1  # noqa: E402
 from model import designs  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/machine.py, however this is imported
-from machine import cpu, describe  # noqa: E402
+from machine import cpu, describe, update_readme  # noqa: E402
 from outputs import write_json, write_text  # noqa: E402
 
 # Published DS1 -> DS2 results (the evaluation protocol's table): S Se, S +P, V Se, V +P in %, or F1
@@ -162,16 +161,6 @@ def readme_table(summary: dict, args, ensemble: dict) -> str:
     return "\n".join(lines)
 
 
-def update_readme(path: Path, table: str) -> None:
-    start, end = "<!-- accuracy:start -->", "<!-- accuracy:end -->"
-    if not path.exists():
-        return
-    text = path.read_text()
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        write_text(path, head + start + "\n" + table + "\n" + end + rest.split(end, 1)[1])
-
-
 # main.py options that change where a run reads, writes or computes, or what it prints; not its result.
 PLACES = {"data_dir", "cache_dir", "out", "overwrite", "quiet", "offline", "device"}
 
@@ -251,7 +240,7 @@ def main(argv=None) -> int:
     text = report(summary, errors, args, wall, len(run_seconds), sum(run_seconds), reused, split, ensemble)
     write_text(Path(args.out).with_suffix(".md"), text)
     if args.update_readme:
-        update_readme(Path(__file__).resolve().parent.parent / "README.md", readme_table(summary, args, ensemble))
+        update_readme("accuracy", readme_table(summary, args, ensemble))
     print(text)
     print(f"wall time {wall / 60:.1f} min")
     return 0

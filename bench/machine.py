@@ -41,3 +41,17 @@ def describe(info: dict | None = None) -> str:
     info = info or cpu()
     return (f"{info['model']} ({info['machine']}, {info['cores']} cores; "
             f"{', '.join(info['extensions']) or 'no vector extension reported'})")
+
+
+def update_readme(section: str, text: str, path: Path = Path(__file__).resolve().parent.parent / "README.md") -> None:
+    """Rewrite the README's lines between <!-- section:start --> and <!-- section:end --> with text: a benchmark's
+    table in the README cannot drift from the benchmark's results."""
+    from outputs import write_text
+
+    start, end = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
+    if not path.exists():
+        return
+    readme = path.read_text()
+    if start in readme and end in readme:
+        head, rest = readme.split(start, 1)
+        write_text(path, head + start + "\n" + text + "\n" + end + rest.split(end, 1)[1])
