@@ -50,7 +50,7 @@ def classify(x: np.ndarray, clf: Classifier, gaps: np.ndarray | None = None, pea
         start = int(np.argmax(~gaps)) if gaps is not None and gaps.any() else 0
         peaks = detect_r_peaks(x[start:], dl.FS) + start
     peaks = np.asarray(peaks, dtype=np.int64)
-    windows, rr = dl.beat_inputs(x, peaks, clf.mode)
+    windows, rr = dl.beat_inputs(x, peaks, clf.mode, broken=gap_intervals(peaks, gaps))
     proba = clf.predict_proba(windows, rr).astype(np.float64) if len(peaks) else np.zeros((0, len(dl.CLASSES)))
     cls = proba.argmax(1) if len(peaks) else np.zeros(0, np.int64)
     if gaps is not None and gaps.any() and len(peaks):
@@ -63,6 +63,14 @@ def classify(x: np.ndarray, clf: Classifier, gaps: np.ndarray | None = None, pea
         cls[bad] = dl.CLASS_INDEX["Q"]
     return {"sample": peaks, "class": cls, "proba": proba, "match": dl.template_match(windows), "windows": windows,
             "rr": rr}
+
+
+def gap_intervals(peaks: np.ndarray, gaps: np.ndarray | None) -> np.ndarray | None:
+    """Mask of the beats whose interval from the previous beat holds a gap sample: an RR interval not known."""
+    if gaps is None or not gaps.any() or not len(peaks):
+        return None
+    c = np.concatenate([[0], np.cumsum(gaps)])
+    return c[peaks + 1] - c[np.concatenate([[0], peaks[:-1]])] > 0
 
 
 # --------------------------------------------------------------------------- outputs

@@ -76,6 +76,7 @@ class StreamClassifier:
         self._first = None  # first band-passed sample: edge padding before the stream's start
         self._n = 0
         self.peaks: list[int] = []  # the R-peaks the next beats' RR features and gap checks still need
+        self._broken: list[bool] = []  # for each decided peak: a gap in its RR interval (not known; dl.rr_features)
         self._pending: list[int] = []  # indices into self.peaks awaiting their window
         self._past = deque(maxlen=dl.TEMPLATE_BEATS)  # the last beats' windows: the template's source
 
@@ -136,8 +137,9 @@ class StreamClassifier:
             template = dl.beat_templates(np.stack([*self._past, w]), from_beat=len(self._past))[0]
             windows.append(np.stack([w, template]))
             self._past.append(w)
-            rrs.append(dl.rr_features(peaks[:k + 1], dl.FS, "realtime", from_beat=k)[0])
             prev = self.peaks[k - 1] if k > 0 else 0
+            self._broken.append(bool(self._gap[max(prev - self._start, 0):r + 1 - self._start].any()))  # as batch's
+            rrs.append(dl.rr_features(peaks[:k + 1], dl.FS, "realtime", from_beat=k, broken=self._broken)[0])
             g0, g1 = max(prev - dl.WINDOW_BEFORE, self._start, 0), min(hi, self._n)
             bad.append(bool(self._gap[g0 - self._start:g1 - self._start].any()))
         windows, rrs = np.stack(windows), np.stack(rrs)
@@ -168,6 +170,7 @@ class StreamClassifier:
         drop = dl.rr_history_start(peaks, k, dl.FS) if k >= 0 else 0
         if drop > 0:
             del self.peaks[:drop]
+            del self._broken[:drop]
             self._pending = [i - drop for i in self._pending]
 
     def _segment(self, lo: int, hi: int) -> np.ndarray:
