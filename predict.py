@@ -37,15 +37,19 @@ SYMBOLS = {"N": "N", "S": "S", "V": "V", "F": "F", "Q": "Q"}  # AAMI class -> WF
 
 # --------------------------------------------------------------------------- classification
 
-def classify(x: np.ndarray, clf: Classifier, gaps: np.ndarray | None = None, peaks=None) -> dict:
+def classify(x: np.ndarray, clf: Classifier, gaps: np.ndarray | None = None, peaks=None, unknown=None) -> dict:
     """Beats of a 360 Hz signal: R-peak samples, class indices, probabilities (NaN if unclassifiable).
 
-    Peaks are detected (detect.detect_r_peaks) unless given.
+    Peaks are detected (detect.detect_r_peaks) unless given. The RR intervals holding a gap, and those of the beats
+    in `unknown` (a mask), are not known (dl.rr_features).
     """
     if peaks is None:
         peaks = detect_peaks(x, gaps)
     peaks = np.asarray(peaks, dtype=np.int64)
-    windows, rr = dl.beat_inputs(x, peaks, clf.mode, broken=gap_intervals(peaks, gaps))
+    broken = gap_intervals(peaks, gaps)
+    if unknown is not None:
+        broken = unknown if broken is None else broken | unknown
+    windows, rr = dl.beat_inputs(x, peaks, clf.mode, broken=broken)
     proba = clf.predict_proba(windows, rr).astype(np.float64) if len(peaks) else np.zeros((0, len(dl.CLASSES)))
     cls = proba.argmax(1) if len(peaks) else np.zeros(0, np.int64)
     if gaps is not None and gaps.any() and len(peaks):
@@ -88,18 +92,19 @@ def analyse(rec, clf: Classifier, polarity: str = "auto") -> tuple[np.ndarray, d
     if flip:
         x = -x
     beats = classify(x, clf, gaps, peaks)
-    beats["quality"], segments = quality.beat_quality(beats["sample"], beats["match"], len(x))
-    beats["readable"] = ~(beats["quality"] < quality.MIN_QUALITY)
+    noise, segments = quality.segment_noise(beats["sample"], quality.beat_noise(beats["windows"]), len(x))
+    unreadable = noise > quality.MAX_NOISE
+    if unreadable.any():  # the intervals of beats in noise (false beats among them) are not known: again without them
+        beats = classify(x, clf, gaps, peaks, unknown=unreadable | np.r_[False, unreadable[:-1]])
+    beats["noise"], beats["readable"], beats["segment_noise"] = noise, ~unreadable, segments
     beats["polarity"] = "inverted" if flip else "as recorded"
-    beats["segment_quality"] = segments
-    beats["unreadable_s"] = float((segments < quality.MIN_QUALITY).sum() * quality.QUALITY_SEGMENT_S)
+    beats["unreadable_s"] = float((segments > quality.MAX_NOISE).sum() * quality.QUALITY_SEGMENT_S)
     beats["worst"] = quality.unreadable_stretches(segments)
     share = beats["unreadable_s"] / (len(x) / dl.FS)
     if share > quality.WARN_UNREADABLE:
-        a, b, q = beats["worst"][0]
-        warn(f"{rec.name}: {100 * min(share, 1):.0f}% of the recording is too noisy to read (beats unlike their "
-             f"neighbours); the worst stretch is {clock(a)}-{clock(b)} (quality {q:.2f}); its beats are written with "
-             f"readable False")
+        a, b, _ = beats["worst"][0]
+        warn(f"{rec.name}: {100 * min(share, 1):.0f}% of the recording is too noisy to read (high-frequency "
+             f"noise); the worst stretch is {clock(a)}-{clock(b)}; its beats are written with readable False")
     return x, beats
 
 
@@ -134,7 +139,7 @@ def beats_frame(beats: dict, fs_out: float):
         frame[f"p_{c}"] = np.round(proba[:, i], 5)
     frame["classifiable"] = ~np.isnan(proba).any(1)
     if "readable" in beats:  # (quality.py, from analyse)
-        frame["quality"] = np.round(beats["quality"], 3)
+        frame["noise"] = np.round(beats["noise"], 5)
         frame["readable"] = beats["readable"]
         frame["polarity"] = beats["polarity"]
     return frame

@@ -117,9 +117,9 @@ def score(runs: dict, refs: dict, flagged: dict | None = None) -> dict:
             "detection_ppv": round(float(detected / (detected + extra)), 5), "beats": int(cm[:5].sum())}
 
 
-def unreadable_at(samples: np.ndarray, segment_quality: np.ndarray) -> np.ndarray:
-    i = np.clip(samples // int(quality.QUALITY_SEGMENT_S * dl.FS), 0, len(segment_quality) - 1)
-    return segment_quality[i] < quality.MIN_QUALITY
+def unreadable_at(samples: np.ndarray, segment_noise: np.ndarray) -> np.ndarray:
+    i = np.clip(samples // int(quality.QUALITY_SEGMENT_S * dl.FS), 0, len(segment_noise) - 1)
+    return segment_noise[i] > quality.MAX_NOISE
 
 
 def far_changed(clean: dict, gapped: dict) -> dict:
@@ -194,7 +194,7 @@ def main(argv=None) -> int:
             runs[c][r] = run_record(recs[r], clf, c, args.seed)
     clean = score(runs["clean"], refs)
     result = {"model": str(args.model), "kind": args.kind, "records": records, "cpu": cpu(), "conditions": {},
-              "thresholds": {"flat_s": quality.FLAT_S, "min_quality": quality.MIN_QUALITY,
+              "thresholds": {"flat_s": quality.FLAT_S, "max_noise": quality.MAX_NOISE,
                              "quality_segment_s": quality.QUALITY_SEGMENT_S, "warn_unreadable": quality.WARN_UNREADABLE}}
     rows, readable_rows = {}, {}
     for c in conditions:
@@ -209,7 +209,7 @@ def main(argv=None) -> int:
             far = far_changed(runs["clean"], runs[c])
             row["far_changed"], row["far_changed_max"] = far, max(far.values())
         if c != "clean" and c[:2] in NOISES:
-            flagged = {r: v["beats"]["segment_quality"] for r, v in runs[c].items()}
+            flagged = {r: v["beats"]["segment_noise"] for r, v in runs[c].items()}
             noisy, same = score(runs[c], refs, flagged), score(runs["clean"], refs, flagged)
             row["readable"] = {**noisy, "clean_same_beats": same}
             for k in NSV:
@@ -230,8 +230,8 @@ def main(argv=None) -> int:
 `python bench/robustness.py --data-dir DIR --offline --model {args.model} --kind {args.kind}
 --records {args.records}` on {cpu()['model']} ({len(records)} records; noise seed {args.seed}). How each condition
 is made: the docstring of `bench/robustness.py`. Thresholds (chosen on DS1 records only): flat line {quality.FLAT_S:g} s,
-readable when the median template match of a {quality.QUALITY_SEGMENT_S:g} s segment is at least
-{quality.MIN_QUALITY:g}, a warning when more than {100 * quality.WARN_UNREADABLE:g}% is unreadable; polarity:
+unreadable when the median noise (quality.beat_noise) of a {quality.QUALITY_SEGMENT_S:g} s segment is over
+{quality.MAX_NOISE:g}, a warning when more than {100 * quality.WARN_UNREADABLE:g}% is unreadable; polarity:
 `lab/polarity.py` (logistic regression on DS1 median beats, leave-one-record-out on DS1).
 
 ## All beats
