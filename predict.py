@@ -37,18 +37,20 @@ SYMBOLS = {"N": "N", "S": "S", "V": "V", "F": "F", "Q": "Q"}  # AAMI class -> WF
 
 # --------------------------------------------------------------------------- classification
 
-def classify(x: np.ndarray, clf: Classifier, gaps: np.ndarray | None = None, peaks=None, unknown=None) -> dict:
+def classify(x: np.ndarray, clf: Classifier, gaps: np.ndarray | None = None, peaks=None, noisy=None) -> dict:
     """Beats of a 360 Hz signal: R-peak samples, class indices, probabilities (NaN if unclassifiable).
 
-    Peaks are detected (detect.detect_r_peaks) unless given. The RR intervals holding a gap, and those of the beats
-    in `unknown` (a mask), are not known (dl.rr_features).
+    Peaks are detected (detect.detect_r_peaks) unless given. The RR intervals holding a gap are not known
+    (dl.rr_features); nor, where `noisy` masks the beats in unreadable noise (quality.py), those from and to them
+    (false beats among them would make the next minutes' averages).
     """
     if peaks is None:
         peaks = detect_peaks(x, gaps)
     peaks = np.asarray(peaks, dtype=np.int64)
     broken = gap_intervals(peaks, gaps)
-    if unknown is not None:
-        broken = unknown if broken is None else broken | unknown
+    if noisy is not None and noisy.any():
+        noisy = noisy | np.r_[False, noisy[:-1]]
+        broken = noisy if broken is None else broken | noisy
     windows, rr = dl.beat_inputs(x, peaks, clf.mode, broken=broken)
     proba = clf.predict_proba(windows, rr).astype(np.float64) if len(peaks) else np.zeros((0, len(dl.CLASSES)))
     cls = proba.argmax(1) if len(peaks) else np.zeros(0, np.int64)
@@ -95,7 +97,7 @@ def analyse(rec, clf: Classifier, polarity: str = "auto") -> tuple[np.ndarray, d
     noise, segments = quality.segment_noise(beats["sample"], quality.beat_noise(beats["windows"]), len(x))
     unreadable = noise > quality.MAX_NOISE
     if unreadable.any():  # the intervals of beats in noise (false beats among them) are not known: again without them
-        beats = classify(x, clf, gaps, peaks, unknown=unreadable | np.r_[False, unreadable[:-1]])
+        beats = classify(x, clf, gaps, peaks, noisy=unreadable)
     beats["noise"], beats["readable"], beats["segment_noise"] = noise, ~unreadable, segments
     beats["polarity"] = "inverted" if flip else "as recorded"
     beats["unreadable_s"] = float((segments > quality.MAX_NOISE).sum() * quality.QUALITY_SEGMENT_S)
