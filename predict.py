@@ -96,8 +96,13 @@ def analyse(rec, clf: Classifier, polarity: str = "auto") -> tuple[np.ndarray, d
     beats = classify(x, clf, gaps, peaks)
     noise, segments = quality.segment_noise(beats["sample"], quality.beat_noise(beats["windows"]), len(x))
     unreadable = noise > quality.MAX_NOISE
-    if unreadable.any():  # the intervals of beats in noise (false beats among them) are not known: again without them
-        beats = classify(x, clf, gaps, peaks, noisy=unreadable)
+    if unreadable.any():
+        # The intervals of beats in noise (false beats among them) are not known: the readable beats are classified
+        # again without them; the unreadable keep their classes (flagged, and not made worse by a default interval).
+        again = classify(x, clf, gaps, peaks, noisy=unreadable)
+        for key in ("class", "proba", "rr"):
+            again[key][unreadable] = beats[key][unreadable]
+        beats = again
     beats["noise"], beats["readable"], beats["segment_noise"] = noise, ~unreadable, segments
     beats["polarity"] = "inverted" if flip else "as recorded"
     beats["unreadable_s"] = float((segments > quality.MAX_NOISE).sum() * quality.QUALITY_SEGMENT_S)
