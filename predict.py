@@ -108,7 +108,7 @@ def analyse(rec, clf: Classifier, polarity: str = "auto") -> tuple[np.ndarray, d
     beats["unreadable_s"] = float((segments > quality.MAX_NOISE).sum() * quality.QUALITY_SEGMENT_S)
     beats["worst"] = quality.unreadable_stretches(segments)
     share = beats["unreadable_s"] / (len(x) / dl.FS)
-    if share > quality.WARN_UNREADABLE:
+    if share > quality.WARN_UNREADABLE or any(b - a >= quality.WARN_STRETCH_S for a, b, _ in beats["worst"]):
         a, b, _ = beats["worst"][0]
         warn(f"{rec.name}: {100 * min(share, 1):.0f}% of the recording is too noisy to read (high-frequency "
              f"noise); the worst stretch is {clock(a)}-{clock(b)}; its beats are written with readable False")

@@ -26,12 +26,14 @@ POLARITY_BEFORE, POLARITY_AFTER = 108, 180  # samples at 360 Hz: 300 ms before t
 # records (bench/robustness.py --records ds1): MAX_NOISE is the 99.5th percentile of their segments as recorded;
 # it flags 99% of the stretches of muscle-like noise at 6 dB and all at 0 dB, and 5% of 108, 2% of 209, the DS1
 # records with the most noise of their own (their largest segment: 0.013). A warning when more than WARN_UNREADABLE
-# of a recording is unreadable: twice 108's share. The beat-template correlation (dl.template_match; Orphanidou et
+# of a recording is unreadable (twice 108's share), or a stretch of WARN_STRETCH_S or more (three times the longest
+# in a DS1 record as recorded: 20 s, 108 and 209). The beat-template correlation (dl.template_match; Orphanidou et
 # al. 2015, NeuroKit2's 'templatematch') was tried first: on DS1 it flagged stretches of ectopic beats in clean
 # records (108, 208: up to 25%) and missed most of the noise. Electrode motion (slow, 0.5-10 Hz) is not seen.
 QUALITY_SEGMENT_S = 10.0
 MAX_NOISE = 0.0056
 WARN_UNREADABLE = 0.10
+WARN_STRETCH_S = 60.0
 QRS_HALF = 36  # samples (100 ms) each side of the R-peak: the QRS, left out of the noise measure
 
 

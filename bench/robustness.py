@@ -230,7 +230,8 @@ def main(argv=None) -> int:
     clean = score(runs["clean"], refs)
     result = {"model": str(args.model), "kind": args.kind, "records": records, "cpu": cpu(), "conditions": {},
               "thresholds": {"flat_s": quality.FLAT_S, "max_noise": quality.MAX_NOISE,
-                             "quality_segment_s": quality.QUALITY_SEGMENT_S, "warn_unreadable": quality.WARN_UNREADABLE}}
+                             "quality_segment_s": quality.QUALITY_SEGMENT_S, "warn_unreadable": quality.WARN_UNREADABLE,
+                             "warn_stretch_s": quality.WARN_STRETCH_S}}
     rows, readable_rows = {}, {}
     for c in conditions:
         row = score(runs[c], refs)
@@ -265,7 +266,8 @@ def main(argv=None) -> int:
 --records {args.records}` on {cpu()['model']} ({len(records)} records; noise seed {args.seed}). How each condition
 is made: the docstring of `bench/robustness.py`. Thresholds (chosen on DS1 records only): flat line {quality.FLAT_S:g} s,
 unreadable when the median noise (quality.beat_noise) of a {quality.QUALITY_SEGMENT_S:g} s segment is over
-{quality.MAX_NOISE:g}, a warning when more than {100 * quality.WARN_UNREADABLE:g}% is unreadable; polarity:
+{quality.MAX_NOISE:g}, a warning when more than {100 * quality.WARN_UNREADABLE:g}% is unreadable or a stretch of
+{quality.WARN_STRETCH_S:g} s or more; polarity:
 `lab/polarity.py` (logistic regression on DS1 median beats, leave-one-record-out on DS1).
 
 ## Against the issue's bars
@@ -296,6 +298,8 @@ recording scored on the same reference beats, and the change from it.
 found. Smallest margin upright {min(-u for u, _ in pol.values()):.2f}, inverted {min(d for _, d in pol.values()):.2f}
 (score > 0: inverted). The check was fitted on DS1 only; of the DS1 records each was right when held out of the fit
 (`lab/polarity.py`).
+
+The same conditions on DS1, where the thresholds were chosen: `--records ds1` (results/robustness_ds1.md).
 """
     write_text(out.with_suffix(".md"), md)
     print(md)
