@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test lab-test lab-cv bench-accuracy bench-end-to-end bench-streaming bench-holter clean-cache
+.PHONY: run test lab-test lab-cv bench-accuracy bench-end-to-end bench-streaming bench-holter bench-robustness clean-cache
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(None if v >= (3, 11) else \
@@ -38,6 +38,9 @@ bench-accuracy: $(VENV)/.installed
 
 bench-end-to-end: $(VENV)/.installed
 	$(PY) bench/end_to_end.py $(ARGS)
+
+bench-robustness: $(VENV)/.installed
+	$(PY) bench/robustness.py $(ARGS)
 
 bench-streaming: $(VENV)/.installed
 	$(PY) bench/streaming.py $(ARGS)

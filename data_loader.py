@@ -233,21 +233,24 @@ def _window_quantile(values: np.ndarray, start: np.ndarray, q: float, first: int
 
 def rr_features(r_peaks: np.ndarray, fs: float = FS, mode: str = "diagnostic", names=None,
                 from_beat: int = 0, long_seconds: float = LONG_SECONDS,
-                slow_quantile: float = SLOW_QUANTILE) -> np.ndarray:
+                slow_quantile: float = SLOW_QUANTILE, broken=None) -> np.ndarray:
     """RR-interval features in seconds and ratios, shape (beats, len(names or RR_FEATURES[mode])).
 
     Averages run over past beats only (the local one over the last LOCAL_BEATS intervals,
     the long one over the last long_seconds), so a beat is premature relative to its
     patient's own rhythm; 'slow' is the slow_quantile quantile of the long span's intervals.
     Only 'post' (next beat) looks ahead, and only in diagnostic mode. An interval not known
-    (before the first beat, after the last) counts as DEFAULT_RR. Rows before from_beat are
-    left out (a stream asks for its newest beat only: same values, less work).
+    (before the first beat, after the last, or across a gap in the signal: `broken`, a mask of the beats whose
+    preceding interval holds a gap) counts as DEFAULT_RR in a beat's own features and is left out of every
+    average. Rows before from_beat are left out (a stream asks for its newest beat only: same values, less work).
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; use one of {MODES}")
     t = np.asarray(r_peaks, dtype=np.float64) / fs
     n = len(t)
     pre = np.concatenate([[np.nan], np.diff(t)])[:n]
+    if broken is not None:  # a lead off for a minute is not a 60 s RR interval: not known
+        pre[np.asarray(broken, dtype=bool)] = np.nan
     i = np.arange(n)
     names = tuple(names or RR_FEATURES[mode])
     needed = {part for name in names for part in name.split("/")}

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import data_loader as dl
-from cli import HelpFormatter, InputError, run_command
+from cli import HelpFormatter, InputError, run_command, warn
 from export import MODEL_FILES, Classifier, load_classifier, model_kind  # noqa: F401  (predict.load_classifier)
 from outputs import discard
 from recordings import add_input_arguments, cannot_read, check_input_options, check_signal, prepare, read_input
@@ -37,20 +37,21 @@ SYMBOLS = {"N": "N", "S": "S", "V": "V", "F": "F", "Q": "Q"}  # AAMI class -> WF
 
 # --------------------------------------------------------------------------- classification
 
-def classify(x: np.ndarray, clf: Classifier, gaps: np.ndarray | None = None, peaks=None) -> dict:
+def classify(x: np.ndarray, clf: Classifier, gaps: np.ndarray | None = None, peaks=None, noisy=None) -> dict:
     """Beats of a 360 Hz signal: R-peak samples, class indices, probabilities (NaN if unclassifiable).
 
-    Peaks are detected (detect.detect_r_peaks) unless given.
+    Peaks are detected (detect.detect_r_peaks) unless given. The RR intervals holding a gap are not known
+    (dl.rr_features); nor, where `noisy` masks the beats in unreadable noise (quality.py), those from and to them
+    (false beats among them would make the next minutes' averages).
     """
-    from detect import detect_r_peaks
-
     if peaks is None:
-        # The detector starts at the first sample present: the flat fill of a leading gap would
-        # take its learning phase (signal and noise levels learned on a flat line).
-        start = int(np.argmax(~gaps)) if gaps is not None and gaps.any() else 0
-        peaks = detect_r_peaks(x[start:], dl.FS) + start
+        peaks = detect_peaks(x, gaps)
     peaks = np.asarray(peaks, dtype=np.int64)
-    windows, rr = dl.beat_inputs(x, peaks, clf.mode)
+    broken = gap_intervals(peaks, gaps)
+    if noisy is not None and noisy.any():
+        noisy = noisy | np.r_[False, noisy[:-1]]
+        broken = noisy if broken is None else broken | noisy
+    windows, rr = dl.beat_inputs(x, peaks, clf.mode, broken=broken)
     proba = clf.predict_proba(windows, rr).astype(np.float64) if len(peaks) else np.zeros((0, len(dl.CLASSES)))
     cls = proba.argmax(1) if len(peaks) else np.zeros(0, np.int64)
     if gaps is not None and gaps.any() and len(peaks):
@@ -63,6 +64,70 @@ def classify(x: np.ndarray, clf: Classifier, gaps: np.ndarray | None = None, pea
         cls[bad] = dl.CLASS_INDEX["Q"]
     return {"sample": peaks, "class": cls, "proba": proba, "match": dl.template_match(windows), "windows": windows,
             "rr": rr}
+
+
+def detect_peaks(x: np.ndarray, gaps: np.ndarray | None = None) -> np.ndarray:
+    """R-peak samples of a 360 Hz signal (detect.detect_r_peaks) whose gaps are held (recordings.prepare)."""
+    from detect import detect_r_peaks
+
+    # The detector starts at the first sample present: the flat fill of a leading gap would
+    # take its learning phase (signal and noise levels learned on a flat line).
+    start = int(np.argmax(~gaps)) if gaps is not None and gaps.any() else 0
+    return detect_r_peaks(x[start:], dl.FS) + start
+
+
+def analyse(rec, clf: Classifier, polarity: str = "auto") -> tuple[np.ndarray, dict]:
+    """A recording read (recordings.Recording) -> (its 360 Hz signal as classified, its beats): prepared, its
+    polarity checked (auto: inverted when the check says so; keep; invert), classified, each beat's readability
+    judged (quality.py). Warns of what it finds."""
+    import quality
+
+    x, gaps = prepare(rec)
+    peaks = detect_peaks(x, gaps)  # (the detector finds the same peaks either way up)
+    score = quality.polarity_score(x, peaks, gaps)
+    flip = polarity == "invert" or (polarity == "auto" and score > 0)
+    if score > 0:
+        what = (f"{rec.name}: the QRS complexes of lead {rec.lead!r} point the other way from the training records' "
+                f"(electrodes swapped?)")
+        warn(f"{what}; inverted before classifying (--polarity keep classifies it as recorded)" if flip else
+             f"{what}; classified as recorded, which loses ventricular beats: --polarity invert corrects it")
+    if flip:
+        x = -x
+    beats = classify(x, clf, gaps, peaks)
+    noise, segments = quality.segment_noise(beats["sample"], quality.beat_noise(beats["windows"]), len(x))
+    unreadable = noise > quality.MAX_NOISE
+    if unreadable.any():
+        # The intervals of beats in noise (false beats among them) are not known: the readable beats are classified
+        # again without them; the unreadable keep their classes (flagged, and not made worse by a default interval).
+        again = classify(x, clf, gaps, peaks, noisy=unreadable)
+        for key in ("class", "proba", "rr"):
+            again[key][unreadable] = beats[key][unreadable]
+        beats = again
+    beats["noise"], beats["readable"], beats["segment_noise"] = noise, ~unreadable, segments
+    beats["polarity"] = "inverted" if flip else "as recorded"
+    beats["unreadable_s"] = float((segments > quality.MAX_NOISE).sum() * quality.QUALITY_SEGMENT_S)
+    beats["worst"] = quality.unreadable_stretches(segments)
+    share = beats["unreadable_s"] / (len(x) / dl.FS)
+    if share > quality.WARN_UNREADABLE or any(b - a >= quality.WARN_STRETCH_S for a, b, _ in beats["worst"]):
+        a, b, _ = beats["worst"][0]
+        warn(f"{rec.name}: {100 * min(share, 1):.0f}% of the recording is too noisy to read (high-frequency "
+             f"noise); the worst stretch is {clock(a)}-{clock(b)}; its beats are written with readable False")
+    return x, beats
+
+
+def clock(seconds: float) -> str:
+    """h:mm:ss (or m:ss) of a time in seconds."""
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def gap_intervals(peaks: np.ndarray, gaps: np.ndarray | None) -> np.ndarray | None:
+    """Mask of the beats whose interval from the previous beat holds a gap sample: an RR interval not known."""
+    if gaps is None or not gaps.any() or not len(peaks):
+        return None
+    c = np.concatenate([[0], np.cumsum(gaps)])
+    return c[peaks + 1] - c[np.concatenate([[0], peaks[:-1]])] > 0
 
 
 # --------------------------------------------------------------------------- outputs
@@ -80,6 +145,10 @@ def beats_frame(beats: dict, fs_out: float):
     for i, c in enumerate(dl.CLASSES):
         frame[f"p_{c}"] = np.round(proba[:, i], 5)
     frame["classifiable"] = ~np.isnan(proba).any(1)
+    if "readable" in beats:  # (quality.py, from analyse)
+        frame["noise"] = np.round(beats["noise"], 5)
+        frame["readable"] = beats["readable"]
+        frame["polarity"] = beats["polarity"]
     return frame
 
 
@@ -151,6 +220,12 @@ def summary(beats: dict, duration_s: float, low: float = LOW_CONFIDENCE) -> str:
              "  " + "  ".join(f"{c} {counts[c]} ({100 * counts[c] / max(n, 1):.1f}%)" for c in dl.CLASSES),
              f"  {int((conf < low).sum())} beats with confidence below {low:g}"
              + (f"; {unclassifiable} unclassifiable (gaps)" if unclassifiable else "")]
+    if "readable" in beats:
+        lines.append(f"  lead {beats['polarity']}; {beats['unreadable_s']:.0f} s "
+                     f"({100 * min(beats['unreadable_s'] / duration_s, 1):.1f}%) too noisy to read, "
+                     f"{int((~beats['readable']).sum())} beats there"
+                     + (f" (worst {clock(beats['worst'][0][0])}-{clock(beats['worst'][0][1])})"
+                        if beats["worst"] else ""))
     return "\n".join(lines)
 
 
@@ -159,8 +234,7 @@ def run(args) -> dict:
     clf = load_classifier(args.model, model_kind(args.model, args.kind, "float32"))
     t0 = time.time()  # from here on: what a 30-minute record costs, model already loaded
     rec = read_input(args)
-    x, gaps = prepare(rec)
-    beats = classify(x, clf, gaps)
+    x, beats = analyse(rec, clf, args.polarity)
     if len(beats["sample"]) < MIN_BEATS:
         raise InputError(too_few_beats(rec, len(beats["sample"]), len(x) / dl.FS))
     seconds = time.time() - t0  # read, resample, filter, detect, classify
@@ -257,6 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suggest", type=int, default=0, metavar="K",
                    help="also write a review list of the K beats most worth confirming (<name>_review.csv, .review, "
                         "_review.png), for `main.py adapt` (needs the run's model_float32.pt)")
+    p.add_argument("--polarity", choices=("auto", "keep", "invert"), default="auto",
+                   help="a lead whose QRS complexes point the other way from the training records' (electrodes "
+                        "swapped): auto inverts it when the check finds it so (with a warning), keep classifies it as "
+                        "recorded, invert always inverts; the beats CSV's polarity column says which was done")
     p.add_argument("--low-confidence", type=float, default=LOW_CONFIDENCE,
                    help="beats whose top probability is below this are counted as uncertain")
     return p

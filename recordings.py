@@ -225,11 +225,18 @@ def prepare(rec: Recording) -> tuple[np.ndarray, np.ndarray]:
     valid = x[~np.isnan(x)]
     if np.ptp(valid) < 1e-6:
         raise InputError(f"{rec.name}: lead {rec.lead!r} is a flat line (lead off?); nothing to classify")
+    from quality import FLAT_S, flat_stretches
+
+    flat = flat_stretches(x, rec.fs)
+    if flat.any():  # a lead off holds one value: no signal there, as a NaN gap
+        x = np.where(flat, np.nan, x)
+        warn(f"{rec.name}: lead {rec.lead!r} is flat (one value for {FLAT_S:g} s or more: lead off?) for "
+             f"{flat.sum() / rec.fs:.3g} s in all; taken as a gap, its beats marked unclassifiable (Q)")
     if rec.fs != dl.FS:
         print(f"resampling {rec.name} from {rec.fs:g} Hz to {dl.FS} Hz (the model's rate)", file=sys.stderr)
         x = resample(x, rec.fs)
     filled, gaps = dl.hold_gaps(x)  # (an all-NaN lead was refused above; a stream waits for the first value)
-    if gaps.any():
+    if np.isnan(rec.x).any():
         missing = int(np.isnan(rec.x).sum())  # in the input's own samples
         warn(f"{rec.name}: {missing} missing sample{'s' if missing > 1 else ''} ({missing / rec.fs:.2g} s; empty, "
              f"text or NaN cells); beats there are marked unclassifiable (Q)")

@@ -76,6 +76,7 @@ class StreamClassifier:
         self._first = None  # first band-passed sample: edge padding before the stream's start
         self._n = 0
         self.peaks: list[int] = []  # the R-peaks the next beats' RR features and gap checks still need
+        self._broken: list[bool] = []  # for each decided peak: a gap in its RR interval (not known; dl.rr_features)
         self._pending: list[int] = []  # indices into self.peaks awaiting their window
         self._past = deque(maxlen=dl.TEMPLATE_BEATS)  # the last beats' windows: the template's source
 
@@ -136,8 +137,9 @@ class StreamClassifier:
             template = dl.beat_templates(np.stack([*self._past, w]), from_beat=len(self._past))[0]
             windows.append(np.stack([w, template]))
             self._past.append(w)
-            rrs.append(dl.rr_features(peaks[:k + 1], dl.FS, "realtime", from_beat=k)[0])
             prev = self.peaks[k - 1] if k > 0 else 0
+            self._broken.append(bool(self._gap[max(prev - self._start, 0):r + 1 - self._start].any()))  # as batch's
+            rrs.append(dl.rr_features(peaks[:k + 1], dl.FS, "realtime", from_beat=k, broken=self._broken)[0])
             g0, g1 = max(prev - dl.WINDOW_BEFORE, self._start, 0), min(hi, self._n)
             bad.append(bool(self._gap[g0 - self._start:g1 - self._start].any()))
         windows, rrs = np.stack(windows), np.stack(rrs)
@@ -168,6 +170,7 @@ class StreamClassifier:
         drop = dl.rr_history_start(peaks, k, dl.FS) if k >= 0 else 0
         if drop > 0:
             del self.peaks[:drop]
+            del self._broken[:drop]
             self._pending = [i - drop for i in self._pending]
 
     def _segment(self, lo: int, hi: int) -> np.ndarray:
@@ -228,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=1.0,
                    help="replay speed: 1 = real time, 10 = ten times faster, 0 = as fast as possible")
     p.add_argument("--chunk", type=int, default=36, help="samples per chunk fed (36 = 100 ms)")
+    p.add_argument("--polarity", choices=("keep", "invert"), default="keep",
+                   help="invert: a lead whose QRS complexes point the other way from the training records' (electrodes "
+                        "swapped); the stream cannot wait to check, and warns at the end when it should have been")
     p.add_argument("--quiet", action="store_true", help="only the summary, not every beat")
     return p
 
@@ -235,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     import warnings
 
-    from cli import run_command
+    from cli import run_command, warn
     from export import load_classifier, model_kind
     from predict import MIN_BEATS, summary, too_few_beats
     from recordings import cannot_read, check_input_options, check_signal, prepare, read_input
@@ -257,6 +263,8 @@ def main(argv=None) -> int:
             rec = read_input(args)
             StreamClassifier(clf)  # refuses a diagnostic model before anything is replayed
             x, gaps = prepare(rec)
+            if args.polarity == "invert":
+                x = -x
 
             def show(b: Beat) -> None:
                 if not args.quiet:
@@ -275,6 +283,12 @@ def main(argv=None) -> int:
             if len(beats) < MIN_BEATS:  # as predict: no rhythm to report is a failed run, not a result
                 raise dl.DataError(too_few_beats(rec, len(beats), len(x) / dl.FS))
             check_signal(rec, np.array([b.match for b in beats]))
+            from quality import polarity_score
+
+            if polarity_score(x, np.array([b.sample for b in beats], dtype=np.int64), gaps) > 0:
+                warn(f"{rec.name}: the QRS complexes of lead {rec.lead!r} point the other way from the training records' "
+                     f"(electrodes swapped?), which loses ventricular beats: "
+                     f"{'--polarity keep' if args.polarity == 'invert' else '--polarity invert'} corrects it")
             # Beats decided only when the record ended (the flush) have no live latency; an early first beat
             # waited for the next one (it may be a T wave), outside the stated bound.
             lat = np.array([b.latency_s for b in beats if b.decided_at < len(x) and not b.waited]) * 1000

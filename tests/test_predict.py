@@ -41,7 +41,7 @@ def test_wfdb_record_gives_csv_annotations_and_png(record_100):
     out = record_100["out"]
     frame = pd.read_csv(out / "100_beats.csv")
     assert list(frame.columns) == ["time_s", "sample", "class", "confidence", "p_N", "p_S", "p_V", "p_F",
-                                   "p_Q", "classifiable"]
+                                   "p_Q", "classifiable", "noise", "readable", "polarity"]
     ref, _ = dl.read_beats(fixture_record("100"))
     assert abs(len(frame) - len(ref)) <= 0.02 * len(ref)
     assert np.allclose(frame[[f"p_{c}" for c in dl.CLASSES]].sum(axis=1), 1.0, atol=1e-3)

@@ -1,0 +1,114 @@
+"""Recordings as they come: a lead off (flat line), a lead reversed (QRS pointing the other way) and stretches too
+noisy to read. predict and stream call these after reading a recording; every threshold here was chosen on DS1
+records (the training patients) only, never on DS2 (results/robustness.md tells how)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+import data_loader as dl
+
+# A lead off or a saturated amplifier holds one value: a run of equal samples this long (s) is a gap, like NaN.
+# The longest run in the DS1 records is 0.74 s (116, clipped at its converter's top); in all 48, the same.
+FLAT_S = 1.0
+
+# Polarity: a linear classifier (polarity.json, made by lab/polarity.py from DS1 records upright and inverted) of
+# the median beat of each POLARITY_SEGMENT_S of the zero-phase band-passed lead, POLARITY_BEFORE/AFTER samples
+# around the R-peak, scaled to a peak of 1; the recording is inverted when the median of its segments' scores is > 0.
+POLARITY_FILE = Path(__file__).with_name("polarity.json")
+POLARITY_SEGMENT_S = 60.0
+POLARITY_BEFORE, POLARITY_AFTER = 108, 180  # samples at 360 Hz: 300 ms before the R-peak, 500 ms from it
+
+# Readability: each beat's noise (beat_noise: high-frequency power beside its QRS, relative to the beat's size), its
+# median over each QUALITY_SEGMENT_S; a segment whose median is over MAX_NOISE is unreadable. Chosen on the 22 DS1
+# records (bench/robustness.py --records ds1): MAX_NOISE is the 99.5th percentile of their segments as recorded;
+# it flags 99% of the stretches of muscle-like noise at 6 dB and all at 0 dB, and 5% of 108, 2% of 209, the DS1
+# records with the most noise of their own (their largest segment: 0.013). A warning when more than WARN_UNREADABLE
+# of a recording is unreadable (twice 108's share), or a stretch of WARN_STRETCH_S or more (three times the longest
+# in a DS1 record as recorded: 20 s, 108 and 209). The beat-template correlation (dl.template_match; Orphanidou et
+# al. 2015, NeuroKit2's 'templatematch') was tried first: on DS1 it flagged stretches of ectopic beats in clean
+# records (108, 208: up to 25%) and missed most of the noise. Electrode motion (slow, 0.5-10 Hz) is not seen.
+QUALITY_SEGMENT_S = 10.0
+MAX_NOISE = 0.0056
+WARN_UNREADABLE = 0.10
+WARN_STRETCH_S = 60.0
+QRS_HALF = 36  # samples (100 ms) each side of the R-peak: the QRS, left out of the noise measure
+
+
+def flat_stretches(x: np.ndarray, fs: float, seconds: float = FLAT_S) -> np.ndarray:
+    """Mask of the samples in runs of one repeated value at least `seconds` long (x at its own rate fs Hz)."""
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) < 2:
+        return np.zeros(len(x), bool)
+    edges = np.flatnonzero(np.r_[True, x[1:] != x[:-1], True])  # starts of runs, and the end
+    length = np.diff(edges)
+    long = (length >= seconds * fs) & ~np.isnan(x[edges[:-1]])  # (a NaN run is a gap already)
+    mask = np.zeros(len(x) + 1, np.int64)
+    np.add.at(mask, edges[:-1][long], 1)
+    np.add.at(mask, edges[1:][long], -1)
+    return np.cumsum(mask[:-1]) > 0
+
+
+def polarity_features(x: np.ndarray, peaks: np.ndarray, gaps: np.ndarray | None = None) -> np.ndarray:
+    """(segments, POLARITY_BEFORE + POLARITY_AFTER): the median beat of each POLARITY_SEGMENT_S of a 360 Hz lead,
+    zero-phase band-passed as in training, less its median, scaled to a largest deflection of 1."""
+    xf = dl.bandpass(x, dl.FS, "diagnostic")
+    p = np.asarray(peaks, dtype=np.int64)
+    p = p[(p >= POLARITY_BEFORE) & (p < len(x) - POLARITY_AFTER)]
+    if gaps is not None and gaps.any() and len(p):  # beats whose span touches a gap say nothing
+        c = np.concatenate([[0], np.cumsum(gaps)])
+        p = p[c[p + POLARITY_AFTER] - c[p - POLARITY_BEFORE] == 0]
+    if not len(p):
+        return np.zeros((0, POLARITY_BEFORE + POLARITY_AFTER))
+    beats = xf[p[:, None] + np.arange(-POLARITY_BEFORE, POLARITY_AFTER)]
+    segment = p // int(POLARITY_SEGMENT_S * dl.FS)
+    medians = np.stack([np.median(beats[segment == s], axis=0) for s in np.unique(segment)])
+    medians -= np.median(medians, axis=1, keepdims=True)
+    return medians / (np.abs(medians).max(axis=1, keepdims=True) + 1e-9)
+
+
+def polarity_score(x: np.ndarray, peaks: np.ndarray, gaps: np.ndarray | None = None) -> float:
+    """> 0: the lead's QRS complexes point the other way from the training records' (inverted); NaN: no beats."""
+    f = polarity_features(x, peaks, gaps)
+    if not len(f):
+        return float("nan")
+    w = json.loads(POLARITY_FILE.read_text(encoding="utf-8"))
+    return float(np.median(f @ np.asarray(w["weights"]) + w["intercept"]))
+
+
+def beat_noise(windows: np.ndarray) -> np.ndarray:
+    """Each beat's noise: the mean squared second difference of its z-scored window (dl.beat_windows, or the CNN
+    input's first channel) outside the QRS. Jagged muscle and electrode noise raise it; P and T waves hardly do."""
+    w = np.asarray(windows, dtype=np.float64)
+    w = w[:, 0] if w.ndim == 3 else w
+    d2 = [np.diff(part, 2, axis=1) for part in (w[:, :dl.WINDOW_BEFORE - QRS_HALF], w[:, dl.WINDOW_BEFORE + QRS_HALF:])]
+    return (np.concatenate(d2, axis=1) ** 2).mean(axis=1)
+
+
+def segment_noise(samples: np.ndarray, noise: np.ndarray, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """(each beat's segment noise, each QUALITY_SEGMENT_S segment's): the median of beat_noise over the beats of
+    the segment (samples: R-peaks at 360 Hz); NaN for a segment without beats (a gap, or nothing detected)."""
+    size = int(QUALITY_SEGMENT_S * dl.FS)
+    n_seg = max(-(-n_samples // size), 1)
+    seg = np.clip(np.asarray(samples, dtype=np.int64) // size, 0, n_seg - 1)
+    q = np.full(n_seg, np.nan)
+    v = np.asarray(noise, dtype=np.float64)
+    if len(v):
+        order = np.lexsort((v, seg))
+        s, v = seg[order], v[order]
+        present, starts = np.unique(s, return_index=True)
+        counts = np.diff(np.r_[starts, len(s)])
+        lo, hi = starts + (counts - 1) // 2, starts + counts // 2  # the middle one or two of each sorted segment
+        q[present] = (v[lo] + v[hi]) / 2
+    return q[seg], q
+
+
+def unreadable_stretches(segment_noise: np.ndarray) -> list[tuple[float, float, float]]:
+    """Runs of unreadable segments: (start s, end s, largest noise), the worst (noisiest, then longest) first."""
+    bad = np.r_[False, segment_noise > MAX_NOISE, False]
+    starts, ends = np.flatnonzero(bad[1:] & ~bad[:-1]), np.flatnonzero(~bad[1:] & bad[:-1])
+    runs = [(a * QUALITY_SEGMENT_S, b * QUALITY_SEGMENT_S, float(np.max(segment_noise[a:b])))
+            for a, b in zip(starts, ends)]
+    return sorted(runs, key=lambda r: (-r[2], r[0] - r[1]))
