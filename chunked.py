@@ -229,12 +229,12 @@ def classify_lead(lead, clf, on_batch=None, check: bool = False, strip: tuple[in
             seen.missing += int(gaps.sum())
             if len(valid):
                 seen.low, seen.high = min(seen.low, valid.min()), max(seen.high, valid.max())
-            if mains_at is None:
-                seen.mains.append(own)
+            if mains_at is None:  # a lead of under MAINS_SEGMENTS segments: read whole
+                seen.mains.append(own.copy())
             else:
                 for m in mains_at[(mains_at >= a) & (mains_at < b)].tolist():
-                    seen.mains.append(raw[m - s:m - s + MAINS_SEGMENT] if m + MAINS_SEGMENT <= e
-                                      else lead.read(m, m + MAINS_SEGMENT))
+                    seen.mains.append(raw[m - s:m - s + MAINS_SEGMENT].copy() if m + MAINS_SEGMENT <= e
+                                      else lead.read(m, m + MAINS_SEGMENT))  # (a copy: not the piece it is in)
         filtered = None
         if clf.mode == "diagnostic":
             filtered = signal.sosfiltfilt(pc.sos, filled)[a - s:b - s]

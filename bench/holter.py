@@ -111,38 +111,55 @@ def run_measured(cmd: list[str], limit_gb: float, cwd: Path) -> dict:
 
 
 def time_stages(model: str, kind: str, record: str) -> dict:
-    """Seconds of each stage of `predict` on the record, as predict.run and predict.classify call them."""
+    """Seconds of each stage of `main.py predict` on the record: predict itself runs, its stages' functions wrapped
+    in timers (a stage called inside another counts in the outer one: the detector's own filters are detection)."""
+    import contextlib
+
+    import pandas as pd
+
+    import chunked
     import data_loader as dl
+    import detect
+    import export
     import predict
     import recordings
-    from detect import detect_r_peaks
 
-    seconds = {}
+    seconds, depth = {}, [0]
 
-    def timed(stage, f, *args):
-        t = time.perf_counter()
-        out = f(*args)
-        seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - t
-        return out
+    def timed(stage, owner, name):
+        f = getattr(owner, name)
 
-    clf = timed("load model", predict.load_classifier, model, kind)
-    rec = timed("read", recordings.read_wfdb, record)
-    x, gaps = timed("check, fill gaps", recordings.prepare, rec)
-    start = int(np.argmax(~gaps)) if gaps.any() else 0
-    peaks = timed("detect", lambda: detect_r_peaks(x[start:], dl.FS) + start)
-    xf = timed("filter", dl.bandpass, x, dl.FS, clf.mode)
-    windows = timed("windows", dl.beat_windows, xf, peaks)
-    inputs = timed("templates", dl.with_templates, windows, peaks)
-    rr = timed("RR features", dl.rr_features, peaks, dl.FS, clf.mode)
-    proba = timed("network", clf.predict_proba, inputs, rr).astype(np.float64)
-    beats = {"sample": peaks, "class": proba.argmax(1), "proba": proba,
-             "match": timed("template match", dl.template_match, inputs)}
-    timed("mains check", recordings.mains_fraction, rec.x, rec.fs)
-    with tempfile.TemporaryDirectory() as out:
-        frame = timed("writing", predict.beats_frame, beats, rec.fs)
-        timed("writing", lambda: frame.to_csv(Path(out) / "beats.csv", index=False))
-        timed("writing", predict.write_annotations, Path(out), rec.name, beats, rec.fs)
-    return {"stage_seconds": seconds, "beats": len(peaks), "samples": len(x)}
+        def wrapper(*args, **kwargs):
+            depth[0] += 1
+            t = time.perf_counter()
+            try:
+                return f(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+                if depth[0] == 0:
+                    seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - t
+        setattr(owner, name, wrapper)
+
+    for stage, owner, name in [
+            ("load model", predict, "load_classifier"), ("read", chunked.WfdbLead, "read"),
+            ("read", recordings, "read_input"), ("fill gaps", dl, "hold_gaps"),
+            ("filter", chunked.signal, "sosfiltfilt"), ("filter", chunked.SosFilter, "__call__"),
+            ("detect", detect.QRSDetector, "feed"), ("detect", detect.QRSDetector, "flush"),
+            ("windows", dl, "beat_windows"), ("templates", dl, "beat_templates"), ("RR features", dl, "rr_features"),
+            ("network", export.OnnxModel, "predict_proba"), ("template match", dl, "template_match"),
+            ("mains check", recordings, "mains_fraction"), ("writing", pd.DataFrame, "to_csv"),
+            ("writing", predict, "beats_frame"), ("writing", predict, "write_annotations")]:
+        timed(stage, owner, name)
+    if kind == "float32" and not (Path(model) / export.FLOAT32_ONNX).is_file():
+        timed("network", export.Classifier, "predict_proba")  # a run without the ONNX export: PyTorch's
+    t = time.perf_counter()
+    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(sys.stderr):
+        res = predict.run(predict.build_parser().parse_args(
+            ["--model", model, "--kind", kind, "--record", record, "--out", out, "--no-plot"]))
+    total = time.perf_counter() - t
+    seconds["other"] = total - sum(seconds.values())
+    header = Path(record + ".hea").read_text().split()
+    return {"stage_seconds": seconds, "beats": len(res["beats"]["sample"]), "samples": int(header[3])}
 
 
 def main(argv=None) -> int:
