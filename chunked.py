@@ -23,7 +23,7 @@ PIECE = 1 << 20  # samples read and filtered at a time (48.5 min at 360 Hz)
 # Samples filtered with a piece on either side (91 s): the zero-phase filter's response to the cut at a piece's
 # edge has decayed by 1e-30 there (its slowest pole, 0.5 Hz), far below float64's round-off.
 MARGIN = 1 << 15
-BATCH = 4096  # beats classified at once: export.OnnxModel's and model.predict_proba's batch (a beat's probabilities as whole)
+BATCH = 4096  # beats classified at once: a multiple of OnnxModel's and model.predict_proba's batches (same probabilities)
 
 
 class ArrayLead:

@@ -196,7 +196,7 @@ class OnnxModel:
     def logits(self, x: np.ndarray, rr: np.ndarray) -> np.ndarray:
         return self.session.run([OUTPUT], dict(zip(INPUTS, (x, rr))))[0]
 
-    def predict_proba(self, x, rr, batch_size: int = 4096) -> np.ndarray:
+    def predict_proba(self, x, rr, batch_size: int = 1024) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
         rr = np.ascontiguousarray(rr, dtype=np.float32)
         out = [self.logits(x[i:i + batch_size], rr[i:i + batch_size]) for i in range(0, len(x), batch_size)]
