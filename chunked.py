@@ -23,7 +23,7 @@ PIECE = 1 << 20  # samples read and filtered at a time (48.5 min at 360 Hz)
 # Samples filtered with a piece on either side (91 s): the zero-phase filter's response to the cut at a piece's
 # edge has decayed by 1e-30 there (its slowest pole, 0.5 Hz), far below float64's round-off.
 MARGIN = 1 << 15
-BATCH = 4096  # beats classified at once: a multiple of OnnxModel's and model.predict_proba's batches (same probabilities)
+BATCH = 4096  # beats classified at once: a multiple of OnnxModel's and predict_proba's batches (same probabilities)
 
 
 class ArrayLead:
@@ -100,7 +100,8 @@ class PieceClassifier:
         self.sos = dl.bandpass_sos(dl.FS)
         self.causal = None  # the real-time band-pass, started at the first filled sample (dl.bandpass)
         self.buf, self.buf0 = np.zeros(0), 0  # band-passed samples buf0.. (what windows still to cut need)
-        self.peaks: list[int] = []
+        self.peaks: list[int] = []  # the R-peaks from beat `first` on (those later batches still read)
+        self.first = 0
         self.windows: list[np.ndarray] = []  # the windows of beats done.. cut so far
         self.done = 0  # beats classified
         self.history = 0  # the first beat the next batch's RR features read (dl.rr_history_start)
@@ -134,7 +135,7 @@ class PieceClassifier:
     def _cut(self, b: int) -> None:
         """Cut the windows of the beats whose samples up to WINDOW_AFTER past the R-peak are filtered."""
         k0 = self.done + len(self.windows)
-        ready = [p for p in self.peaks[k0:] if p + dl.WINDOW_AFTER <= b or b == self.n]
+        ready = [p for p in self.peaks[k0 - self.first:] if p + dl.WINDOW_AFTER <= b or b == self.n]
         if ready:
             r = np.asarray(ready, np.int64) - self.buf0
             # edge padding as dl.cut_windows pads: only at the lead's ends, which the buffer then holds
@@ -144,7 +145,7 @@ class PieceClassifier:
         # keep what windows still to cut can need: from the first peak not cut, or the earliest the detector
         # may still report
         k = self.done + len(self.windows)
-        keep = self.peaks[k] if k < len(self.peaks) else self.start + self.detector.earliest_undecided()
+        keep = self.peaks[k - self.first] if k < self.found else self.start + self.detector.earliest_undecided()
         keep = max(min(keep, b) - dl.WINDOW_BEFORE - 1, 0)
         if keep > self.buf0:
             self.buf = self.buf[keep - self.buf0:]
@@ -152,9 +153,9 @@ class PieceClassifier:
 
     def _classify(self, final: bool) -> None:
         # a batch once its beats' windows are cut and the beat after it is known ('post', the next gap check)
-        while self.done < len(self.peaks) and (
-                final and self.done + len(self.windows) == len(self.peaks)
-                or len(self.windows) >= BATCH and len(self.peaks) > self.done + BATCH):
+        while self.done < self.found and (
+                final and self.done + len(self.windows) == self.found
+                or len(self.windows) >= BATCH and self.found > self.done + BATCH):
             self._batch(min(BATCH, len(self.windows)))
 
     def _batch(self, size: int) -> None:
@@ -165,16 +166,16 @@ class PieceClassifier:
         inputs = np.stack([w, dl.beat_templates(both, from_beat=len(self.past))], axis=1)
         self.past = both[-dl.TEMPLATE_BEATS:]
         h0 = self.history
-        peaks = np.asarray(self.peaks[h0:k1 + 1], np.int64)  # with the next beat, where known
+        peaks = np.asarray(self.peaks[h0 - self.first:k1 + 1 - self.first], np.int64)  # and the next, where known
         self.history = h0 + dl.rr_history_start(peaks, k0 - h0, dl.FS)
         peaks = peaks[self.history - h0:]
         rr = dl.rr_features(peaks, dl.FS, self.mode, from_beat=k0 - self.history)[:size]
         proba = self.clf.predict_proba(inputs, rr).astype(np.float64)
         cls = proba.argmax(1)
-        sample = np.asarray(self.peaks[k0:k1], np.int64)
+        sample = peaks[k0 - self.history:k1 - self.history].copy()
         if len(self.gap_runs):
             # a beat whose window or RR interval touches a gap cannot be trusted: Q, unclassifiable
-            prev = np.asarray(self.peaks[k0 - 1:k1 - 1] if k0 else [0] + self.peaks[:k1 - 1], np.int64)
+            prev = np.concatenate([[0] if k0 == 0 else peaks[k0 - 1 - self.history:k0 - self.history], sample[:-1]])
             lo = np.clip(prev - dl.WINDOW_BEFORE, 0, self.n)
             hi = np.clip(sample + dl.WINDOW_AFTER, 0, self.n)
             j = np.searchsorted(self.gap_runs[:, 1], lo, side="right")  # the first gap ending after lo
@@ -190,6 +191,13 @@ class PieceClassifier:
                            ("confidence", proba.max(1))):
             self.kept[key].append(value)
         self.done = k1
+        del self.peaks[:self.history - self.first]  # (a week's peaks are not kept twice: `kept` holds them)
+        self.first = self.history
+
+    @property
+    def found(self) -> int:
+        """R-peaks found so far."""
+        return self.first + len(self.peaks)
 
     def result(self) -> dict:
         """The beats (sample, class, confidence, match), one array each."""

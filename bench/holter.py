@@ -198,7 +198,8 @@ def main(argv=None) -> int:
     python = sys.executable
     from machine import describe
 
-    result = {"machine": describe(), "command": "python bench/holter.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    command = "python bench/holter.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    result = {"machine": describe(), "command": command,
               "code": str(code), "commit": git_commit(code), "cpu": cpu_name(),
               "cores": len(os.sched_getaffinity(0)), "model": args.model, "limit_gb": args.limit_gb, "kinds": {}}
     for kind in KINDS:
@@ -278,7 +279,8 @@ def report(r: dict) -> str:
              f"write; the process's whole life, imports and model loading included) ran alone, under a "
              f"{r['limit_gb']:g} GB address-space limit; the machine's 1-minute load average before and after each "
              f"run is given (other jobs shared the CPU).", "",
-             "| model | wall time (s) | peak memory (RSS, MB) | network alone (s) | wall / network | load before, after |",
+             "| model | wall time (s) | peak memory (RSS, MB) | network alone (s) | wall / network "
+             "| load before, after |",
              "| --- | --- | --- | --- | --- | --- |"]
     for kind, k in r["kinds"].items():
         lines.append(f"| {kind} | {k['seconds']:.1f} | {k['peak_rss_mb']:.0f} | {k['network_seconds']:.2f} | "
@@ -292,7 +294,8 @@ def report(r: dict) -> str:
                             f"{c['max_probability_difference']:.0e} (as written, 5 decimals)" if c["same_samples"]
                             else "other samples") + f" ({c['file']})")
     lines += ["", "Time per stage (s), in one more `predict` on the day with its stages' functions timed ('other': "
-              "the rest of that run: piece bookkeeping, checks, summary):", "", "| stage | " + " | ".join(r["kinds"]) + " |",
+              "the rest of that run: piece bookkeeping, checks, summary):", "",
+              "| stage | " + " | ".join(r["kinds"]) + " |",
               "| --- |" + " --- |" * len(r["kinds"])]
     for stage in day["stage_seconds"]:
         lines.append(f"| {stage} | " + " | ".join(f"{k['stage_seconds'].get(stage, float('nan')):.2f}"
