@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import tempfile
 import time
 import warnings
 from contextlib import suppress
@@ -121,22 +120,39 @@ def plot_strip(x360: np.ndarray, beats: dict, path, start_s: float, seconds: flo
 
 def write_annotations(out_dir: Path, name: str, beats: dict, fs_out: float) -> Path:
     """WFDB annotation file <out_dir>/<name>.aami, written whole or not at all."""
-    import wfdb
+    from outputs import write_bytes
 
     sample = np.round(beats["sample"] * fs_out / dl.FS).astype(np.int64)
     symbols = [SYMBOLS[dl.CLASSES[k]] for k in beats["class"]]
     # WFDB record names hold letters, digits, '-' and '_' only: 'holter 01.csv' -> holter_01.aami
     final = out_dir / f"{re.sub(r'[^A-Za-z0-9_-]', '_', name)}.{ANNOTATION_EXT}"
-    # wrann writes under the final name: let it write in a private folder beside the output,
-    # then rename (same file system, atomic).
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".wrann-") as tmp:
-        written = Path(tmp) / final.name
-        if len(sample):
-            wfdb.wrann(final.stem, ANNOTATION_EXT, sample, symbols, write_dir=tmp, fs=fs_out)
-        else:
-            written.write_bytes(b"\x00\x00")  # an empty annotation file
-        written.replace(final)
+    write_bytes(final, annotation_bytes(sample, symbols, fs_out) if len(sample) else b"\x00\x00")  # (empty: no beat)
     return final
+
+
+def annotation_bytes(sample: np.ndarray, symbols: list[str], fs: float) -> bytes:
+    """The bytes wfdb.wrann(..., fs=fs) writes for these beats (its time-resolution note first), encoded at once: wrann
+    builds a list of bytes per beat (180 MB for a week's)."""
+    import wfdb
+    from wfdb.io.annotation import ann_label_table
+
+    note = wfdb.Annotation("x", ANNOTATION_EXT, np.zeros(1, np.int64), ["N"], fs=fs).calc_fs_bytes()
+    head = np.concatenate([note, [0, 236, 255, 255, 255, 255, 1, 0]]).astype(np.uint8)  # wrann's end of the note
+    store = dict(zip(ann_label_table["symbol"], ann_label_table["label_store"]))
+    code = np.array([store[s] for s in symbols], np.int64)
+    d = np.diff(np.asarray(sample, np.int64), prepend=0)
+    if len(d) and (d.min() < 0 or d.max() > 0x7FFFFFFF):
+        raise ValueError("annotation samples must increase, by under 2**31 at a time")
+    skip = d > 1023  # the interval in a SKIP word pair before the beat (high 16 bits first), the beat's own 0
+    rows = np.zeros((len(d), 8), np.uint8)
+    rows[:, 1] = 236
+    for col, shift in zip(range(2, 6), (16, 24, 0, 8)):
+        rows[:, col] = (d >> shift) & 255
+    rows[:, 6] = np.where(skip, 0, d & 255)
+    rows[:, 7] = 4 * code + np.where(skip, 0, d >> 8)
+    keep = np.ones((len(d), 8), bool)
+    keep[~skip, :6] = False
+    return head.tobytes() + rows[keep].tobytes() + b"\x00\x00"
 
 
 def too_few_beats(rec, n: int, duration_s: float) -> str:

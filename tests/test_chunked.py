@@ -81,3 +81,15 @@ def test_predict_writes_the_whole_recordings_outputs(diagnostic_run, tmp_path, m
     whole = predict.classify(*recordings.prepare(rec)[:1], predict.load_classifier(diagnostic_run))
     assert list(frame["sample"]) == list(whole["sample"]) == list(res["beats"]["sample"])
     assert list(frame["class"]) == [predict.dl.CLASSES[k] for k in whole["class"]]
+
+
+def test_annotations_are_wranns_bytes(tmp_path):
+    """predict's annotation file, encoded at once: byte for byte what wfdb.wrann writes (long pauses: SKIP words)."""
+    import wfdb
+
+    rng = np.random.default_rng(0)
+    for fs in (360.0, 250.0, 128.5):
+        sample = np.cumsum(rng.choice([0, 1, 300, 1023, 1024, 70000, 2 ** 20 + 7], size=300))
+        symbols = list(rng.choice(list("NSVFQ"), size=300))
+        wfdb.wrann("r", "aami", sample, symbols, write_dir=str(tmp_path), fs=fs)
+        assert predict.annotation_bytes(sample, symbols, fs) == (tmp_path / "r.aami").read_bytes()
