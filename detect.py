@@ -143,6 +143,12 @@ class QRSDetector:
         """Decide the peaks left at the end of the recording (no look-ahead remains)."""
         return self._decide(final=True)
 
+    def earliest_undecided(self) -> int:
+        """The earliest R-peak (a sample of the detector's stream) it may still report: a held first QRS, or one
+        found from the candidates still to test (at most SEARCH_S before them)."""
+        earliest = self._next - self.search - 1
+        return max(min(earliest, self._held[0]) if self._held is not None else earliest, 0)
+
     def _decide(self, final: bool) -> list[int]:
         h, start, m = self.half, self._start, self._buf_mwi
         stop = self._n if final else self._n - h  # candidates need h samples after them

@@ -26,6 +26,7 @@ MODEL_FILES = {"float32": "model_float32.pt", "dynamic-int8": "model_int8_dynami
                "static-int8": "model_int8_static.onnx"}
 # The dynamic int8 model of runs made before it moved to ONNX Runtime (PyTorch's deprecated quantized tensors).
 LEGACY_DYNAMIC = "model_int8.pt"
+FLOAT32_ONNX = "model_float32.onnx"  # the float32 network exported beside model_float32.pt
 # Integer layers whose weights an x86-64 CPU without VNNI multiplies by uint8 activations in saturating pairs
 # (quantize.py): op type -> (index of the weight input, index of its zero point).
 INT8_WEIGHT_INPUTS = {"QLinearConv": (3, 5), "QGemm": (3, 5), "QLinearMatMul": (3, 5), "MatMulInteger": (1, 3),
@@ -195,7 +196,7 @@ class OnnxModel:
     def logits(self, x: np.ndarray, rr: np.ndarray) -> np.ndarray:
         return self.session.run([OUTPUT], dict(zip(INPUTS, (x, rr))))[0]
 
-    def predict_proba(self, x, rr, batch_size: int = 4096) -> np.ndarray:
+    def predict_proba(self, x, rr, batch_size: int = 1024) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
         rr = np.ascontiguousarray(rr, dtype=np.float32)
         out = [self.logits(x[i:i + batch_size], rr[i:i + batch_size]) for i in range(0, len(x), batch_size)]
@@ -274,46 +275,16 @@ def load_classifier(path, kind: str = "float32", threads: int | None = None) -> 
         if not (path / MODEL_FILES[kind]).is_file():
             raise InputError(f"{path} holds no {MODEL_FILES[kind]}: pass the directory of a finished "
                              f"`python main.py` run, or a model file")
+        if kind == "float32" and (path / FLOAT32_ONNX).is_file():
+            # The same network exported (quantize.quantize_all): ONNX Runtime runs it about 4x faster than PyTorch
+            # on a CPU, with the same classes (probabilities within 1e-6; bench/holter.py, tests/test_export.py).
+            return _load_onnx(path / FLOAT32_ONNX, threads, "float32")
         path = path / MODEL_FILES[kind]
     if not path.is_file():
         raise InputError(f"model {path} not found: pass a run directory made by `python main.py` "
                          f"(runs/...) or one of its model files")
     if path.suffix == ".onnx":
-        config_file = path.parent / "config.json"
-        if not config_file.is_file():
-            raise InputError(f"{path}: an ONNX model needs the config.json of its run beside it "
-                             f"(to know its mode); keep the run directory together")
-        try:
-            run_config = json.loads(config_file.read_text())
-            mode = run_config["mode"]
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-            raise InputError(f"{config_file} is not a run's config.json (cut short or edited?): it should name the "
-                             f"model's mode; copy it again from the run directory") from None
-        if mode not in dl.MODES:
-            raise InputError(f"{config_file} names the mode {mode!r}; a run's mode is one of {', '.join(dl.MODES)}")
-        try:
-            check_model_inputs(path, mode, run_config)
-        except StaleModelError as exc:
-            raise InputError(str(exc)) from None
-        try:
-            onnx = OnnxModel(path, threads=threads)
-        except Exception as exc:
-            raise InputError(f"{path} is not a readable ONNX model (cut short in a copy?): "
-                             f"{str(exc).splitlines()[0][:200]}; copy it again from the run directory") from None
-        inputs, outputs = [i.name for i in onnx.session.get_inputs()], [o.name for o in onnx.session.get_outputs()]
-        if inputs != list(INPUTS) or OUTPUT not in outputs:
-            raise InputError(f"{path} is not a Deep-ECG model: it takes {', '.join(inputs)} and gives "
-                             f"{', '.join(outputs)} (a Deep-ECG model takes {', '.join(INPUTS)} and gives {OUTPUT}); "
-                             f"pass a model exported by a `python main.py` run")
-        if onnx.mode is not None and onnx.mode != mode:
-            raise InputError(f"{path} is a {onnx.mode} model, but the config.json beside it is a {mode} run's: "
-                             f"keep each model with its own run's config.json")
-        kind, saturating = onnx_kind(path)  # (read here, where a user is told: not by every OnnxModel)
-        if saturating:
-            warn(f"{path} was quantized by an earlier version with 8-bit weights: its classes differ on x86-64 CPUs "
-                 f"without VNNI (AVX2 only) from those on other CPUs; retrain the run (`python main.py --mode {mode}`) "
-                 f"for int8 files that give the same classes on every CPU")
-        return Classifier(mode, "float32-onnx" if kind == "float32" else kind, path, onnx.predict_proba)
+        return _load_onnx(path, threads)
     import torch
 
     from model import predict_proba
@@ -339,6 +310,45 @@ def load_classifier(path, kind: str = "float32", threads: int | None = None) -> 
             return torch.softmax(z, dim=1).numpy()
 
     return Classifier(meta["mode"], meta["kind"], path, proba)
+
+
+def _load_onnx(path: Path, threads: int | None, as_kind: str | None = None) -> Classifier:
+    """An ONNX model file, checked against the config.json of its run beside it."""
+    config_file = path.parent / "config.json"
+    if not config_file.is_file():
+        raise InputError(f"{path}: an ONNX model needs the config.json of its run beside it "
+                         f"(to know its mode); keep the run directory together")
+    try:
+        run_config = json.loads(config_file.read_text())
+        mode = run_config["mode"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise InputError(f"{config_file} is not a run's config.json (cut short or edited?): it should name the "
+                         f"model's mode; copy it again from the run directory") from None
+    if mode not in dl.MODES:
+        raise InputError(f"{config_file} names the mode {mode!r}; a run's mode is one of {', '.join(dl.MODES)}")
+    try:
+        check_model_inputs(path, mode, run_config)
+    except StaleModelError as exc:
+        raise InputError(str(exc)) from None
+    try:
+        onnx = OnnxModel(path, threads=threads)
+    except Exception as exc:
+        raise InputError(f"{path} is not a readable ONNX model (cut short in a copy?): "
+                         f"{str(exc).splitlines()[0][:200]}; copy it again from the run directory") from None
+    inputs, outputs = [i.name for i in onnx.session.get_inputs()], [o.name for o in onnx.session.get_outputs()]
+    if inputs != list(INPUTS) or OUTPUT not in outputs:
+        raise InputError(f"{path} is not a Deep-ECG model: it takes {', '.join(inputs)} and gives "
+                         f"{', '.join(outputs)} (a Deep-ECG model takes {', '.join(INPUTS)} and gives {OUTPUT}); "
+                         f"pass a model exported by a `python main.py` run")
+    if onnx.mode is not None and onnx.mode != mode:
+        raise InputError(f"{path} is a {onnx.mode} model, but the config.json beside it is a {mode} run's: "
+                         f"keep each model with its own run's config.json")
+    kind, saturating = onnx_kind(path)  # (read here, where a user is told: not by every OnnxModel)
+    if saturating:
+        warn(f"{path} was quantized by an earlier version with 8-bit weights: its classes differ on x86-64 CPUs "
+             f"without VNNI (AVX2 only) from those on other CPUs; retrain the run (`python main.py --mode {mode}`) "
+             f"for int8 files that give the same classes on every CPU")
+    return Classifier(mode, as_kind or ("float32-onnx" if kind == "float32" else kind), path, onnx.predict_proba)
 
 
 def model_kind(model, kind: str | None, default: str) -> str:

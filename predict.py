@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import tempfile
 import time
 import warnings
 from contextlib import suppress
@@ -27,11 +26,13 @@ import data_loader as dl
 from cli import HelpFormatter, InputError, run_command, warn
 from export import MODEL_FILES, Classifier, load_classifier, model_kind  # noqa: F401  (predict.load_classifier)
 from outputs import discard
-from recordings import add_input_arguments, cannot_read, check_input_options, check_signal, prepare, read_input
+from recordings import (MIN_SECONDS, add_input_arguments, cannot_read, check_input_options, check_signal, prepare,
+                        read_input)
 MIN_BEATS = 3
 SOURCE_MARK = ".source"  # in a default output folder: the input whose outputs it holds
 LOW_CONFIDENCE = 0.6  # beats whose top probability is below this are counted as uncertain
 ANNOTATION_EXT = "aami"
+WHOLE_SECONDS = 4 * 3600.0  # s: longer recordings are classified in pieces, in bounded memory (chunked.py)
 SYMBOLS = {"N": "N", "S": "S", "V": "V", "F": "F", "Q": "Q"}  # AAMI class -> WFDB beat symbol
 
 
@@ -152,21 +153,26 @@ def beats_frame(beats: dict, fs_out: float):
     return frame
 
 
-def plot_strip(x360: np.ndarray, beats: dict, path, start_s: float, seconds: float, title: str) -> None:
+def plot_strip(x360: np.ndarray, beats: dict, path, start_s: float, seconds: float, title: str, offset: int = 0,
+               length: int | None = None) -> None:
+    """The ECG from start_s (s) for `seconds` with its beats' classes; x360 holds samples offset.. of a recording
+    of `length` samples (default: all of it)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     colours = {"N": "tab:green", "S": "tab:orange", "V": "tab:red", "F": "tab:purple", "Q": "tab:gray"}
+    n = offset + len(x360) if length is None else length
     lo = int(max(start_s, 0) * dl.FS)
-    seconds = min(seconds, len(x360) / dl.FS)  # a huge --plot-seconds (1e308) overflowed int()
-    hi = min(lo + int(seconds * dl.FS), len(x360))  # run() refused a start past the end, before writing
+    seconds = min(seconds, n / dl.FS)  # a huge --plot-seconds (1e308) overflowed int()
+    hi = min(lo + int(seconds * dl.FS), n)  # run() refused a start past the end, before writing
     fig, ax = plt.subplots(figsize=(min(4 + 1.2 * seconds, 40), 3.2))
     t = np.arange(lo, hi) / dl.FS
-    ax.plot(t, x360[lo:hi], lw=0.8, color="black")
+    shown = x360[lo - offset:hi - offset]
+    ax.plot(t, shown, lw=0.8, color="black")
     sel = (beats["sample"] >= lo) & (beats["sample"] < hi)
-    top = np.nanmax(x360[lo:hi])
+    top = np.nanmax(shown)
     for s, k in zip(beats["sample"][sel], beats["class"][sel]):
         c = dl.CLASSES[k]
         ax.axvline(s / dl.FS, color=colours[c], alpha=0.3, lw=1)
@@ -184,22 +190,39 @@ def plot_strip(x360: np.ndarray, beats: dict, path, start_s: float, seconds: flo
 
 def write_annotations(out_dir: Path, name: str, beats: dict, fs_out: float) -> Path:
     """WFDB annotation file <out_dir>/<name>.aami, written whole or not at all."""
-    import wfdb
+    from outputs import write_bytes
 
     sample = np.round(beats["sample"] * fs_out / dl.FS).astype(np.int64)
     symbols = [SYMBOLS[dl.CLASSES[k]] for k in beats["class"]]
     # WFDB record names hold letters, digits, '-' and '_' only: 'holter 01.csv' -> holter_01.aami
     final = out_dir / f"{re.sub(r'[^A-Za-z0-9_-]', '_', name)}.{ANNOTATION_EXT}"
-    # wrann writes under the final name: let it write in a private folder beside the output,
-    # then rename (same file system, atomic).
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".wrann-") as tmp:
-        written = Path(tmp) / final.name
-        if len(sample):
-            wfdb.wrann(final.stem, ANNOTATION_EXT, sample, symbols, write_dir=tmp, fs=fs_out)
-        else:
-            written.write_bytes(b"\x00\x00")  # an empty annotation file
-        written.replace(final)
+    write_bytes(final, annotation_bytes(sample, symbols, fs_out) if len(sample) else b"\x00\x00")  # (empty: no beat)
     return final
+
+
+def annotation_bytes(sample: np.ndarray, symbols: list[str], fs: float) -> bytes:
+    """The bytes wfdb.wrann(..., fs=fs) writes for these beats (its time-resolution note first), encoded at once: wrann
+    builds a list of bytes per beat (180 MB for a week's)."""
+    import wfdb
+    from wfdb.io.annotation import ann_label_table
+
+    note = wfdb.Annotation("x", ANNOTATION_EXT, np.zeros(1, np.int64), ["N"], fs=fs).calc_fs_bytes()
+    head = np.concatenate([note, [0, 236, 255, 255, 255, 255, 1, 0]]).astype(np.uint8)  # wrann's end of the note
+    store = dict(zip(ann_label_table["symbol"], ann_label_table["label_store"]))
+    code = np.array([store[s] for s in symbols], np.int64)
+    d = np.diff(np.asarray(sample, np.int64), prepend=0)
+    if len(d) and (d.min() < 0 or d.max() > 0x7FFFFFFF):
+        raise ValueError("annotation samples must increase, by under 2**31 at a time")
+    skip = d > 1023  # the interval in a SKIP word pair before the beat (high 16 bits first), the beat's own 0
+    rows = np.zeros((len(d), 8), np.uint8)
+    rows[:, 1] = 236
+    for col, shift in zip(range(2, 6), (16, 24, 0, 8)):
+        rows[:, col] = (d >> shift) & 255
+    rows[:, 6] = np.where(skip, 0, d & 255)
+    rows[:, 7] = 4 * code + np.where(skip, 0, d >> 8)
+    keep = np.ones((len(d), 8), bool)
+    keep[~skip, :6] = False
+    return head.tobytes() + rows[keep].tobytes() + b"\x00\x00"
 
 
 def too_few_beats(rec, n: int, duration_s: float) -> str:
@@ -211,9 +234,11 @@ def summary(beats: dict, duration_s: float, low: float = LOW_CONFIDENCE) -> str:
     n = len(beats["class"])
     rr = np.diff(beats["sample"]) / dl.FS
     hr = 60.0 / np.median(rr) if len(rr) else float("nan")
-    ok = ~np.isnan(beats["proba"]).any(1) if n else np.zeros(0, bool)
-    conf = beats["proba"][ok].max(1) if ok.any() else np.zeros(0)
-    unclassifiable = int(np.isnan(beats["proba"]).any(1).sum()) if n else 0
+    # each beat's top probability (NaN: unclassifiable), kept by chunked.py in place of the probabilities
+    top = beats["confidence"] if "confidence" in beats else beats["proba"].max(1) if n else np.zeros(0)
+    ok = ~np.isnan(top)
+    conf = top[ok]
+    unclassifiable = int((~ok).sum())
     rate = (f"heart rate {hr:.0f} bpm (median RR), {n / duration_s * 60:.0f} bpm (mean)" if len(rr)
             else "no heart rate (fewer than 2 beats)")
     lines = [f"{n} beats in {duration_s / 60:.1f} min; {rate}",
@@ -229,27 +254,74 @@ def summary(beats: dict, duration_s: float, low: float = LOW_CONFIDENCE) -> str:
     return "\n".join(lines)
 
 
+def open_lead(args):
+    """(the Recording, the lead to classify in pieces (chunked.WfdbLead or ArrayLead), or None for one classified
+    whole (analyse), whether its checks are still to make). A recording up to WHOLE_SECONDS, or one whose beats are to
+    be suggested for review, is classified whole, its polarity and noise judged (quality.py); a longer one in pieces,
+    in bounded memory (a WFDB record at 360 Hz also read piece by piece)."""
+    import chunked
+    from recordings import Recording, open_wfdb
+
+    if args.record and not args.suggest:
+        path, lead, header, source = open_wfdb(args.record, args.lead)
+        k = header.sig_name.index(lead)
+        if (header.fs == dl.FS and (header.samps_per_frame or [1] * (k + 1))[k] == 1
+                and (header.sig_len or 0) > WHOLE_SECONDS * dl.FS):
+            return Recording(None, float(header.fs), path.name, lead, source), chunked.WfdbLead(path, lead,
+                                                                                               header.sig_len), True
+    rec = read_input(args)
+    if args.suggest or len(rec.x) <= WHOLE_SECONDS * rec.fs:
+        return rec, None, False
+    x, gaps = prepare(rec)
+    return rec, chunked.ArrayLead(x, gaps), False
+
+
+def pieces_note(rec, args) -> None:
+    """A recording classified in pieces: what it does not get yet (the polarity and noise checks of analyse)."""
+    if args.polarity == "invert":
+        raise InputError(f"{rec.name} is over {WHOLE_SECONDS / 3600:g} h long: --polarity invert works on recordings "
+                         f"up to {WHOLE_SECONDS / 3600:g} h in this version; invert the lead beforehand")
+    warn(f"{rec.name} is over {WHOLE_SECONDS / 3600:g} h long and is classified in pieces (bounded memory): its "
+         f"polarity and noise are not checked (they are on recordings up to {WHOLE_SECONDS / 3600:g} h)")
+
+
+def classify_input(args, clf, rec, lead, checks: bool, on_batch):
+    """The beats of a lead (chunked.classify_lead), the input's checks made (recordings.prepare's, check_signal);
+    on_batch(beats) writes each batch as made. Returns (beats, the strip's samples or None, seconds)."""
+    import dataclasses
+
+    import chunked
+    from recordings import check_rate, check_values, warn_missing
+
+    t0 = time.time()
+    n = len(lead)
+    if checks:
+        check_rate(rec.fs, rec.name, "the file's header")
+        if n / rec.fs < MIN_SECONDS:
+            check_values(rec, n, True, n, 1.0)
+    if not args.no_plot and args.plot_start >= n / dl.FS:
+        raise InputError(f"--plot-start {args.plot_start:g} s is past the end of the recording ({n / dl.FS:.1f} s)")
+    lo = int(max(args.plot_start, 0) * dl.FS)
+    strip = None if args.no_plot else (lo, min(lo + int(min(args.plot_seconds, n / dl.FS) * dl.FS), n))
+    beats, seen, shown = chunked.classify_lead(lead, clf, on_batch, checks, strip)
+    if checks:
+        check_values(rec, n, seen.finite, seen.n_valid, seen.high - seen.low)
+        if seen.missing:
+            warn_missing(rec, seen.missing)
+    if len(beats["sample"]) < MIN_BEATS:
+        raise InputError(too_few_beats(rec, len(beats["sample"]), n / dl.FS))
+    seconds = time.time() - t0  # read, resample, filter, detect, classify (and write the beats)
+    # the mains check reads these samples as it reads the whole lead (recordings.mains_fraction)
+    check_signal(dataclasses.replace(rec, x=np.concatenate(seen.mains)) if checks else rec, beats["match"])
+    return beats, shown, seconds
+
+
 def run(args) -> dict:
     check_input_options(args)
     clf = load_classifier(args.model, model_kind(args.model, args.kind, "float32"))
-    t0 = time.time()  # from here on: what a 30-minute record costs, model already loaded
-    rec = read_input(args)
-    x, beats = analyse(rec, clf, args.polarity)
-    if len(beats["sample"]) < MIN_BEATS:
-        raise InputError(too_few_beats(rec, len(beats["sample"]), len(x) / dl.FS))
-    seconds = time.time() - t0  # read, resample, filter, detect, classify
-    check_signal(rec, beats["match"])
-    if not args.no_plot and args.plot_start >= len(x) / dl.FS:
-        raise InputError(f"--plot-start {args.plot_start:g} s is past the end of the recording "
-                         f"({len(x) / dl.FS:.1f} s)")
+    rec, lead, checks = open_lead(args)
     from outputs import FolderError, atomic_path, make_folder
 
-    frame = beats_frame(beats, rec.fs)  # (before the folder is made: nothing between it and the writes fails)
-    review = None
-    if args.suggest:
-        from adapt import suggest_review
-
-        review = suggest_review(args.model, beats, args.suggest, rec.fs)
     out = Path(args.out or Path("predictions") / rec.name)
     existed = out.is_dir()
     try:
@@ -265,14 +337,41 @@ def run(args) -> dict:
         other = ""
     if args.out is None and rec.source:
         if other and other != rec.source:
+            if not existed:
+                out.rmdir()
             raise InputError(f"{out} holds the outputs of {other}, another input named {rec.name!r}; "
                              f"choose a folder for {rec.source} with --out (or remove {out})")
 
     written = []  # a failure part-way removes what was written: all the outputs or none
     strip = out / f"{rec.name}_strip.png"
+    review = None
     try:
-        with atomic_path(out / f"{rec.name}_beats.csv") as tmp:
-            frame.to_csv(tmp, index=False)
+        with atomic_path(out / f"{rec.name}_beats.csv") as tmp, open(tmp, "w", newline="") as csv:
+            def write(batch: dict) -> None:  # the beats CSV, batch by batch as they are classified
+                beats_frame(batch, rec.fs).to_csv(csv, header=csv.tell() == 0, index=False)
+
+            if lead is None:
+                t0 = time.time()
+                x, beats = analyse(rec, clf, args.polarity)
+                n = len(x)
+                if len(beats["sample"]) < MIN_BEATS:
+                    raise InputError(too_few_beats(rec, len(beats["sample"]), n / dl.FS))
+                seconds = time.time() - t0
+                check_signal(rec, beats["match"])
+                if not args.no_plot and args.plot_start >= n / dl.FS:
+                    raise InputError(f"--plot-start {args.plot_start:g} s is past the end of the recording "
+                                     f"({n / dl.FS:.1f} s)")
+                if args.suggest:
+                    from adapt import suggest_review
+
+                    review = suggest_review(args.model, beats, args.suggest, rec.fs)
+                write(beats)
+                shown, offset = x, 0
+            else:
+                pieces_note(rec, args)
+                n = len(lead)
+                beats, shown, seconds = classify_input(args, clf, rec, lead, checks, write)
+                offset = int(max(args.plot_start, 0) * dl.FS)
         written.append(out / f"{rec.name}_beats.csv")
         ann = write_annotations(out, rec.name, beats, rec.fs)
         written.append(ann)
@@ -281,8 +380,8 @@ def run(args) -> dict:
 
             written += write_review(out, rec.name, x, beats, review, rec.fs)
         if not args.no_plot:
-            plot_strip(x, beats, strip, args.plot_start, args.plot_seconds,
-                       f"{rec.name} ({rec.lead}), {clf.mode} model ({clf.kind})")
+            plot_strip(shown, beats, strip, args.plot_start, args.plot_seconds,
+                       f"{rec.name} ({rec.lead}), {clf.mode} model ({clf.kind})", offset, n)
         elif strip.is_file():
             strip.unlink()  # an earlier run's, showing other beats than these
         if rec.source and (args.out is None or other) and not mark.is_dir():  # marked, given with --out: re-marked
@@ -301,10 +400,10 @@ def run(args) -> dict:
             raise InputError(f"cannot write the outputs in {out}: {exc.strerror or exc}"
                              f"{f' ({Path(name).name})' if name else ''}; choose another folder with --out") from None
         raise
-    text = summary(beats, len(x) / dl.FS, args.low_confidence)
+    text = summary(beats, n / dl.FS, args.low_confidence)
     try:
         print(f"{rec.name}: {clf.mode} model {clf.path} ({clf.kind})\n{text}\n"
-              f"classified in {seconds:.2f} s; outputs in {out} ({frame.shape[0]} rows, annotations {ann.name})"
+              f"classified in {seconds:.2f} s; outputs in {out} ({len(beats['sample'])} rows, annotations {ann.name})"
               + (f"\n{len(review)} beats to confirm in {rec.name}_review.csv (and .png): correct its class column, "
                  f"then `main.py adapt --model {args.model} --labels {out / (rec.name + '_review.csv')} ...`"
                  if review is not None else ""))
@@ -314,7 +413,7 @@ def run(args) -> dict:
         discard(sys.stdout)
         raise InputError(f"cannot write the summary to standard output: {exc.strerror or exc}; the outputs are "
                          f"in {out}") from None
-    return {"beats": beats, "frame": frame, "out": out, "seconds": seconds}
+    return {"beats": beats, "out": out, "seconds": seconds}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -89,6 +89,19 @@ def choose_lead(names: list[str], lead: str | None, source: str, word: str, firs
 def read_wfdb(path, lead: str | None = None) -> Recording:
     import wfdb
 
+    path, lead, header, source = open_wfdb(path, lead)
+    try:
+        rec = wfdb.rdrecord(str(path), channel_names=[lead])
+    except Exception as exc:
+        raise InputError(f"cannot read the signal of record {path}: {exc}") from None
+    return Recording(rec.p_signal[:, 0].astype(np.float64), float(rec.fs), path.name, lead, source)
+
+
+def open_wfdb(path, lead: str | None = None):
+    """(record path, lead, wfdb header, source) of a WFDB record, checked, its samples not read (chunked.py reads
+    them piece by piece)."""
+    import wfdb
+
     path = Path(str(path).removesuffix(".hea").removesuffix(".dat"))
     if not path.with_suffix(".hea").is_file():
         raise InputError(f"no WFDB record at {path} ({path.with_suffix('.hea').name} not found); "
@@ -108,12 +121,8 @@ def read_wfdb(path, lead: str | None = None) -> Recording:
         raise InputError(f"{short} holds fewer samples than {path.name}.hea promises ({header.sig_len}): a copy "
                          f"cut short? Copy the record again")
     lead = choose_lead(names, lead, f"record {path.name}", "lead", "channel")
-    try:
-        rec = wfdb.rdrecord(str(path), channel_names=[lead])
-    except Exception as exc:
-        raise InputError(f"cannot read the signal of record {path}: {exc}") from None
     source = str(path.with_suffix(".hea").resolve().with_suffix(""))  # through links to the files
-    return Recording(rec.p_signal[:, 0].astype(np.float64), float(rec.fs), path.name, lead, source)
+    return path, lead, header, source
 
 
 def not_a_file(path: Path, kind: str) -> str:
@@ -215,16 +224,8 @@ def prepare(rec: Recording) -> tuple[np.ndarray, np.ndarray]:
     """(signal at 360 Hz with gaps filled, gap mask), after checking it can be classified."""
     x = rec.x
     check_rate(rec.fs, rec.name, "the file's header")
-    if not np.isfinite(x[~np.isnan(x)]).all():
-        raise InputError(f"{rec.name}: the signal holds infinite values; clean them or mark them NaN")
-    if len(x) / rec.fs < MIN_SECONDS:
-        raise InputError(f"{rec.name} is {len(x) / rec.fs:.1f} s long; at least {MIN_SECONDS:.0f} s "
-                         f"(a few beats) are needed")
-    if np.isnan(x).all():
-        raise InputError(f"{rec.name}: lead {rec.lead!r} holds no samples (all NaN)")
     valid = x[~np.isnan(x)]
-    if np.ptp(valid) < 1e-6:
-        raise InputError(f"{rec.name}: lead {rec.lead!r} is a flat line (lead off?); nothing to classify")
+    check_values(rec, len(x), bool(np.isfinite(valid).all()), len(valid), np.ptp(valid) if len(valid) else 0.0)
     from quality import FLAT_S, flat_stretches
 
     flat = flat_stretches(x, rec.fs)
@@ -237,10 +238,27 @@ def prepare(rec: Recording) -> tuple[np.ndarray, np.ndarray]:
         x = resample(x, rec.fs)
     filled, gaps = dl.hold_gaps(x)  # (an all-NaN lead was refused above; a stream waits for the first value)
     if np.isnan(rec.x).any():
-        missing = int(np.isnan(rec.x).sum())  # in the input's own samples
-        warn(f"{rec.name}: {missing} missing sample{'s' if missing > 1 else ''} ({missing / rec.fs:.2g} s; empty, "
-             f"text or NaN cells); beats there are marked unclassifiable (Q)")
+        warn_missing(rec, int(np.isnan(rec.x).sum()))  # in the input's own samples
     return filled, gaps
+
+
+def check_values(rec: Recording, length: int, finite: bool, n_valid: int, ptp: float) -> None:
+    """InputError unless a lead of `length` samples (at rec.fs) can be classified: all its values finite, long
+    enough, some samples present (n_valid), not a flat line (ptp: its valid values' range)."""
+    if not finite:
+        raise InputError(f"{rec.name}: the signal holds infinite values; clean them or mark them NaN")
+    if length / rec.fs < MIN_SECONDS:
+        raise InputError(f"{rec.name} is {length / rec.fs:.1f} s long; at least {MIN_SECONDS:.0f} s "
+                         f"(a few beats) are needed")
+    if n_valid == 0:
+        raise InputError(f"{rec.name}: lead {rec.lead!r} holds no samples (all NaN)")
+    if ptp < 1e-6:
+        raise InputError(f"{rec.name}: lead {rec.lead!r} is a flat line (lead off?); nothing to classify")
+
+
+def warn_missing(rec: Recording, missing: int) -> None:
+    warn(f"{rec.name}: {missing} missing sample{'s' if missing > 1 else ''} ({missing / rec.fs:.2g} s; empty, "
+         f"text or NaN cells); beats there are marked unclassifiable (Q)")
 
 
 def mains_fraction(x: np.ndarray, fs: float = dl.FS) -> float:

@@ -6,8 +6,10 @@ time per stage, and the network's own time in the same run.
 The day: the first lead of each of the 48 MIT-BIH records, joined in record order into one WFDB record at
 360 Hz (the records' own samples, format 212), written once to --cache. The week: the day 7 times over. Each
 `predict` runs in a process of its own (its peak RSS from os.wait4), under an address-space limit (--limit-gb)
-so that a run too large for the machine fails alone. The stages are timed in one more process per model kind,
-calling predict's own functions in predict's order on the day; its network time is the base of the ratio.
+so that a run too large for the machine fails alone. The stages are timed in one more `predict` per model kind,
+its stages' functions wrapped in timers; its network time is the base of the ratio. The machine's load average
+is recorded before and after each run (other jobs share the CPU). --reference names the beats CSVs of an earlier
+version's predict on the day ({kind} in the path: one per model kind), compared class by class with this run's.
 --code names another checkout whose `predict` is measured (an earlier commit, for before and after).
 Writes results/holter.md and results/holter.json.
 """
@@ -111,38 +113,55 @@ def run_measured(cmd: list[str], limit_gb: float, cwd: Path) -> dict:
 
 
 def time_stages(model: str, kind: str, record: str) -> dict:
-    """Seconds of each stage of `predict` on the record, as predict.run and predict.classify call them."""
+    """Seconds of each stage of `main.py predict` on the record: predict itself runs, its stages' functions wrapped
+    in timers (a stage called inside another counts in the outer one: the detector's own filters are detection)."""
+    import contextlib
+
+    import pandas as pd
+
+    import chunked
     import data_loader as dl
+    import detect
+    import export
     import predict
     import recordings
-    from detect import detect_r_peaks
 
-    seconds = {}
+    seconds, depth = {}, [0]
 
-    def timed(stage, f, *args):
-        t = time.perf_counter()
-        out = f(*args)
-        seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - t
-        return out
+    def timed(stage, owner, name):
+        f = getattr(owner, name)
 
-    clf = timed("load model", predict.load_classifier, model, kind)
-    rec = timed("read", recordings.read_wfdb, record)
-    x, gaps = timed("check, fill gaps", recordings.prepare, rec)
-    start = int(np.argmax(~gaps)) if gaps.any() else 0
-    peaks = timed("detect", lambda: detect_r_peaks(x[start:], dl.FS) + start)
-    xf = timed("filter", dl.bandpass, x, dl.FS, clf.mode)
-    windows = timed("windows", dl.beat_windows, xf, peaks)
-    inputs = timed("templates", dl.with_templates, windows, peaks)
-    rr = timed("RR features", dl.rr_features, peaks, dl.FS, clf.mode)
-    proba = timed("network", clf.predict_proba, inputs, rr).astype(np.float64)
-    beats = {"sample": peaks, "class": proba.argmax(1), "proba": proba,
-             "match": timed("template match", dl.template_match, inputs)}
-    timed("mains check", recordings.mains_fraction, rec.x, rec.fs)
-    with tempfile.TemporaryDirectory() as out:
-        frame = timed("writing", predict.beats_frame, beats, rec.fs)
-        timed("writing", lambda: frame.to_csv(Path(out) / "beats.csv", index=False))
-        timed("writing", predict.write_annotations, Path(out), rec.name, beats, rec.fs)
-    return {"stage_seconds": seconds, "beats": len(peaks), "samples": len(x)}
+        def wrapper(*args, **kwargs):
+            depth[0] += 1
+            t = time.perf_counter()
+            try:
+                return f(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+                if depth[0] == 0:
+                    seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - t
+        setattr(owner, name, wrapper)
+
+    for stage, owner, name in [
+            ("load model", predict, "load_classifier"), ("read", chunked.WfdbLead, "read"),
+            ("read", recordings, "read_input"), ("fill gaps", dl, "hold_gaps"),
+            ("filter", chunked.signal, "sosfiltfilt"), ("filter", chunked.SosFilter, "__call__"),
+            ("detect", detect.QRSDetector, "feed"), ("detect", detect.QRSDetector, "flush"),
+            ("windows", dl, "beat_windows"), ("templates", dl, "beat_templates"), ("RR features", dl, "rr_features"),
+            ("network", export.OnnxModel, "predict_proba"), ("template match", dl, "template_match"),
+            ("mains check", recordings, "mains_fraction"), ("writing", pd.DataFrame, "to_csv"),
+            ("writing", predict, "beats_frame"), ("writing", predict, "write_annotations")]:
+        timed(stage, owner, name)
+    if kind == "float32" and not (Path(model) / export.FLOAT32_ONNX).is_file():
+        timed("network", export.Classifier, "predict_proba")  # a run without the ONNX export: PyTorch's
+    t = time.perf_counter()
+    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(sys.stderr):
+        res = predict.run(predict.build_parser().parse_args(
+            ["--model", model, "--kind", kind, "--record", record, "--out", out, "--no-plot"]))
+    total = time.perf_counter() - t
+    seconds["other"] = total - sum(seconds.values())
+    header = Path(record + ".hea").read_text().split()
+    return {"stage_seconds": seconds, "beats": len(res["beats"]["sample"]), "samples": int(header[3])}
 
 
 def main(argv=None) -> int:
@@ -154,6 +173,7 @@ def main(argv=None) -> int:
     p.add_argument("--code", default=str(ROOT), help="the checkout whose predict is measured (default: this one)")
     p.add_argument("--limit-gb", type=float, default=10.0, help="address-space limit of each predict process")
     p.add_argument("--no-week", action="store_true", help="skip the 7-day recording")
+    p.add_argument("--reference", default=None, help="an earlier version's beats CSV of the day, {kind} in its path")
     p.add_argument("--out", default="results/holter")
     p.add_argument("--stages", default=None, help=argparse.SUPPRESS)  # (the stage-timing process: a model kind)
     p.add_argument("--record", default=None, help=argparse.SUPPRESS)
@@ -176,13 +196,20 @@ def main(argv=None) -> int:
     cache = Path(args.cache).resolve()
     day = make_day(Path(args.data_dir), cache)
     python = sys.executable
-    result = {"command": "python bench/holter.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    from machine import describe
+
+    command = "python bench/holter.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    result = {"machine": describe(), "command": command,
               "code": str(code), "commit": git_commit(code), "cpu": cpu_name(),
               "cores": len(os.sched_getaffinity(0)), "model": args.model, "limit_gb": args.limit_gb, "kinds": {}}
     for kind in KINDS:
         with tempfile.TemporaryDirectory() as out:
+            load = os.getloadavg()[0]
             run = run_measured([python, "main.py", "predict", "--model", model, "--kind", kind, "--record", str(day),
                                 "--out", out, "--no-plot"], args.limit_gb, code)
+            run["load_before"], run["load_after"] = load, os.getloadavg()[0]
+            if args.reference and run["exit"] == 0:
+                run["reference"] = compare(Path(args.reference.format(kind=kind)), Path(out) / "day_beats.csv")
         if run["exit"] != 0:
             print(run["output"], file=sys.stderr)
             raise SystemExit(f"error: predict ({kind}) failed on the day, exit {run['exit']}")
@@ -195,6 +222,8 @@ def main(argv=None) -> int:
         stages = json.loads(staged["output"].strip().splitlines()[-1])
         network = stages["stage_seconds"]["network"]
         result["kinds"][kind] = {"seconds": run["seconds"], "peak_rss_mb": run["peak_rss_mb"],
+                                 "load_before": run["load_before"], "load_after": run["load_after"],
+                                 **({"reference": run["reference"]} if "reference" in run else {}),
                                  "stage_seconds": stages["stage_seconds"], "network_seconds": network,
                                  "ratio_to_network": run["seconds"] / network}
         result["beats"], result["hours"] = stages["beats"], stages["samples"] / dl.FS / 3600
@@ -204,10 +233,11 @@ def main(argv=None) -> int:
     if not args.no_week:
         week = make_days(day, DAYS_IN_WEEK)
         with tempfile.TemporaryDirectory() as out:
+            load = os.getloadavg()[0]
             run = run_measured([python, "main.py", "predict", "--model", model, "--kind", WEEK_KIND, "--record",
                                 str(week), "--out", out, "--no-plot"], args.limit_gb, code)
         result["week"] = {"seconds": run["seconds"], "peak_rss_mb": run["peak_rss_mb"], "exit": run["exit"],
-                          "finished": run["exit"] == 0}
+                          "finished": run["exit"] == 0, "load_before": load, "load_after": os.getloadavg()[0]}
         if run["exit"] != 0:
             result["week"]["error"] = run["output"].strip().splitlines()[-1] if run["output"].strip() else ""
         print(f"week ({WEEK_KIND}): {'finished' if run['exit'] == 0 else 'failed'} after {run['seconds']:.1f} s, "
@@ -216,6 +246,19 @@ def main(argv=None) -> int:
     write_text(Path(args.out).with_suffix(".md"), report(result))
     print(report(result))
     return 0
+
+
+def compare(reference: Path, beats: Path) -> dict:
+    """This run's beats against an earlier version's (its beats CSV): beats, same samples, classes that differ,
+    the largest difference of a probability (as written, to 5 decimals)."""
+    import pandas as pd
+
+    a, b = pd.read_csv(reference), pd.read_csv(beats)
+    p = [f"p_{c}" for c in "NSVFQ"]
+    same = len(a) == len(b) and bool((a["sample"].values == b["sample"].values).all())
+    return {"file": str(reference), "beats": len(a), "same_samples": same,
+            "classes_differ": int((a["class"].values != b["class"].values).sum()) if same else None,
+            "max_probability_difference": float(np.nanmax(np.abs(a[p].values - b[p].values))) if same else None}
 
 
 def git_commit(code: Path) -> str | None:
@@ -230,18 +273,29 @@ def report(r: dict) -> str:
     day = r["kinds"][WEEK_KIND]
     lines = ["# A day of ECG: `predict` on 24 hours, and a week", "",
              f"Command: `{r['command']}`. Code measured: {r['code']} (commit {r['commit']}). "
-             f"Machine: {r['cpu']}, {r['cores']} cores. Model: `{r['model']}` (a diagnostic run).", "",
+             f"Machine: {r['machine']}. Model: `{r['model']}` (a diagnostic run).", "",
              f"The day: the first lead of each of the 48 MIT-BIH records joined into one record at 360 Hz, "
              f"{r['hours']:.1f} h, {r['beats']:,} beats detected. Each `main.py predict` (read, detect, classify, "
              f"write; the process's whole life, imports and model loading included) ran alone, under a "
-             f"{r['limit_gb']:g} GB address-space limit.", "",
-             "| model | wall time (s) | peak memory (RSS, MB) | network alone (s) | wall / network |",
-             "| --- | --- | --- | --- | --- |"]
+             f"{r['limit_gb']:g} GB address-space limit; the machine's 1-minute load average before and after each "
+             f"run is given (other jobs shared the CPU).", "",
+             "| model | wall time (s) | peak memory (RSS, MB) | network alone (s) | wall / network "
+             "| load before, after |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for kind, k in r["kinds"].items():
         lines.append(f"| {kind} | {k['seconds']:.1f} | {k['peak_rss_mb']:.0f} | {k['network_seconds']:.2f} | "
-                     f"{k['ratio_to_network']:.1f} |")
-    lines += ["", "Time per stage (s), each in a process of its own that calls predict's functions in predict's "
-              "order on the day:", "", "| stage | " + " | ".join(r["kinds"]) + " |",
+                     f"{k['ratio_to_network']:.1f} | {k['load_before']:.2f}, {k['load_after']:.2f} |")
+    refs = {kind: k["reference"] for kind, k in r["kinds"].items() if "reference" in k}
+    if refs:
+        lines += ["", "Against the earlier version's beats on the day (`--reference`):", ""]
+        for kind, c in refs.items():
+            lines.append(f"- {kind}: {c['beats']:,} beats, "
+                         + (f"the same samples; {c['classes_differ']} classes differ; probabilities within "
+                            f"{c['max_probability_difference']:.0e} (as written, 5 decimals)" if c["same_samples"]
+                            else "other samples") + f" ({c['file']})")
+    lines += ["", "Time per stage (s), in one more `predict` on the day with its stages' functions timed ('other': "
+              "the rest of that run: piece bookkeeping, checks, summary):", "",
+              "| stage | " + " | ".join(r["kinds"]) + " |",
               "| --- |" + " --- |" * len(r["kinds"])]
     for stage in day["stage_seconds"]:
         lines.append(f"| {stage} | " + " | ".join(f"{k['stage_seconds'].get(stage, float('nan')):.2f}"
@@ -253,7 +307,8 @@ def report(r: dict) -> str:
         if w["finished"]:
             lines += ["", f"The week ({DAYS_IN_WEEK} days, {WEEK_KIND}): {w['seconds']:.1f} s "
                       f"({w['seconds'] / day['seconds']:.1f}x the day), peak memory {w['peak_rss_mb']:.0f} MB "
-                      f"({w['peak_rss_mb'] / day['peak_rss_mb']:.2f}x the day)."]
+                      f"({w['peak_rss_mb'] / day['peak_rss_mb']:.2f}x the day); load {w['load_before']:.2f} before, "
+                      f"{w['load_after']:.2f} after."]
         else:
             lines += ["", f"The week ({DAYS_IN_WEEK} days, {WEEK_KIND}) did not finish: it stopped after "
                       f"{w['seconds']:.1f} s at a peak of {w['peak_rss_mb']:.0f} MB, asking for more than its "

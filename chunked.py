@@ -1,0 +1,261 @@
+"""Recordings of any length in bounded memory: read, fill, filter, detect and classify in pieces of PIECE samples,
+with the beats of predict.classify on the whole recording (tests/test_chunked.py).
+
+The zero-phase filter of each piece runs over MARGIN samples more on either side, where the transients of the
+piece's edges have decayed below float round-off; the causal filter and the detector carry their state from piece
+to piece, as the stream does; a beat's window is cut once the samples after its R-peak are filtered; templates and
+RR features carry the beats they look back at; beats are classified in predict_proba's own batches of BATCH, so a
+beat's probabilities are those of a whole-recording run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import signal
+
+import data_loader as dl
+from cli import InputError
+from detect import QRSDetector, SosFilter
+from recordings import MAINS_SEGMENT, MAINS_SEGMENTS
+
+PIECE = 1 << 20  # samples read and filtered at a time (48.5 min at 360 Hz)
+# Samples filtered with a piece on either side (91 s): the zero-phase filter's response to the cut at a piece's
+# edge has decayed by 1e-30 there (its slowest pole, 0.5 Hz), far below float64's round-off.
+MARGIN = 1 << 15
+BATCH = 4096  # beats classified at once: a multiple of OnnxModel's and predict_proba's batches (same probabilities)
+
+
+class ArrayLead:
+    """A lead in memory at 360 Hz: the filled signal and its gap mask (recordings.prepare)."""
+
+    def __init__(self, x: np.ndarray, gaps: np.ndarray | None = None):
+        self.x, self.gaps = x, gaps
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        """Samples a..b-1, NaN in the gaps."""
+        if self.gaps is None or not self.gaps[a:b].any():
+            return self.x[a:b]
+        return np.where(self.gaps[a:b], np.nan, self.x[a:b])
+
+
+class WfdbLead:
+    """One lead of a WFDB record at 360 Hz, read piece by piece (wfdb's sampfrom/sampto)."""
+
+    def __init__(self, path, lead: str, length: int):
+        self.path, self.lead, self.length = path, lead, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        import wfdb
+
+        try:
+            rec = wfdb.rdrecord(str(self.path), sampfrom=a, sampto=b, channel_names=[self.lead])
+        except Exception as exc:
+            raise InputError(f"cannot read the signal of record {self.path}: {exc}") from None
+        return rec.p_signal[:, 0].astype(np.float64)
+
+
+@dataclass
+class Seen:
+    """What the checks of recordings.prepare and check_signal need of a lead, gathered piece by piece."""
+
+    finite: bool = True
+    n_valid: int = 0
+    low: float = np.inf
+    high: float = -np.inf
+    missing: int = 0
+    mains: list = field(default_factory=list)  # the samples the mains check reads (recordings.mains_fraction)
+
+
+def first_valid(lead, piece: int = PIECE) -> int | None:
+    """The first sample of a lead that is not NaN (None: all are)."""
+    for a in range(0, len(lead), piece):
+        valid = np.flatnonzero(~np.isnan(lead.read(a, min(a + piece, len(lead)))))
+        if len(valid):
+            return a + int(valid[0])
+    return None
+
+
+def mains_starts(n: int) -> np.ndarray | None:
+    """The starts of the Welch segments recordings.mains_fraction reads of an n-sample lead (None: all of it)."""
+    nperseg = min(n, MAINS_SEGMENT)
+    if (n - nperseg) // max(nperseg // 2, 1) + 1 > MAINS_SEGMENTS:
+        return np.linspace(0, n - nperseg, MAINS_SEGMENTS).astype(np.int64)
+    return None
+
+
+class PieceClassifier:
+    """predict.classify over a lead fed in pieces, in order; each batch of beats goes to on_batch(beats) as made."""
+
+    def __init__(self, clf, n: int, start: int, on_batch=None):
+        self.clf, self.mode, self.n, self.start = clf, clf.mode, n, start
+        self.on_batch = on_batch
+        self.detector = QRSDetector(dl.FS, record_decisions=False)
+        self.sos = dl.bandpass_sos(dl.FS)
+        self.causal = None  # the real-time band-pass, started at the first filled sample (dl.bandpass)
+        self.buf, self.buf0 = np.zeros(0), 0  # band-passed samples buf0.. (what windows still to cut need)
+        self.peaks: list[int] = []  # the R-peaks from beat `first` on (those later batches still read)
+        self.first = 0
+        self.windows: list[np.ndarray] = []  # the windows of beats done.. cut so far
+        self.done = 0  # beats classified
+        self.history = 0  # the first beat the next batch's RR features read (dl.rr_history_start)
+        self.past = np.zeros((0, dl.WINDOW), np.float32)  # the last TEMPLATE_BEATS windows before beat `done`
+        self.gap_runs = np.zeros((0, 2), np.int64)  # [start, end) of the gaps the next beats' checks may reach
+        self.kept = {"sample": [], "class": [], "confidence": [], "match": []}
+
+    def feed(self, a: int, filled: np.ndarray, gaps: np.ndarray, filtered: np.ndarray | None = None) -> None:
+        """Samples a.. of the lead: filled (gaps held), the gap mask, and (diagnostic mode) band-passed."""
+        b = a + len(filled)
+        if self.mode == "realtime":
+            if self.causal is None:
+                self.causal = SosFilter(self.sos)
+                self.causal.settle(filled[0])
+            filtered = self.causal(filled)
+        self.buf = np.concatenate([self.buf, filtered])
+        if gaps.any():
+            edges = np.diff(np.concatenate([[0], gaps.astype(np.int8), [0]]))
+            runs = np.stack([np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)], axis=1) + a
+            self.gap_runs = np.concatenate([self.gap_runs, runs])
+        if b > self.start:
+            self._add(self.detector.feed(filled[max(self.start - a, 0):]))
+        if b == self.n and self.n > self.start:
+            self._add(self.detector.flush())
+        self._cut(b)
+        self._classify(final=b == self.n)
+
+    def _add(self, found) -> None:
+        self.peaks += [p + self.start for p in found]
+
+    def _cut(self, b: int) -> None:
+        """Cut the windows of the beats whose samples up to WINDOW_AFTER past the R-peak are filtered."""
+        k0 = self.done + len(self.windows)
+        ready = [p for p in self.peaks[k0 - self.first:] if p + dl.WINDOW_AFTER <= b or b == self.n]
+        if ready:
+            r = np.asarray(ready, np.int64) - self.buf0
+            # edge padding as dl.cut_windows pads: only at the lead's ends, which the buffer then holds
+            lo, hi = max(-int(r.min()) + dl.WINDOW_BEFORE, 0), max(int(r.max()) + dl.WINDOW_AFTER - len(self.buf), 0)
+            seg = np.pad(self.buf, (lo, hi), mode="edge") if lo or hi else self.buf
+            self.windows += list(dl.beat_windows(seg, r + lo))
+        # keep what windows still to cut can need: from the first peak not cut, or the earliest the detector
+        # may still report
+        k = self.done + len(self.windows)
+        keep = self.peaks[k - self.first] if k < self.found else self.start + self.detector.earliest_undecided()
+        keep = max(min(keep, b) - dl.WINDOW_BEFORE - 1, 0)
+        if keep > self.buf0:
+            self.buf = self.buf[keep - self.buf0:]
+            self.buf0 = keep
+
+    def _classify(self, final: bool) -> None:
+        # a batch once its beats' windows are cut and the beat after it is known ('post', the next gap check)
+        while self.done < self.found and (
+                final and self.done + len(self.windows) == self.found
+                or len(self.windows) >= BATCH and self.found > self.done + BATCH):
+            self._batch(min(BATCH, len(self.windows)))
+
+    def _batch(self, size: int) -> None:
+        k0, k1 = self.done, self.done + size
+        w = np.stack(self.windows[:size])
+        del self.windows[:size]
+        both = np.concatenate([self.past, w])
+        inputs = np.stack([w, dl.beat_templates(both, from_beat=len(self.past))], axis=1)
+        self.past = both[-dl.TEMPLATE_BEATS:]
+        h0 = self.history
+        peaks = np.asarray(self.peaks[h0 - self.first:k1 + 1 - self.first], np.int64)  # and the next, where known
+        self.history = h0 + dl.rr_history_start(peaks, k0 - h0, dl.FS)
+        peaks = peaks[self.history - h0:]
+        broken = None
+        if len(self.gap_runs) and len(peaks):  # an RR interval holding a gap is not known (predict.gap_intervals)
+            prev = np.concatenate([[0], peaks[:-1]])
+            j = np.searchsorted(self.gap_runs[:, 1], prev, side="right")  # the first gap ending after prev
+            broken = j < len(self.gap_runs)
+            broken[broken] = self.gap_runs[j[broken], 0] <= peaks[broken]
+        rr = dl.rr_features(peaks, dl.FS, self.mode, from_beat=k0 - self.history, broken=broken)[:size]
+        proba = self.clf.predict_proba(inputs, rr).astype(np.float64)
+        cls = proba.argmax(1)
+        sample = peaks[k0 - self.history:k1 - self.history].copy()
+        if len(self.gap_runs):
+            # a beat whose window or RR interval touches a gap cannot be trusted: Q, unclassifiable
+            prev = np.concatenate([[0] if k0 == 0 else peaks[k0 - 1 - self.history:k0 - self.history], sample[:-1]])
+            lo = np.clip(prev - dl.WINDOW_BEFORE, 0, self.n)
+            hi = np.clip(sample + dl.WINDOW_AFTER, 0, self.n)
+            j = np.searchsorted(self.gap_runs[:, 1], lo, side="right")  # the first gap ending after lo
+            bad = j < len(self.gap_runs)
+            bad[bad] = self.gap_runs[j[bad], 0] < hi[bad]
+            proba[bad] = np.nan
+            cls[bad] = dl.CLASS_INDEX["Q"]
+            # kept while a later batch's checks or RR features (from beat `history` on) may reach them
+            self.gap_runs = self.gap_runs[self.gap_runs[:, 1] > min(sample[-1] - dl.WINDOW_BEFORE, peaks[0])]
+        beats = {"sample": sample, "class": cls, "proba": proba, "match": dl.template_match(inputs)}
+        if self.on_batch is not None:
+            self.on_batch(beats)
+        for key, value in (("sample", sample), ("class", cls.astype(np.int8)), ("match", beats["match"]),
+                           ("confidence", proba.max(1))):
+            self.kept[key].append(value)
+        self.done = k1
+        del self.peaks[:self.history - self.first]  # (a week's peaks are not kept twice: `kept` holds them)
+        self.first = self.history
+
+    @property
+    def found(self) -> int:
+        """R-peaks found so far."""
+        return self.first + len(self.peaks)
+
+    def result(self) -> dict:
+        """The beats (sample, class, confidence, match), one array each."""
+        empty = {"sample": np.int64, "class": np.int8, "confidence": np.float64, "match": np.float32}
+        return {k: np.concatenate(v) if v else np.zeros(0, empty[k]) for k, v in self.kept.items()}
+
+
+def classify_lead(lead, clf, on_batch=None, check: bool = False, strip: tuple[int, int] | None = None,
+                  piece: int = PIECE, margin: int = MARGIN):
+    """predict.classify of a lead (ArrayLead, WfdbLead: NaN where missing) read in pieces: (the beats, as
+    PieceClassifier.result, what was seen of the lead (Seen, gathered where `check`), the filled samples of
+    `strip` (a span to draw))."""
+    n = len(lead)
+    seen = Seen()
+    start = first_valid(lead, piece)
+    if start is None:
+        seen.n_valid = 0
+        return None, seen, None
+    mains_at = mains_starts(n) if check else None
+    pc = PieceClassifier(clf, n, start, on_batch)
+    first_value = lead.read(start, start + 1)[0]
+    last = first_value  # the value held before the span read next (its filled sample before it)
+    shown = []
+    for a in range(0, n, piece):
+        b = min(a + piece, n)
+        s, e = (max(a - margin, 0), min(b + margin, n)) if clf.mode == "diagnostic" else (a, b)
+        raw = lead.read(s, e)
+        filled, _ = dl.hold_gaps(raw, last) if np.isnan(raw).any() else (raw, None)
+        own = raw[a - s:b - s]
+        gaps = np.isnan(own)
+        if check:
+            valid = own[~gaps]
+            seen.finite &= bool(np.isfinite(valid).all())
+            if not seen.finite:
+                break
+            seen.n_valid += len(valid)
+            seen.missing += int(gaps.sum())
+            if len(valid):
+                seen.low, seen.high = min(seen.low, valid.min()), max(seen.high, valid.max())
+            if mains_at is None:  # a lead of under MAINS_SEGMENTS segments: read whole
+                seen.mains.append(own.copy())
+            else:
+                for m in mains_at[(mains_at >= a) & (mains_at < b)].tolist():
+                    seen.mains.append(raw[m - s:m - s + MAINS_SEGMENT].copy() if m + MAINS_SEGMENT <= e
+                                      else lead.read(m, m + MAINS_SEGMENT))  # (a copy: not the piece it is in)
+        filtered = None
+        if clf.mode == "diagnostic":
+            filtered = signal.sosfiltfilt(pc.sos, filled)[a - s:b - s]
+        nxt = max(b - margin, 0) if clf.mode == "diagnostic" else b
+        last = filled[nxt - 1 - s] if nxt > s else last
+        if strip is not None and strip[0] < b and strip[1] > a:
+            shown.append(filled[max(strip[0], a) - s:min(strip[1], b) - s])
+        pc.feed(a, filled[a - s:b - s], gaps, filtered)
+    return pc.result(), seen, (np.concatenate(shown) if shown else None)

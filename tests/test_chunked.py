@@ -1,0 +1,95 @@
+"""Chunked prediction (chunked.py) gives the beats of predict.classify on the whole recording."""
+import numpy as np
+import pytest
+
+import chunked
+import predict
+import recordings
+from conftest import fixture_record
+from detect import QRSDetector
+
+
+def whole_and_pieces(clf, x, gaps, **kwargs):
+    whole = predict.classify(x, clf, gaps)
+    pieces, seen, shown = chunked.classify_lead(chunked.ArrayLead(x, gaps), clf, check=True, **kwargs)
+    return whole, pieces, seen, shown
+
+
+def assert_same(whole, pieces):
+    assert np.array_equal(pieces["sample"], whole["sample"])
+    assert np.array_equal(pieces["class"], whole["class"])
+    np.testing.assert_allclose(pieces["confidence"], whole["proba"].max(1), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(pieces["match"], whole["match"], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["diagnostic", "realtime"])
+@pytest.mark.parametrize("record", ["100", "118", "223"])
+def test_pieces_give_the_whole_recordings_beats(mode, record, diagnostic_run, realtime_run, monkeypatch):
+    """Pieces far smaller than a recording, a piece's edge inside a beat, batches of a few beats, gaps at the start
+    and in the middle: the same beats, classes and probabilities."""
+    clf = predict.load_classifier(diagnostic_run if mode == "diagnostic" else realtime_run, "static-int8")
+    rec = recordings.read_wfdb(fixture_record(record))
+    x = rec.x.copy()
+    x[:400] = np.nan
+    x[30000:30090] = np.nan
+    x, gaps = recordings.prepare(recordings.Recording(x, rec.fs, record, rec.lead))
+    peak = predict.classify(x, clf, gaps)["sample"][20]
+    monkeypatch.setattr(chunked, "BATCH", 37)
+    whole, pieces, seen, shown = whole_and_pieces(clf, x, gaps, piece=peak + 10, margin=20000,
+                                                  strip=(1000, 4600))
+    assert (pieces["class"] == 4).sum() >= 2  # the gaps' beats: unclassifiable
+    assert_same(whole, pieces)
+    assert seen.missing == 490 and np.array_equal(shown, x[1000:4600])
+
+
+def test_an_hour_in_pieces_reads_the_mains_check_as_whole(diagnostic_run):
+    """An hour (more beats than a batch, more samples than a piece, the mains check's sampled segments)."""
+    clf = predict.load_classifier(diagnostic_run, "static-int8")
+    x = np.tile(recordings.read_wfdb(fixture_record("100")).x, 20)
+    whole, pieces, seen, _ = whole_and_pieces(clf, x, np.zeros(len(x), bool))
+    assert len(pieces["sample"]) > chunked.BATCH and len(x) > chunked.PIECE
+    assert_same(whole, pieces)
+    assert recordings.mains_fraction(np.concatenate(seen.mains)) == recordings.mains_fraction(x)
+
+
+def test_a_wfdb_lead_is_read_in_pieces_as_whole():
+    rec = recordings.read_wfdb(fixture_record("100"))
+    path, lead, header, _ = recordings.open_wfdb(fixture_record("100"))
+    wf = chunked.WfdbLead(path, lead, header.sig_len)
+    assert np.array_equal(np.concatenate([wf.read(a, min(a + 7000, len(wf))) for a in range(0, len(wf), 7000)]),
+                          rec.x)
+
+
+def test_the_detector_reports_no_peak_before_its_earliest_undecided():
+    x = recordings.read_wfdb(fixture_record("223")).x
+    det = QRSDetector(360)
+    for a in range(0, len(x), 5000):
+        earliest = det.earliest_undecided()
+        found = det.feed(x[a:a + 5000])
+        assert all(p >= earliest for p in found)
+
+
+def test_predict_writes_the_whole_recordings_outputs(diagnostic_run, tmp_path, monkeypatch):
+    """predict (pieces, batches of a few beats written as made) and the whole recording's beats: the same rows."""
+    import pandas as pd
+
+    monkeypatch.setattr(chunked, "BATCH", 50)
+    res = predict.run(predict.build_parser().parse_args(
+        ["--model", str(diagnostic_run), "--record", fixture_record("118"), "--out", str(tmp_path), "--no-plot"]))
+    frame = pd.read_csv(tmp_path / "118_beats.csv")
+    rec = recordings.read_wfdb(fixture_record("118"))
+    whole = predict.classify(*recordings.prepare(rec)[:1], predict.load_classifier(diagnostic_run))
+    assert list(frame["sample"]) == list(whole["sample"]) == list(res["beats"]["sample"])
+    assert list(frame["class"]) == [predict.dl.CLASSES[k] for k in whole["class"]]
+
+
+def test_annotations_are_wranns_bytes(tmp_path):
+    """predict's annotation file, encoded at once: byte for byte what wfdb.wrann writes (long pauses: SKIP words)."""
+    import wfdb
+
+    rng = np.random.default_rng(0)
+    for fs in (360.0, 250.0, 128.5):
+        sample = np.cumsum(rng.choice([0, 1, 300, 1023, 1024, 70000, 2 ** 20 + 7], size=300))
+        symbols = list(rng.choice(list("NSVFQ"), size=300))
+        wfdb.wrann("r", "aami", sample, symbols, write_dir=str(tmp_path), fs=fs)
+        assert predict.annotation_bytes(sample, symbols, fs) == (tmp_path / "r.aami").read_bytes()
