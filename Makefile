@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test lab-test lab-cv bench-accuracy bench-end-to-end bench-streaming bench-holter bench-robustness clean-cache
+.PHONY: run test lab-test lab-cv bench-accuracy bench-adapt bench-end-to-end bench-streaming bench-holter bench-robustness clean-cache
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(None if v >= (3, 11) else \
@@ -44,6 +44,9 @@ bench-robustness: $(VENV)/.installed
 
 bench-streaming: $(VENV)/.installed
 	$(PY) bench/streaming.py $(ARGS)
+
+bench-adapt: $(VENV)/.installed
+	$(PY) bench/adapt.py $(ARGS)
 
 bench-holter: $(VENV)/.installed
 	$(PY) bench/holter.py $(ARGS)
