@@ -9,15 +9,16 @@ beat's probabilities are those of a whole-recording run.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import signal
 
 import data_loader as dl
-from cli import InputError
+from cli import InputError, warn
 from detect import QRSDetector, SosFilter
-from recordings import MAINS_SEGMENT, MAINS_SEGMENTS
+from recordings import MAINS_SEGMENT, MAINS_SEGMENTS, MIN_SECONDS, check_signal, prepare, read_input
 
 PIECE = 1 << 20  # samples read and filtered at a time (48.5 min at 360 Hz)
 # Samples filtered with a piece on either side (91 s): the zero-phase filter's response to the cut at a piece's
@@ -259,3 +260,70 @@ def classify_lead(lead, clf, on_batch=None, check: bool = False, strip: tuple[in
             shown.append(filled[max(strip[0], a) - s:min(strip[1], b) - s])
         pc.feed(a, filled[a - s:b - s], gaps, filtered)
     return pc.result(), seen, (np.concatenate(shown) if shown else None)
+
+
+# --------------------------------------------------------------------------- predict's pieces
+
+WHOLE_SECONDS = 4 * 3600.0  # s: longer recordings are classified in pieces, in bounded memory
+
+
+def open_lead(args):
+    """(the Recording, the lead to classify in pieces (WfdbLead or ArrayLead), or None for one classified
+    whole (analyse), whether its checks are still to make). A recording up to WHOLE_SECONDS, or one whose beats are to
+    be suggested for review, is classified whole, its polarity and noise judged (quality.py); a longer one in pieces,
+    in bounded memory (a WFDB record at 360 Hz also read piece by piece)."""
+    from recordings import Recording, open_wfdb
+
+    if args.record and not args.suggest:
+        path, lead, header, source = open_wfdb(args.record, args.lead)
+        k = header.sig_name.index(lead)
+        if (header.fs == dl.FS and (header.samps_per_frame or [1] * (k + 1))[k] == 1
+                and (header.sig_len or 0) > WHOLE_SECONDS * dl.FS):
+            return Recording(None, float(header.fs), path.name, lead, source), WfdbLead(path, lead,
+                                                                                               header.sig_len), True
+    rec = read_input(args)
+    if args.suggest or len(rec.x) <= WHOLE_SECONDS * rec.fs:
+        return rec, None, False
+    x, gaps = prepare(rec)
+    return rec, ArrayLead(x, gaps), False
+
+
+def pieces_note(rec, args) -> None:
+    """A recording classified in pieces: what it does not get yet (the polarity and noise checks of analyse)."""
+    if args.polarity == "invert":
+        raise InputError(f"{rec.name} is over {WHOLE_SECONDS / 3600:g} h long: --polarity invert works on recordings "
+                         f"up to {WHOLE_SECONDS / 3600:g} h in this version; invert the lead beforehand")
+    warn(f"{rec.name} is over {WHOLE_SECONDS / 3600:g} h long and is classified in pieces (bounded memory): its "
+         f"polarity and noise are not checked (they are on recordings up to {WHOLE_SECONDS / 3600:g} h)")
+
+
+def classify_input(args, clf, rec, lead, checks: bool, on_batch):
+    """The beats of a lead (classify_lead), the input's checks made (recordings.prepare's, check_signal);
+    on_batch(beats) writes each batch as made. Returns (beats, the strip's samples or None, seconds)."""
+    import dataclasses
+
+    from predict import MIN_BEATS, too_few_beats
+
+    from recordings import check_rate, check_values, warn_missing
+
+    t0 = time.time()
+    n = len(lead)
+    if checks:
+        check_rate(rec.fs, rec.name, "the file's header")
+        if n / rec.fs < MIN_SECONDS:
+            check_values(rec, n, True, n, 1.0)
+    if not args.no_plot and args.plot_start >= n / dl.FS:
+        raise InputError(f"--plot-start {args.plot_start:g} s is past the end of the recording ({n / dl.FS:.1f} s)")
+    lo = int(max(args.plot_start, 0) * dl.FS)
+    strip = None if args.no_plot else (lo, min(lo + int(min(args.plot_seconds, n / dl.FS) * dl.FS), n))
+    beats, seen, shown = classify_lead(lead, clf, on_batch, checks, strip)
+    if checks:
+        check_values(rec, n, seen.finite, seen.n_valid, seen.high - seen.low)
+        if seen.missing:
+            warn_missing(rec, seen.missing)
+    if len(beats["sample"]) < MIN_BEATS:
+        raise InputError(too_few_beats(rec, len(beats["sample"]), n / dl.FS))
+    seconds = time.time() - t0  # read, resample, filter, detect, classify (and write the beats)
+    # the mains check reads these samples as it reads the whole lead (recordings.mains_fraction)
+    check_signal(dataclasses.replace(rec, x=np.concatenate(seen.mains)) if checks else rec, beats["match"])
+    return beats, shown, seconds

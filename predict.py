@@ -26,13 +26,12 @@ import data_loader as dl
 from cli import HelpFormatter, InputError, run_command, warn
 from export import MODEL_FILES, Classifier, load_classifier, model_kind  # noqa: F401  (predict.load_classifier)
 from outputs import discard
-from recordings import (MIN_SECONDS, add_input_arguments, cannot_read, check_input_options, check_signal, prepare,
-                        read_input)
+from quality import clock
+from recordings import add_input_arguments, cannot_read, check_input_options, check_signal, prepare
 MIN_BEATS = 3
 SOURCE_MARK = ".source"  # in a default output folder: the input whose outputs it holds
 LOW_CONFIDENCE = 0.6  # beats whose top probability is below this are counted as uncertain
 ANNOTATION_EXT = "aami"
-WHOLE_SECONDS = 4 * 3600.0  # s: longer recordings are classified in pieces, in bounded memory (chunked.py)
 SYMBOLS = {"N": "N", "S": "S", "V": "V", "F": "F", "Q": "Q"}  # AAMI class -> WFDB beat symbol
 
 
@@ -114,13 +113,6 @@ def analyse(rec, clf: Classifier, polarity: str = "auto") -> tuple[np.ndarray, d
         warn(f"{rec.name}: {100 * min(share, 1):.0f}% of the recording is too noisy to read (high-frequency "
              f"noise); the worst stretch is {clock(a)}-{clock(b)}; its beats are written with readable False")
     return x, beats
-
-
-def clock(seconds: float) -> str:
-    """h:mm:ss (or m:ss) of a time in seconds."""
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def gap_intervals(peaks: np.ndarray, gaps: np.ndarray | None) -> np.ndarray | None:
@@ -254,72 +246,12 @@ def summary(beats: dict, duration_s: float, low: float = LOW_CONFIDENCE) -> str:
     return "\n".join(lines)
 
 
-def open_lead(args):
-    """(the Recording, the lead to classify in pieces (chunked.WfdbLead or ArrayLead), or None for one classified
-    whole (analyse), whether its checks are still to make). A recording up to WHOLE_SECONDS, or one whose beats are to
-    be suggested for review, is classified whole, its polarity and noise judged (quality.py); a longer one in pieces,
-    in bounded memory (a WFDB record at 360 Hz also read piece by piece)."""
-    import chunked
-    from recordings import Recording, open_wfdb
-
-    if args.record and not args.suggest:
-        path, lead, header, source = open_wfdb(args.record, args.lead)
-        k = header.sig_name.index(lead)
-        if (header.fs == dl.FS and (header.samps_per_frame or [1] * (k + 1))[k] == 1
-                and (header.sig_len or 0) > WHOLE_SECONDS * dl.FS):
-            return Recording(None, float(header.fs), path.name, lead, source), chunked.WfdbLead(path, lead,
-                                                                                               header.sig_len), True
-    rec = read_input(args)
-    if args.suggest or len(rec.x) <= WHOLE_SECONDS * rec.fs:
-        return rec, None, False
-    x, gaps = prepare(rec)
-    return rec, chunked.ArrayLead(x, gaps), False
-
-
-def pieces_note(rec, args) -> None:
-    """A recording classified in pieces: what it does not get yet (the polarity and noise checks of analyse)."""
-    if args.polarity == "invert":
-        raise InputError(f"{rec.name} is over {WHOLE_SECONDS / 3600:g} h long: --polarity invert works on recordings "
-                         f"up to {WHOLE_SECONDS / 3600:g} h in this version; invert the lead beforehand")
-    warn(f"{rec.name} is over {WHOLE_SECONDS / 3600:g} h long and is classified in pieces (bounded memory): its "
-         f"polarity and noise are not checked (they are on recordings up to {WHOLE_SECONDS / 3600:g} h)")
-
-
-def classify_input(args, clf, rec, lead, checks: bool, on_batch):
-    """The beats of a lead (chunked.classify_lead), the input's checks made (recordings.prepare's, check_signal);
-    on_batch(beats) writes each batch as made. Returns (beats, the strip's samples or None, seconds)."""
-    import dataclasses
-
-    import chunked
-    from recordings import check_rate, check_values, warn_missing
-
-    t0 = time.time()
-    n = len(lead)
-    if checks:
-        check_rate(rec.fs, rec.name, "the file's header")
-        if n / rec.fs < MIN_SECONDS:
-            check_values(rec, n, True, n, 1.0)
-    if not args.no_plot and args.plot_start >= n / dl.FS:
-        raise InputError(f"--plot-start {args.plot_start:g} s is past the end of the recording ({n / dl.FS:.1f} s)")
-    lo = int(max(args.plot_start, 0) * dl.FS)
-    strip = None if args.no_plot else (lo, min(lo + int(min(args.plot_seconds, n / dl.FS) * dl.FS), n))
-    beats, seen, shown = chunked.classify_lead(lead, clf, on_batch, checks, strip)
-    if checks:
-        check_values(rec, n, seen.finite, seen.n_valid, seen.high - seen.low)
-        if seen.missing:
-            warn_missing(rec, seen.missing)
-    if len(beats["sample"]) < MIN_BEATS:
-        raise InputError(too_few_beats(rec, len(beats["sample"]), n / dl.FS))
-    seconds = time.time() - t0  # read, resample, filter, detect, classify (and write the beats)
-    # the mains check reads these samples as it reads the whole lead (recordings.mains_fraction)
-    check_signal(dataclasses.replace(rec, x=np.concatenate(seen.mains)) if checks else rec, beats["match"])
-    return beats, shown, seconds
-
-
 def run(args) -> dict:
+    import chunked
+
     check_input_options(args)
     clf = load_classifier(args.model, model_kind(args.model, args.kind, "float32"))
-    rec, lead, checks = open_lead(args)
+    rec, lead, checks = chunked.open_lead(args)
     from outputs import FolderError, atomic_path, make_folder
 
     out = Path(args.out or Path("predictions") / rec.name)
@@ -368,9 +300,9 @@ def run(args) -> dict:
                 write(beats)
                 shown, offset = x, 0
             else:
-                pieces_note(rec, args)
+                chunked.pieces_note(rec, args)
                 n = len(lead)
-                beats, shown, seconds = classify_input(args, clf, rec, lead, checks, write)
+                beats, shown, seconds = chunked.classify_input(args, clf, rec, lead, checks, write)
                 offset = int(max(args.plot_start, 0) * dl.FS)
         written.append(out / f"{rec.name}_beats.csv")
         ann = write_annotations(out, rec.name, beats, rec.fs)

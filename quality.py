@@ -112,3 +112,10 @@ def unreadable_stretches(segment_noise: np.ndarray) -> list[tuple[float, float, 
     runs = [(a * QUALITY_SEGMENT_S, b * QUALITY_SEGMENT_S, float(np.max(segment_noise[a:b])))
             for a, b in zip(starts, ends)]
     return sorted(runs, key=lambda r: (-r[2], r[0] - r[1]))
+
+
+def clock(seconds: float) -> str:
+    """h:mm:ss (or m:ss) of a time in seconds."""
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

@@ -97,14 +97,14 @@ def test_annotations_are_wranns_bytes(tmp_path):
 
 def test_a_long_recording_goes_in_pieces_with_the_classes_of_a_whole_one(diagnostic_run, tmp_path, monkeypatch,
                                                                           capsys):
-    """predict: a recording over WHOLE_SECONDS is classified in pieces, says what it does not check, and gives the
+    """predict: a recording over chunked.WHOLE_SECONDS is classified in pieces, says what it does not check, and gives the
     classes the whole-recording path gives; --polarity invert is refused there, nothing written."""
     import pandas as pd
 
     args = ["--model", str(diagnostic_run), "--kind", "static-int8", "--record", fixture_record("118"), "--no-plot"]
     assert predict.main([*args, "--out", str(tmp_path / "whole")]) == 0
     assert "classified in pieces" not in capsys.readouterr().err
-    monkeypatch.setattr(predict, "WHOLE_SECONDS", 20.0)
+    monkeypatch.setattr(chunked, "WHOLE_SECONDS", 20.0)
     assert predict.main([*args, "--out", str(tmp_path / "pieces")]) == 0
     assert "classified in pieces" in capsys.readouterr().err
     whole, pieces = (pd.read_csv(tmp_path / d / "118_beats.csv") for d in ("whole", "pieces"))
