@@ -83,6 +83,9 @@ def first_valid(lead, piece: int = PIECE) -> int | None:
     return None
 
 
+POLARITY_STRETCHES, POLARITY_STRETCH_S = 12, 300.0  # a long lead's polarity: judged on an hour of it, spread over it
+
+
 def mains_starts(n: int) -> np.ndarray | None:
     """The starts of the Welch segments recordings.mains_fraction reads of an n-sample lead (None: all of it)."""
     nperseg = min(n, MAINS_SEGMENT)
@@ -271,7 +274,7 @@ def open_lead(args):
     """(the Recording, the lead to classify in pieces (WfdbLead or ArrayLead), or None for one classified
     whole (analyse), whether its checks are still to make). A recording up to WHOLE_SECONDS, or one whose beats are to
     be suggested for review, is classified whole, its polarity and noise judged (quality.py); a longer one in pieces,
-    in bounded memory (a WFDB record at 360 Hz also read piece by piece)."""
+    in bounded memory (a WFDB record at 360 Hz also read piece by piece), its polarity judged (pieces_polarity)."""
     from recordings import Recording, open_wfdb
 
     if args.record and not args.suggest:
@@ -288,13 +291,51 @@ def open_lead(args):
     return rec, ArrayLead(x, gaps), False
 
 
-def pieces_note(rec, args) -> None:
-    """A recording classified in pieces: what it does not get yet (the polarity and noise checks of analyse)."""
-    if args.polarity == "invert":
-        raise InputError(f"{rec.name} is over {WHOLE_SECONDS / 3600:g} h long: --polarity invert works on recordings "
-                         f"up to {WHOLE_SECONDS / 3600:g} h in this version; invert the lead beforehand")
+class InvertedLead:
+    """A lead read upside down (its QRS complexes pointing the other way)."""
+
+    def __init__(self, lead):
+        self.lead = lead
+
+    def __len__(self) -> int:
+        return len(self.lead)
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        return -self.lead.read(a, b)
+
+
+def lead_polarity(lead, stretches: int = POLARITY_STRETCHES, seconds: float = POLARITY_STRETCH_S) -> float:
+    """quality.polarity_score of a lead read in pieces: over `stretches` stretches of `seconds` spread evenly over
+    it (all of it when it is shorter than they are together)."""
+    import quality
+    from predict import detect_peaks
+
+    n, span = len(lead), int(seconds * dl.FS)
+    starts = (np.arange(0, n, span) if n <= stretches * span
+              else np.linspace(0, n - span, stretches).astype(np.int64))
+    features = []
+    for s in starts:
+        raw = lead.read(int(s), min(int(s) + span, n))
+        gaps = np.isnan(raw)
+        if gaps.all() or len(raw) < dl.FS * 10:
+            continue
+        x = dl.hold_gaps(raw, raw[~gaps][0])[0] if gaps.any() else raw
+        features.append(quality.polarity_features(x, detect_peaks(x, gaps if gaps.any() else None), gaps))
+    return quality.polarity_of(np.concatenate(features) if features else np.zeros((0, 1)))
+
+
+def pieces_polarity(rec, lead, polarity: str):
+    """The lead as it is to be classified in pieces (inverted where predict.analyse would invert it, with its
+    warnings) and what was done ('inverted' or 'as recorded'); its noise is not judged (a warning says so)."""
+    import quality
+
+    score = lead_polarity(lead) if polarity != "invert" else float("nan")
+    flip = polarity == "invert" or (polarity == "auto" and score > 0)
+    if score > 0:
+        warn(quality.polarity_warning(rec, flip))
     warn(f"{rec.name} is over {WHOLE_SECONDS / 3600:g} h long and is classified in pieces (bounded memory): its "
-         f"polarity and noise are not checked (they are on recordings up to {WHOLE_SECONDS / 3600:g} h)")
+         f"noise is not judged (it is on recordings up to {WHOLE_SECONDS / 3600:g} h)")
+    return (InvertedLead(lead) if flip else lead), ("inverted" if flip else "as recorded")
 
 
 def classify_input(args, clf, rec, lead, checks: bool, on_batch):

@@ -87,10 +87,7 @@ def analyse(rec, clf: Classifier, polarity: str = "auto") -> tuple[np.ndarray, d
     score = quality.polarity_score(x, peaks, gaps)
     flip = polarity == "invert" or (polarity == "auto" and score > 0)
     if score > 0:
-        what = (f"{rec.name}: the QRS complexes of lead {rec.lead!r} point the other way from the training records' "
-                f"(electrodes swapped?)")
-        warn(f"{what}; inverted before classifying (--polarity keep classifies it as recorded)" if flip else
-             f"{what}; classified as recorded, which loses ventricular beats: --polarity invert corrects it")
+        warn(quality.polarity_warning(rec, flip))
     if flip:
         x = -x
     beats = classify(x, clf, gaps, peaks)
@@ -141,6 +138,7 @@ def beats_frame(beats: dict, fs_out: float):
     if "readable" in beats:  # (quality.py, from analyse)
         frame["noise"] = np.round(beats["noise"], 5)
         frame["readable"] = beats["readable"]
+    if "polarity" in beats:
         frame["polarity"] = beats["polarity"]
     return frame
 
@@ -300,9 +298,10 @@ def run(args) -> dict:
                 write(beats)
                 shown, offset = x, 0
             else:
-                chunked.pieces_note(rec, args)
+                lead, polarity = chunked.pieces_polarity(rec, lead, args.polarity)
                 n = len(lead)
-                beats, shown, seconds = chunked.classify_input(args, clf, rec, lead, checks, write)
+                beats, shown, seconds = chunked.classify_input(args, clf, rec, lead, checks,
+                                                               lambda b: write({**b, "polarity": polarity}))
                 offset = int(max(args.plot_start, 0) * dl.FS)
         written.append(out / f"{rec.name}_beats.csv")
         ann = write_annotations(out, rec.name, beats, rec.fs)

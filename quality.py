@@ -71,11 +71,23 @@ def polarity_features(x: np.ndarray, peaks: np.ndarray, gaps: np.ndarray | None 
 
 def polarity_score(x: np.ndarray, peaks: np.ndarray, gaps: np.ndarray | None = None) -> float:
     """> 0: the lead's QRS complexes point the other way from the training records' (inverted); NaN: no beats."""
-    f = polarity_features(x, peaks, gaps)
+    return polarity_of(polarity_features(x, peaks, gaps))
+
+
+def polarity_of(f: np.ndarray) -> float:
+    """polarity_score from polarity_features' rows (of one stretch of a lead, or of several)."""
     if not len(f):
         return float("nan")
     w = json.loads(POLARITY_FILE.read_text(encoding="utf-8"))
     return float(np.median(f @ np.asarray(w["weights"]) + w["intercept"]))
+
+
+def polarity_warning(rec, flip: bool) -> str:
+    """The warning of a lead whose polarity_score says it is inverted; flip: whether it is inverted back."""
+    what = (f"{rec.name}: the QRS complexes of lead {rec.lead!r} point the other way from the training records' "
+            f"(electrodes swapped?)")
+    return (f"{what}; inverted before classifying (--polarity keep classifies it as recorded)" if flip else
+            f"{what}; classified as recorded, which loses ventricular beats: --polarity invert corrects it")
 
 
 def beat_noise(windows: np.ndarray) -> np.ndarray:

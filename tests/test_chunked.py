@@ -98,18 +98,32 @@ def test_annotations_are_wranns_bytes(tmp_path):
 def test_a_long_recording_goes_in_pieces_with_the_classes_of_a_whole_one(diagnostic_run, tmp_path, monkeypatch,
                                                                           capsys):
     """predict: a recording over chunked.WHOLE_SECONDS is classified in pieces, says what it does not check, and gives the
-    classes the whole-recording path gives; --polarity invert is refused there, nothing written."""
+    classes the whole-recording path gives; a reversed lead is found and inverted back there too."""
     import pandas as pd
+    import wfdb
 
-    args = ["--model", str(diagnostic_run), "--kind", "static-int8", "--record", fixture_record("118"), "--no-plot"]
-    assert predict.main([*args, "--out", str(tmp_path / "whole")]) == 0
+    args = ["--model", str(diagnostic_run), "--kind", "static-int8", "--no-plot"]
+    record = ["--record", fixture_record("118")]
+    assert predict.main([*args, *record, "--out", str(tmp_path / "whole")]) == 0
     assert "classified in pieces" not in capsys.readouterr().err
     monkeypatch.setattr(chunked, "WHOLE_SECONDS", 20.0)
-    assert predict.main([*args, "--out", str(tmp_path / "pieces")]) == 0
-    assert "classified in pieces" in capsys.readouterr().err
+    assert predict.main([*args, *record, "--out", str(tmp_path / "pieces")]) == 0
+    err = capsys.readouterr().err
+    assert "classified in pieces" in err and "point the other way" not in err
     whole, pieces = (pd.read_csv(tmp_path / d / "118_beats.csv") for d in ("whole", "pieces"))
     assert whole["sample"].tolist() == pieces["sample"].tolist()
     assert whole["class"].tolist() == pieces["class"].tolist()
-    assert predict.main([*args, "--polarity", "invert", "--out", str(tmp_path / "inverted")]) == 2
-    assert "--polarity invert works on recordings up to" in capsys.readouterr().err
-    assert not (tmp_path / "inverted").exists()
+    assert set(pieces["polarity"]) == {"as recorded"}
+    # the same record with its lead reversed (electrodes swapped), a WFDB record read piece by piece
+    rec = wfdb.rdrecord(fixture_record("118"), channel_names=["MLII"])
+    wfdb.wrsamp("rev", fs=360, units=["mV"], sig_name=["MLII"], p_signal=-rec.p_signal, fmt=["16"],
+                adc_gain=[200.0], baseline=[0], write_dir=str(tmp_path))
+    reversed_ = ["--record", str(tmp_path / "rev")]
+    assert predict.main([*args, *reversed_, "--out", str(tmp_path / "fixed")]) == 0
+    assert "point the other way" in capsys.readouterr().err
+    fixed = pd.read_csv(tmp_path / "fixed" / "rev_beats.csv")
+    assert set(fixed["polarity"]) == {"inverted"}
+    assert (fixed["class"] == pieces["class"]).mean() > 0.99  # (wfdb's 16-bit rounding of the reversed signal)
+    assert predict.main([*args, *reversed_, "--polarity", "keep", "--out", str(tmp_path / "kept")]) == 0
+    assert "--polarity invert corrects it" in capsys.readouterr().err
+    assert set(pd.read_csv(tmp_path / "kept" / "rev_beats.csv")["polarity"]) == {"as recorded"}
