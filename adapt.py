@@ -93,6 +93,12 @@ def adapt_model(model: nn.Module, x, rr, idx, y, l2: float = HEAD_L2, spread: fl
         if len(more):
             idx, y = np.concatenate([idx, more]), np.concatenate([y, more_y])
             w = np.concatenate([w, spread_weight * beat_weights(more_y)])
+    return fit_heads(adapted, feats, idx, y, w, l2, steps)
+
+
+def fit_heads(adapted: nn.Module, feats, idx, y, w, l2: float = HEAD_L2, steps: int = FIT_STEPS, extra=None):
+    """adapt_model's fit, in place: `adapted`'s heads fitted to beats idx (rows of feats, head_inputs) of classes y
+    weighing w, pulled by l2 towards their weights as they are. `extra(heads)`: a term added to the loss."""
     inputs = [f[idx] for f in feats]
     target, weight = torch.from_numpy(y), torch.from_numpy(w / w.sum()).float()
     heads = [net.head for net in networks(adapted)]
@@ -105,6 +111,8 @@ def adapt_model(model: nn.Module, x, rr, idx, y, l2: float = HEAD_L2, spread: fl
         logits = torch.stack([h(f) for h, f in zip(heads, inputs)]).mean(0)
         loss = (weight * nn.functional.cross_entropy(logits, target, reduction="none")).sum()
         loss = loss + l2 * sum(((p - p0) ** 2).sum() for p, p0 in zip(params, start))
+        if extra is not None:
+            loss = loss + extra(heads)
         loss.backward()
         return loss
 

@@ -316,11 +316,10 @@ def lead_polarity(lead, stretches: int = POLARITY_STRETCHES, seconds: float = PO
     features = []
     for s in starts:
         raw = lead.read(int(s), min(int(s) + span, n))
-        gaps = np.isnan(raw)
-        if gaps.all() or len(raw) < dl.FS * 10:
+        if np.isnan(raw).all() or len(raw) < dl.FS * 10:
             continue
-        x = dl.hold_gaps(raw, raw[~gaps][0])[0] if gaps.any() else raw
-        features.append(quality.polarity_features(x, detect_peaks(x, gaps if gaps.any() else None), gaps))
+        x, gaps = dl.hold_gaps(raw)
+        features.append(quality.polarity_features(x, detect_peaks(x, gaps), gaps))
     return quality.polarity_of(np.concatenate(features) if features else np.zeros((0, 1)))
 
 
@@ -329,10 +328,7 @@ def pieces_polarity(rec, lead, polarity: str):
     warnings) and what was done ('inverted' or 'as recorded'); its noise is not judged (a warning says so)."""
     import quality
 
-    score = lead_polarity(lead) if polarity != "invert" else float("nan")
-    flip = polarity == "invert" or (polarity == "auto" and score > 0)
-    if score > 0:
-        warn(quality.polarity_warning(rec, flip))
+    flip = quality.polarity_choice(rec, lead_polarity(lead) if polarity != "invert" else float("nan"), polarity)
     warn(f"{rec.name} is over {WHOLE_SECONDS / 3600:g} h long and is classified in pieces (bounded memory): its "
          f"noise is not judged (it is on recordings up to {WHOLE_SECONDS / 3600:g} h)")
     return (InvertedLead(lead) if flip else lead), ("inverted" if flip else "as recorded")

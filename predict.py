@@ -84,10 +84,7 @@ def analyse(rec, clf: Classifier, polarity: str = "auto") -> tuple[np.ndarray, d
 
     x, gaps = prepare(rec)
     peaks = detect_peaks(x, gaps)  # (the detector finds the same peaks either way up)
-    score = quality.polarity_score(x, peaks, gaps)
-    flip = polarity == "invert" or (polarity == "auto" and score > 0)
-    if score > 0:
-        warn(quality.polarity_warning(rec, flip))
+    flip = quality.polarity_choice(rec, quality.polarity_score(x, peaks, gaps), polarity)
     if flip:
         x = -x
     beats = classify(x, clf, gaps, peaks)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 import data_loader as dl
+from cli import warn
 
 # A lead off or a saturated amplifier holds one value: a run of equal samples this long (s) is a gap, like NaN.
 # The longest run in the DS1 records is 0.74 s (116, clipped at its converter's top); in all 48, the same.
@@ -82,12 +83,16 @@ def polarity_of(f: np.ndarray) -> float:
     return float(np.median(f @ np.asarray(w["weights"]) + w["intercept"]))
 
 
-def polarity_warning(rec, flip: bool) -> str:
-    """The warning of a lead whose polarity_score says it is inverted; flip: whether it is inverted back."""
-    what = (f"{rec.name}: the QRS complexes of lead {rec.lead!r} point the other way from the training records' "
-            f"(electrodes swapped?)")
-    return (f"{what}; inverted before classifying (--polarity keep classifies it as recorded)" if flip else
-            f"{what}; classified as recorded, which loses ventricular beats: --polarity invert corrects it")
+def polarity_choice(rec, score: float, polarity: str) -> bool:
+    """Whether to invert a lead whose polarity_score is `score` (predict --polarity: auto inverts when the score
+    says the lead is reversed; keep never; invert always), warning when it is reversed."""
+    flip = polarity == "invert" or (polarity == "auto" and score > 0)
+    if score > 0:
+        what = (f"{rec.name}: the QRS complexes of lead {rec.lead!r} point the other way from the training records' "
+                f"(electrodes swapped?)")
+        warn(f"{what}; inverted before classifying (--polarity keep classifies it as recorded)" if flip else
+             f"{what}; classified as recorded, which loses ventricular beats: --polarity invert corrects it")
+    return flip
 
 
 def beat_noise(windows: np.ndarray) -> np.ndarray:

@@ -42,7 +42,6 @@ def adapt_keep_unseen(model, x, rr, idx, y, feats, l2: float, keep_unseen: float
     import copy
 
     import torch
-    from torch import nn
 
     idx, y = np.asarray(idx, np.int64), np.asarray(y, np.int64)
     unseen = np.setdiff1d(np.arange(len(dl.CLASSES)), y)
@@ -54,29 +53,12 @@ def adapt_keep_unseen(model, x, rr, idx, y, feats, l2: float, keep_unseen: float
 
     with torch.no_grad():
         keep = lumped(torch.from_numpy(adapt.head_logits(model, feats)).softmax(1))
-    adapted = copy.deepcopy(model).eval()
-    heads = [net.head for net in adapt.networks(adapted)]
-    params = [p for h in heads for p in h.parameters()]
-    start = [p.detach().clone() for p in params]
-    inputs, target = [f[idx] for f in feats], torch.from_numpy(y)
-    weight = torch.from_numpy(adapt.beat_weights(y)).float()
-    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=adapt.FIT_STEPS, history_size=20, line_search_fn="strong_wolfe")
 
-    def closure():
-        opt.zero_grad()
-        logits = torch.stack([h(f) for h, f in zip(heads, inputs)]).mean(0)
-        loss = (weight * nn.functional.cross_entropy(logits, target, reduction="none")).sum()
-        loss = loss + l2 * sum(((p - p0) ** 2).sum() for p, p0 in zip(params, start))
+    def held(heads):
         now = torch.stack([h(f) for h, f in zip(heads, feats)]).mean(0).softmax(1)
-        loss = loss - keep_unseen * (keep * torch.log(lumped(now) + 1e-8)).sum(1).mean()
-        loss.backward()
-        return loss
+        return -keep_unseen * (keep * torch.log(lumped(now) + 1e-8)).sum(1).mean()
 
-    with torch.enable_grad():
-        opt.step(closure)
-    for p in params:
-        p.requires_grad_(False)
-    return adapted
+    return adapt.fit_heads(copy.deepcopy(model).eval(), feats, idx, y, adapt.beat_weights(y), l2, extra=held)
 
 
 def scored(cm_sum: dict, key, y_true, y_pred):
