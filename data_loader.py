@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage, signal
+from scipy import signal
 
 from config import (BANDPASS_HZ, DEFAULT_RR, FILTER_ORDER, LOCAL_BEATS, LONG_SECONDS, RR_FEATURES,  # noqa: F401
                     SLOW_QUANTILE, TEMPLATE_BEATS, WINDOW_AFTER, WINDOW_BEFORE)  # (dl.*, as the mitdb names)
@@ -121,32 +121,16 @@ def beat_templates(windows: np.ndarray, beats: int = TEMPLATE_BEATS, from_beat: 
 
 def running_median(x: np.ndarray, size: int) -> np.ndarray:
     """Row j: the median of rows j .. j + size - 1 of x (rows, columns), sample-wise, for every j that has
-    them all; the same values as np.median over each set (NaN where a set holds one). Two running order
-    statistics per column (scipy.ndimage's 1-D rank filter, O(log size) a row) and their mean, in x's dtype."""
+    them all; the same values as np.median over each set (NaN where a set holds one), in x's dtype.
+    Bottleneck's moving median (a double heap, O(log size) a row, all columns in one call)."""
+    import bottleneck
+
     x = np.asarray(x)
     rows = len(x) - size + 1
-    out = np.empty((max(rows, 0),) + x.shape[1:], x.dtype)
     if rows <= 0:
-        return out
-    nan = np.isnan(x)
-    has_nan = nan.any()
-    ranks = (size // 2,) if size % 2 else (size // 2 - 1, size // 2)
-    lo, hi = np.empty(len(x), x.dtype), np.empty(len(x), x.dtype)
-    for c in range(x.shape[1]):
-        col = np.ascontiguousarray(x[:, c])
-        if has_nan:  # NaN has no rank: +inf takes its place, and a set holding one is NaN below
-            col = np.where(nan[:, c], np.inf, col)
-        # origin -(size // 2): output j is the rank over input j .. j + size - 1
-        ndimage.rank_filter(col, ranks[0], size=size, origin=-(size // 2), mode="nearest", output=lo)
-        if len(ranks) == 1:
-            out[:, c] = lo[:rows]
-        else:  # np.median's mean of the middle two: their sum, halved, in x's dtype
-            ndimage.rank_filter(col, ranks[1], size=size, origin=-(size // 2), mode="nearest", output=hi)
-            out[:, c] = (lo[:rows] + hi[:rows]) / x.dtype.type(2)
-    if has_nan:
-        count = np.concatenate([np.zeros((1,) + x.shape[1:], np.int64), np.cumsum(nan, axis=0)])
-        out[count[size:] - count[:rows] > 0] = np.nan
-    return out
+        return np.empty((0,) + x.shape[1:], x.dtype)
+    # move_median's row i is the median of rows i - size + 1 .. i (NaN unless all `size` are numbers)
+    return bottleneck.move_median(x, size, axis=0)[size - 1:].astype(x.dtype, copy=False)
 
 
 def with_templates(windows: np.ndarray, beats: int = TEMPLATE_BEATS) -> np.ndarray:

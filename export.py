@@ -81,18 +81,45 @@ def export_onnx(model, path, n_rr: int) -> None:
 
 
 MODE_KEY = "deep_ecg_mode"  # ONNX metadata: the mode a model was trained for, checked against config.json
+# ... its kind and saturating weights (onnx_kind, comma-separated), read at loading without the onnx package (0.6 s
+# to import), and trusted while the file is as exported: DIGEST_KEY holds the SHA-256 of its bytes with that digest
+# zeroed
+KIND_KEY, SATURATING_KEY, DIGEST_KEY = "deep_ecg_kind", "deep_ecg_saturating", "deep_ecg_digest"
+NO_DIGEST = b"0" * 64
 
 
 def stamp_mode(path, mode: str) -> None:
     """Write the model's mode into an ONNX file's metadata: a model copied to a device beside another
-    run's config.json is then refused instead of fed the other mode's inputs."""
+    run's config.json is then refused instead of fed the other mode's inputs. Its kind and saturating weights
+    (onnx_kind) are written beside it, with the digest that tells they still describe the file (stamped_kind)."""
+    import hashlib
+
     import onnx
 
     model = onnx.load(str(path))
+    kind, saturating = onnx_kind(model)
     del model.metadata_props[:]
-    model.metadata_props.add(key=MODE_KEY, value=mode)
-    with atomic_path(path) as tmp:
-        onnx.save(model, str(tmp))
+    for key, value in ((MODE_KEY, mode), (KIND_KEY, kind), (SATURATING_KEY, ",".join(saturating)),
+                       (DIGEST_KEY, NO_DIGEST.decode())):
+        model.metadata_props.add(key=key, value=value)
+    data = model.SerializeToString()
+    if data.count(NO_DIGEST) == 1:  # (else no digest: the kind is read from the graph at loading)
+        data = data.replace(NO_DIGEST, hashlib.sha256(data).hexdigest().encode())
+    write_bytes(path, data)
+
+
+def stamped_kind(path, metadata: dict) -> tuple[str, list[str]] | None:
+    """onnx_kind as stamped in an ONNX file's metadata (stamp_mode), if the file is byte for byte as stamped;
+    else None."""
+    import hashlib
+
+    digest = metadata.get(DIGEST_KEY, "").encode()
+    if len(digest) != len(NO_DIGEST) or KIND_KEY not in metadata or SATURATING_KEY not in metadata:
+        return None
+    data = Path(path).read_bytes()
+    if data.count(digest) != 1 or hashlib.sha256(data.replace(digest, NO_DIGEST)).hexdigest().encode() != digest:
+        return None
+    return metadata[KIND_KEY], [w for w in metadata[SATURATING_KEY].split(",") if w]
 
 
 def rr_input_ranges(path) -> list[tuple[float, float]]:
@@ -208,11 +235,11 @@ class OnnxModel:
 
 
 def onnx_kind(path) -> tuple[str, list[str]]:
-    """(the kind of an ONNX model file: float32, dynamic-int8 or static-int8, by its operators; its weights that
-    can saturate on x86-64 without VNNI, saturating_weights)."""
+    """(the kind of an ONNX model (a file, or the model loaded): float32, dynamic-int8 or static-int8, by its
+    operators; its weights that can saturate on x86-64 without VNNI, saturating_weights)."""
     import onnx
 
-    model = onnx.load(str(path))
+    model = path if hasattr(path, "graph") else onnx.load(str(path))
     ops = {node.op_type for node in model.graph.node}
     kind = ("dynamic-int8" if "DynamicQuantizeLinear" in ops else
             "static-int8" if ops & {"QLinearConv", "QGemm", "QLinearMatMul"} else "float32")
@@ -343,7 +370,8 @@ def _load_onnx(path: Path, threads: int | None, as_kind: str | None = None) -> C
     if onnx.mode is not None and onnx.mode != mode:
         raise InputError(f"{path} is a {onnx.mode} model, but the config.json beside it is a {mode} run's: "
                          f"keep each model with its own run's config.json")
-    kind, saturating = onnx_kind(path)  # (read here, where a user is told: not by every OnnxModel)
+    # (read here, where a user is told: not by every OnnxModel); from the graph where not stamped as it is
+    kind, saturating = stamped_kind(path, onnx.session.get_modelmeta().custom_metadata_map) or onnx_kind(path)
     if saturating:
         warn(f"{path} was quantized by an earlier version with 8-bit weights: its classes differ on x86-64 CPUs "
              f"without VNNI (AVX2 only) from those on other CPUs; retrain the run (`python main.py --mode {mode}`) "

@@ -208,3 +208,34 @@ def test_int8_weights_cannot_saturate_on_any_cpu(files, tmp_path, diagnostic_run
     assert "quantized by an earlier version with 8-bit weights" in capsys.readouterr().err
     predict.load_classifier(diagnostic_run, "static-int8")
     assert "8-bit" not in capsys.readouterr().err
+
+
+def test_a_files_kind_is_read_from_its_stamp_only_while_the_file_is_as_stamped(files, tmp_path, diagnostic_run,
+                                                                                 capsys):
+    """predict reads an exported file's kind and saturating weights from its metadata (no onnx import); a file
+    changed after export (here: quantized again with 8-bit weights, the stamp copied over) is read from its graph:
+    its kind told right and the saturation warned of."""
+    import shutil
+
+    import onnxruntime as ort
+
+    import predict
+    from export import FLOAT32_ONNX, MODEL_FILES, onnx_kind, stamped_kind
+
+    for kind, name in [("float32", FLOAT32_ONNX)] + [(k, MODEL_FILES[k]) for k in ("dynamic-int8", "static-int8")]:
+        path = diagnostic_run / name
+        meta = ort.InferenceSession(str(path)).get_modelmeta().custom_metadata_map
+        assert stamped_kind(path, meta) == onnx_kind(path) == (kind, [])
+    run = shutil.copytree(diagnostic_run, tmp_path / "run")
+    stamped = onnx.load(str(run / "model_float32.onnx"))
+    quantize.quantize_static_onnx(run / "model_float32.onnx", run / "model_int8_static.onnx", *files[1],
+                                  reduce_range=False)
+    changed = onnx.load(str(run / "model_int8_static.onnx"))
+    del changed.metadata_props[:]
+    changed.metadata_props.extend(stamped.metadata_props)  # "float32", no saturating weights: no longer true
+    onnx.save(changed, str(run / "model_int8_static.onnx"))
+    meta = ort.InferenceSession(str(run / "model_int8_static.onnx")).get_modelmeta().custom_metadata_map
+    assert meta["deep_ecg_kind"] == "float32" and stamped_kind(run / "model_int8_static.onnx", meta) is None
+    capsys.readouterr()
+    assert predict.load_classifier(run, "static-int8").kind == "static-int8"
+    assert "quantized by an earlier version with 8-bit weights" in capsys.readouterr().err
