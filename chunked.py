@@ -111,7 +111,7 @@ class PieceClassifier:
         self.history = 0  # the first beat the next batch's RR features read (dl.rr_history_start)
         self.past = np.zeros((0, dl.WINDOW), np.float32)  # the last TEMPLATE_BEATS windows before beat `done`
         self.gap_runs = np.zeros((0, 2), np.int64)  # [start, end) of the gaps the next beats' checks may reach
-        self.kept = {"sample": [], "class": [], "confidence": [], "match": []}
+        self.kept = Kept(max(n - start, 0) // (self.detector.half + 1) + 2, n)
 
     def feed(self, a: int, filled: np.ndarray, gaps: np.ndarray, filtered: np.ndarray | None = None) -> None:
         """Samples a.. of the lead: filled (gaps held), the gap mask, and (diagnostic mode) band-passed."""
@@ -198,9 +198,7 @@ class PieceClassifier:
         beats = {"sample": sample, "class": cls, "proba": proba, "match": dl.template_match(inputs)}
         if self.on_batch is not None:
             self.on_batch(beats)
-        for key, value in (("sample", sample), ("class", cls.astype(np.int8)), ("match", beats["match"]),
-                           ("confidence", proba.max(1))):
-            self.kept[key].append(value)
+        self.kept.add(sample=sample, cls=cls, confidence=proba.max(1), match=beats["match"])
         self.done = k1
         del self.peaks[:self.history - self.first]  # (a week's peaks are not kept twice: `kept` holds them)
         self.first = self.history
@@ -212,8 +210,33 @@ class PieceClassifier:
 
     def result(self) -> dict:
         """The beats (sample, class, confidence, match), one array each."""
-        empty = {"sample": np.int64, "class": np.int8, "confidence": np.float64, "match": np.float32}
-        return {k: np.concatenate(v) if v else np.zeros(0, empty[k]) for k, v in self.kept.items()}
+        return self.kept.result()
+
+
+class Kept:
+    """What predict needs of every beat once all are classified (the annotation file, the summary, the checks), in
+    14 to 18 bytes a beat (a week: 11 MB), in arrays made at first for at most `capacity` beats (no more than the
+    detector can find: their untouched pages take no memory) and filled as batches come. (Many small arrays kept
+    among each batch's large passing ones scattered the heap: a week's peak memory grew by 40 MB more.)"""
+
+    def __init__(self, capacity: int, last_sample: int = 2 ** 32 - 1):
+        self.n = 0
+        self.arrays = {"sample": np.empty(capacity, np.uint32 if last_sample < 2 ** 32 else np.int64),
+                       "class": np.empty(capacity, np.int8), "confidence": np.empty(capacity, np.float64),
+                       "match": np.empty(capacity, np.float32)}
+
+    def add(self, sample, cls, confidence, match) -> None:
+        k0, k1 = self.n, self.n + len(sample)
+        if k1 > len(self.arrays["sample"]):  # (not reached: the capacity is the detector's most)
+            self.arrays = {k: np.resize(v, 2 * k1) for k, v in self.arrays.items()}
+        for key, value in zip(("sample", "class", "confidence", "match"), (sample, cls, confidence, match)):
+            self.arrays[key][k0:k1] = value
+        self.n = k1
+
+    def result(self) -> dict:
+        out = {k: v[:self.n] for k, v in self.arrays.items()}
+        out["sample"] = out["sample"].astype(np.int64)
+        return out
 
 
 def classify_lead(lead, clf, on_batch=None, check: bool = False, strip: tuple[int, int] | None = None,
@@ -228,6 +251,9 @@ def classify_lead(lead, clf, on_batch=None, check: bool = False, strip: tuple[in
         seen.n_valid = 0
         return None, seen, None
     mains_at = mains_starts(n) if check else None
+    if mains_at is not None:  # one array filled as the segments are read (not a thousand small ones kept)
+        rows = np.empty((len(mains_at), MAINS_SEGMENT))
+        seen.mains.append(rows.reshape(-1))
     pc = PieceClassifier(clf, n, start, on_batch)
     first_value = lead.read(start, start + 1)[0]
     last = first_value  # the value held before the span read next (its filled sample before it)
@@ -251,9 +277,10 @@ def classify_lead(lead, clf, on_batch=None, check: bool = False, strip: tuple[in
             if mains_at is None:  # a lead of under MAINS_SEGMENTS segments: read whole
                 seen.mains.append(own.copy())
             else:
-                for m in mains_at[(mains_at >= a) & (mains_at < b)].tolist():
-                    seen.mains.append(raw[m - s:m - s + MAINS_SEGMENT].copy() if m + MAINS_SEGMENT <= e
-                                      else lead.read(m, m + MAINS_SEGMENT))  # (a copy: not the piece it is in)
+                for i in np.flatnonzero((mains_at >= a) & (mains_at < b)).tolist():
+                    m = int(mains_at[i])
+                    rows[i] = (raw[m - s:m - s + MAINS_SEGMENT] if m + MAINS_SEGMENT <= e
+                               else lead.read(m, m + MAINS_SEGMENT))
         filtered = None
         if clf.mode == "diagnostic":
             filtered = signal.sosfiltfilt(pc.sos, filled)[a - s:b - s]
@@ -362,5 +389,7 @@ def classify_input(args, clf, rec, lead, checks: bool, on_batch):
         raise InputError(too_few_beats(rec, len(beats["sample"]), n / dl.FS))
     seconds = time.time() - t0  # read, resample, filter, detect, classify (and write the beats)
     # the mains check reads these samples as it reads the whole lead (recordings.mains_fraction)
-    check_signal(dataclasses.replace(rec, x=np.concatenate(seen.mains)) if checks else rec, beats["match"])
+    mains = (seen.mains[0] if len(seen.mains) == 1 else np.concatenate(seen.mains)) if checks else None
+    seen.mains.clear()  # (not held twice)
+    check_signal(dataclasses.replace(rec, x=mains) if checks else rec, beats["match"])
     return beats, shown, seconds

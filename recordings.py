@@ -27,6 +27,7 @@ MAINS_HZ, MAINS_BAND_HZ = (50.0, 60.0), 1.0
 # record) the whole signal, beyond that this many spread evenly over it (bench/holter.py's 24-hour record: its
 # share 0.060% sampled, 0.059% whole).
 MAINS_SEGMENT, MAINS_SEGMENTS = 2048, 1024
+MAINS_BLOCK = 64  # sampled segments whose spectra are computed at once
 
 
 
@@ -273,10 +274,19 @@ def mains_fraction(x: np.ndarray, fs: float = dl.FS) -> float:
     if (len(x) - nperseg) // max(nperseg // 2, 1) + 1 > MAINS_SEGMENTS:  # (Welch's segments overlap by half)
         starts = np.linspace(0, len(x) - nperseg, MAINS_SEGMENTS).astype(np.int64)
         x = x[starts[:, None] + np.arange(nperseg)]  # one Welch segment a row
-    x = np.where(np.isnan(x), np.nanmedian(x), x)
-    f, p = welch(x - np.mean(x), fs, nperseg=nperseg)
-    if p.ndim == 2:  # the rows' spectra averaged, as Welch averages its segments'
-        p = p.mean(axis=0)
+        fill = np.nanmedian(x)
+        missing = np.isnan(x)
+        mean = (np.nansum(x) + fill * missing.sum()) / x.size
+        # the rows' spectra averaged, as Welch averages its segments', MAINS_BLOCK rows at a time (bounded memory)
+        p = 0.0
+        for a in range(0, len(x), MAINS_BLOCK):
+            f, block = welch(np.where(missing[a:a + MAINS_BLOCK], fill, x[a:a + MAINS_BLOCK]) - mean, fs,
+                             nperseg=nperseg)
+            p = p + block.sum(axis=0)
+        p = p / len(x)
+    else:
+        x = np.where(np.isnan(x), np.nanmedian(x), x)
+        f, p = welch(x - np.mean(x), fs, nperseg=nperseg)
     folded = [abs(hz - fs * round(hz / fs)) for hz in MAINS_HZ]
     folded = [hz for hz in folded if hz >= 0.5 + MAINS_BAND_HZ]  # folded onto 0 Hz (fs 50, 60...): not seen
     total = p[f >= 0.5].sum()
