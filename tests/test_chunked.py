@@ -128,3 +128,17 @@ def test_a_long_recording_goes_in_pieces_with_the_classes_of_a_whole_one(diagnos
     assert predict.main([*args, *reversed_, "--polarity", "keep", "--out", str(tmp_path / "kept")]) == 0
     assert "--polarity invert corrects it" in capsys.readouterr().err
     assert set(pd.read_csv(tmp_path / "kept" / "rev_beats.csv")["polarity"]) == {"as recorded"}
+
+
+def test_the_beats_kept_outgrow_their_first_arrays_intact():
+    """The kept beats' arrays are made for the most beats the detector can find; more (should the detector change)
+    still keep every beat, samples past 2**32 included."""
+    for last in (10_000, 2 ** 33):
+        kept = chunked.Kept(3, last)
+        for k in range(3):
+            sample = np.arange(4 * k, 4 * k + 4) + last - 20
+            kept.add(sample, np.full(4, k), np.full(4, 0.5 + k / 10), np.full(4, k, np.float32))
+        got = kept.result()
+        assert got["sample"].dtype == np.int64 and np.array_equal(got["sample"], np.arange(12) + last - 20)
+        assert np.array_equal(got["class"], np.repeat([0, 1, 2], 4))
+        assert np.allclose(got["confidence"], np.repeat([0.5, 0.6, 0.7], 4))
