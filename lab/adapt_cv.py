@@ -31,6 +31,8 @@ VARIANTS = {  # name -> adapt_model keyword arguments
     "l2_0.01": {"l2": 0.01}, "l2_0.1": {"l2": 0.1}, "l2_1": {"l2": 1.0},
     "l2_0.1_spread1": {"l2": 0.1, "spread": 1.0}, "l2_1_spread1": {"l2": 1.0, "spread": 1.0},
     "l2_0.01_keep0.3": {"l2": 0.01, "keep_unseen": 0.3}, "l2_0.01_keep1": {"l2": 0.01, "keep_unseen": 1.0},
+    # label-free (K = 0): the heads fitted to the unadapted model's own classes of the beats it is this sure of
+    "self_0.9": {"l2": 0.01, "pseudo": 0.9}, "self_0.99": {"l2": 0.01, "pseudo": 0.99},
 }
 
 
@@ -78,7 +80,19 @@ def run_record(model, beats, variants, ks, cms: dict, seed: int = 0) -> None:
 
     x, rr, y = beats.x, beats.rr, beats.y
     feats = adapt.head_inputs(model, x, rr)
-    base = predict_proba(model, x, rr).argmax(1)
+    proba = predict_proba(model, x, rr)
+    base = proba.argmax(1)
+    label_free = {n: kw for n, kw in variants.items() if "pseudo" in kw}
+    variants = {n: kw for n, kw in variants.items() if n not in label_free}
+    if label_free:  # no label of the record: every beat scored
+        scored(cms, ("unadapted", "all"), y, base)
+    for name, kw in label_free.items():
+        sure = np.flatnonzero(proba.max(1) >= kw["pseudo"])
+        m = adapt.adapt_model(model, x, rr, sure, base[sure], feats=feats, l2=kw["l2"])
+        with torch.no_grad():
+            scored(cms, (name, "labelfree"), y, predict_proba(m, x, rr).argmax(1))
+    if not variants:
+        return
     first = beats.sample < FIRST_SECONDS * dl.FS
     later = ~first
     scored(cms, ("unadapted5min",), y[later], base[later])
