@@ -16,7 +16,8 @@ import numpy as np
 from scipy import signal
 
 import data_loader as dl
-from cli import InputError, warn
+import quality
+from cli import InputError
 from detect import QRSDetector, SosFilter
 from recordings import MAINS_SEGMENT, MAINS_SEGMENTS, MIN_SECONDS, check_signal, prepare, read_input
 
@@ -112,6 +113,10 @@ class PieceClassifier:
         self.past = np.zeros((0, dl.WINDOW), np.float32)  # the last TEMPLATE_BEATS windows before beat `done`
         self.gap_runs = np.zeros((0, 2), np.int64)  # [start, end) of the gaps the next beats' checks may reach
         self.kept = Kept(max(n - start, 0) // (self.detector.half + 1) + 2, n)
+        # readability (predict.analyse, quality.py): each QUALITY_SEGMENT_S segment's noise once its beats are all cut
+        self.segments = np.full(max(-(-n // quality.SEGMENT), 1), np.nan)
+        self.complete = 0  # segments before this one are complete
+        self.pending = (np.zeros(0, np.int64), np.zeros(0))  # the R-peaks and noise of cut beats in segments after
 
     def feed(self, a: int, filled: np.ndarray, gaps: np.ndarray, filtered: np.ndarray | None = None) -> None:
         """Samples a.. of the lead: filled (gaps held), the gap mask, and (diagnostic mode) band-passed."""
@@ -145,7 +150,9 @@ class PieceClassifier:
             # edge padding as dl.cut_windows pads: only at the lead's ends, which the buffer then holds
             lo, hi = max(-int(r.min()) + dl.WINDOW_BEFORE, 0), max(int(r.max()) + dl.WINDOW_AFTER - len(self.buf), 0)
             seg = np.pad(self.buf, (lo, hi), mode="edge") if lo or hi else self.buf
-            self.windows += list(dl.beat_windows(seg, r + lo))
+            new = dl.beat_windows(seg, r + lo)
+            self.windows += list(new)
+            self._judge(np.asarray(ready, np.int64), quality.beat_noise(new), final=b == self.n)
         # keep what windows still to cut can need: from the first peak not cut, or the earliest the detector
         # may still report
         k = self.done + len(self.windows)
@@ -155,11 +162,25 @@ class PieceClassifier:
             self.buf = self.buf[keep - self.buf0:]
             self.buf0 = keep
 
+    def _judge(self, samples: np.ndarray, noise: np.ndarray, final: bool) -> None:
+        """Beats cut (R-peaks, quality.beat_noise): the noise of each segment they complete (quality.segment_noise)."""
+        s, v = np.concatenate([self.pending[0], samples]), np.concatenate([self.pending[1], noise])
+        seg = np.minimum(s // quality.SEGMENT, len(self.segments) - 1)
+        # beats come in order: the segments before the last cut beat's are complete (all of them at the end)
+        upto = len(self.segments) if final else int(seg[-1]) if len(seg) else self.complete
+        done = seg < upto
+        present, medians = quality.segment_medians(seg[done], v[done])
+        self.segments[present] = medians
+        self.pending = (s[~done], v[~done])
+        self.complete = max(self.complete, upto)
+
     def _classify(self, final: bool) -> None:
-        # a batch once its beats' windows are cut and the beat after it is known ('post', the next gap check)
+        # a batch once its beats' windows are cut and the beat after it is known ('post', the next gap check), with
+        # its readability (its segment complete)
         while self.done < self.found and (
                 final and self.done + len(self.windows) == self.found
-                or len(self.windows) >= BATCH and self.found > self.done + BATCH):
+                or len(self.windows) >= BATCH and self.found > self.done + BATCH
+                and self.peaks[self.done + BATCH - self.first] // quality.SEGMENT < self.complete):
             self._batch(min(BATCH, len(self.windows)))
 
     def _batch(self, size: int) -> None:
@@ -181,8 +202,18 @@ class PieceClassifier:
             broken[broken] = self.gap_runs[j[broken], 0] <= peaks[broken]
         rr = dl.rr_features(peaks, dl.FS, self.mode, from_beat=k0 - self.history, broken=broken)[:size]
         proba = self.clf.predict_proba(inputs, rr).astype(np.float64)
-        cls = proba.argmax(1)
         sample = peaks[k0 - self.history:k1 - self.history].copy()
+        noise = self.segments[np.minimum(sample // quality.SEGMENT, len(self.segments) - 1)]
+        unreadable = self.segments[np.minimum(peaks // quality.SEGMENT, len(self.segments) - 1)] > quality.MAX_NOISE
+        if unreadable.any():
+            # predict.analyse: the intervals from and to beats in noise are not known to the readable beats, which
+            # are classified again so; the unreadable keep their classes
+            noisy = unreadable | np.r_[False, unreadable[:-1]]
+            rr = dl.rr_features(peaks, dl.FS, self.mode, from_beat=k0 - self.history,
+                                broken=noisy if broken is None else broken | noisy)[:size]
+            again = self.clf.predict_proba(inputs, rr).astype(np.float64)
+            proba = np.where((noise > quality.MAX_NOISE)[:, None], proba, again)
+        cls = proba.argmax(1)
         if len(self.gap_runs):
             # a beat whose window or RR interval touches a gap cannot be trusted: Q, unclassifiable
             prev = np.concatenate([[0] if k0 == 0 else peaks[k0 - 1 - self.history:k0 - self.history], sample[:-1]])
@@ -195,7 +226,8 @@ class PieceClassifier:
             cls[bad] = dl.CLASS_INDEX["Q"]
             # kept while a later batch's checks or RR features (from beat `history` on) may reach them
             self.gap_runs = self.gap_runs[self.gap_runs[:, 1] > min(sample[-1] - dl.WINDOW_BEFORE, peaks[0])]
-        beats = {"sample": sample, "class": cls, "proba": proba, "match": dl.template_match(inputs)}
+        beats = {"sample": sample, "class": cls, "proba": proba, "match": dl.template_match(inputs), "noise": noise,
+                 "readable": ~(noise > quality.MAX_NOISE)}
         if self.on_batch is not None:
             self.on_batch(beats)
         self.kept.add(sample=sample, cls=cls, confidence=proba.max(1), match=beats["match"])
@@ -209,8 +241,12 @@ class PieceClassifier:
         return self.first + len(self.peaks)
 
     def result(self) -> dict:
-        """The beats (sample, class, confidence, match), one array each."""
-        return self.kept.result()
+        """The beats (sample, class, confidence, match, noise, readable: one array each) and their segments' noise
+        (segment_noise)."""
+        beats = self.kept.result()
+        beats["noise"] = self.segments[np.minimum(beats["sample"] // quality.SEGMENT, len(self.segments) - 1)]
+        beats["readable"], beats["segment_noise"] = ~(beats["noise"] > quality.MAX_NOISE), self.segments
+        return beats
 
 
 class Kept:
@@ -334,7 +370,6 @@ class InvertedLead:
 def lead_polarity(lead, stretches: int = POLARITY_STRETCHES, seconds: float = POLARITY_STRETCH_S) -> float:
     """quality.polarity_score of a lead read in pieces: over `stretches` stretches of `seconds` spread evenly over
     it (all of it when it is shorter than they are together)."""
-    import quality
     from predict import detect_peaks
 
     n, span = len(lead), int(seconds * dl.FS)
@@ -352,12 +387,8 @@ def lead_polarity(lead, stretches: int = POLARITY_STRETCHES, seconds: float = PO
 
 def pieces_polarity(rec, lead, polarity: str):
     """The lead as it is to be classified in pieces (inverted where predict.analyse would invert it, with its
-    warnings) and what was done ('inverted' or 'as recorded'); its noise is not judged (a warning says so)."""
-    import quality
-
+    warnings) and what was done ('inverted' or 'as recorded')."""
     flip = quality.polarity_choice(rec, lead_polarity(lead) if polarity != "invert" else float("nan"), polarity)
-    warn(f"{rec.name} is over {WHOLE_SECONDS / 3600:g} h long and is classified in pieces (bounded memory): its "
-         f"noise is not judged (it is on recordings up to {WHOLE_SECONDS / 3600:g} h)")
     return (InvertedLead(lead) if flip else lead), ("inverted" if flip else "as recorded")
 
 
@@ -387,6 +418,7 @@ def classify_input(args, clf, rec, lead, checks: bool, on_batch):
             warn_missing(rec, seen.missing)
     if len(beats["sample"]) < MIN_BEATS:
         raise InputError(too_few_beats(rec, len(beats["sample"]), n / dl.FS))
+    beats["unreadable_s"], beats["worst"] = quality.readability(rec.name, beats["segment_noise"], n / dl.FS)
     seconds = time.time() - t0  # read, resample, filter, detect, classify (and write the beats)
     # the mains check reads these samples as it reads the whole lead (recordings.mains_fraction)
     mains = (seen.mains[0] if len(seen.mains) == 1 else np.concatenate(seen.mains)) if checks else None

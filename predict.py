@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import data_loader as dl
-from cli import HelpFormatter, InputError, run_command, warn
+from cli import HelpFormatter, InputError, run_command
 from export import MODEL_FILES, Classifier, load_classifier, model_kind  # noqa: F401  (predict.load_classifier)
 from outputs import discard
 from quality import clock
@@ -99,13 +99,7 @@ def analyse(rec, clf: Classifier, polarity: str = "auto") -> tuple[np.ndarray, d
         beats = again
     beats["noise"], beats["readable"], beats["segment_noise"] = noise, ~unreadable, segments
     beats["polarity"] = "inverted" if flip else "as recorded"
-    beats["unreadable_s"] = float((segments > quality.MAX_NOISE).sum() * quality.QUALITY_SEGMENT_S)
-    beats["worst"] = quality.unreadable_stretches(segments)
-    share = beats["unreadable_s"] / (len(x) / dl.FS)
-    if share > quality.WARN_UNREADABLE or any(b - a >= quality.WARN_STRETCH_S for a, b, _ in beats["worst"]):
-        a, b, _ = beats["worst"][0]
-        warn(f"{rec.name}: {100 * min(share, 1):.0f}% of the recording is too noisy to read (high-frequency "
-             f"noise); the worst stretch is {clock(a)}-{clock(b)}; its beats are written with readable False")
+    beats["unreadable_s"], beats["worst"] = quality.readability(rec.name, segments, len(x) / dl.FS)
     return x, beats
 
 
@@ -299,6 +293,7 @@ def run(args) -> dict:
                 n = len(lead)
                 beats, shown, seconds = chunked.classify_input(args, clf, rec, lead, checks,
                                                                lambda b: write({**b, "polarity": polarity}))
+                beats["polarity"] = polarity
                 offset = int(max(args.plot_start, 0) * dl.FS)
         written.append(out / f"{rec.name}_beats.csv")
         ann = write_annotations(out, rec.name, beats, rec.fs)

@@ -107,19 +107,41 @@ def beat_noise(windows: np.ndarray) -> np.ndarray:
 def segment_noise(samples: np.ndarray, noise: np.ndarray, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
     """(each beat's segment noise, each QUALITY_SEGMENT_S segment's): the median of beat_noise over the beats of
     the segment (samples: R-peaks at 360 Hz); NaN for a segment without beats (a gap, or nothing detected)."""
-    size = int(QUALITY_SEGMENT_S * dl.FS)
-    n_seg = max(-(-n_samples // size), 1)
-    seg = np.clip(np.asarray(samples, dtype=np.int64) // size, 0, n_seg - 1)
+    n_seg = max(-(-n_samples // SEGMENT), 1)
+    seg = np.clip(np.asarray(samples, dtype=np.int64) // SEGMENT, 0, n_seg - 1)
     q = np.full(n_seg, np.nan)
-    v = np.asarray(noise, dtype=np.float64)
-    if len(v):
-        order = np.lexsort((v, seg))
-        s, v = seg[order], v[order]
-        present, starts = np.unique(s, return_index=True)
-        counts = np.diff(np.r_[starts, len(s)])
-        lo, hi = starts + (counts - 1) // 2, starts + counts // 2  # the middle one or two of each sorted segment
-        q[present] = (v[lo] + v[hi]) / 2
+    present, medians = segment_medians(seg, noise)
+    q[present] = medians
     return q[seg], q
+
+
+SEGMENT = int(QUALITY_SEGMENT_S * dl.FS)  # samples at 360 Hz
+
+
+def segment_medians(seg: np.ndarray, noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the segments present in seg, the median of the beats' noise in each)."""
+    v = np.asarray(noise, dtype=np.float64)
+    if not len(v):
+        return np.zeros(0, np.int64), np.zeros(0)
+    order = np.lexsort((v, seg))
+    s, v = np.asarray(seg)[order], v[order]
+    present, starts = np.unique(s, return_index=True)
+    counts = np.diff(np.r_[starts, len(s)])
+    lo, hi = starts + (counts - 1) // 2, starts + counts // 2  # the middle one or two of each sorted segment
+    return present, (v[lo] + v[hi]) / 2
+
+
+def readability(name: str, segments: np.ndarray, duration_s: float) -> tuple[float, list]:
+    """(the seconds of a recording too noisy to read, its unreadable stretches, the worst first) from its segments'
+    noise (segment_noise); warns when they are too many or one is too long."""
+    unreadable_s = float((segments > MAX_NOISE).sum() * QUALITY_SEGMENT_S)
+    worst = unreadable_stretches(segments)
+    share = unreadable_s / duration_s
+    if share > WARN_UNREADABLE or any(b - a >= WARN_STRETCH_S for a, b, _ in worst):
+        a, b, _ = worst[0]
+        warn(f"{name}: {100 * min(share, 1):.0f}% of the recording is too noisy to read (high-frequency "
+             f"noise); the worst stretch is {clock(a)}-{clock(b)}; its beats are written with readable False")
+    return unreadable_s, worst
 
 
 def unreadable_stretches(segment_noise: np.ndarray) -> list[tuple[float, float, float]]:

@@ -2,9 +2,10 @@
 
     python bench/chunked_records.py --data-dir ../shared/data/mitdb --offline --runs runs/accuracy
 
-Each record's first lead (MLII where it has one) is classified whole (predict.classify) and in pieces
+Each record's first lead (MLII where it has one) is classified whole (predict.analyse, as recorded: its noise judged,
+the readable beats classified again without the intervals from and to unreadable ones) and in pieces
 (chunked.classify_lead) of --piece samples with batches of --batch beats, by each run's static int8 model: R-peaks,
-classes and top probabilities compared beat by beat. Writes results/chunked_records.md and .json.
+classes, top probabilities and readability compared beat by beat. Writes results/chunked_records.md and .json.
 """
 from __future__ import annotations
 
@@ -24,18 +25,21 @@ from outputs import write_json, write_text  # noqa: E402
 
 def compare(run: Path, data_dir: Path, piece: int) -> dict:
     clf = predict.load_classifier(run, "static-int8")
-    rows = {"beats": 0, "same_samples": True, "classes_differ": 0, "max_confidence_difference": 0.0}
+    rows = {"beats": 0, "same_samples": True, "classes_differ": 0, "max_confidence_difference": 0.0,
+            "unreadable": 0, "readable_differ": 0}
     for r in dl.ALL_RECORDS:
         rec = recordings.read_wfdb(data_dir / r, dl.LEAD if dl.LEAD in recordings.open_wfdb(data_dir / r)[2].sig_name
                                    else None)
         x, gaps = recordings.prepare(rec)
-        whole = predict.classify(x, clf, gaps)
+        whole = predict.analyse(rec, clf, "keep")[1]
         res, _, _ = chunked.classify_lead(chunked.ArrayLead(x, gaps), clf, piece=piece)
         same = np.array_equal(res["sample"], whole["sample"])
         rows["same_samples"] &= bool(same)
         rows["beats"] += len(whole["sample"])
         if same:
             rows["classes_differ"] += int((res["class"] != whole["class"]).sum())
+            rows["unreadable"] += int((~whole["readable"]).sum())
+            rows["readable_differ"] += int((res["readable"] != whole["readable"]).sum())
             rows["max_confidence_difference"] = max(rows["max_confidence_difference"], float(
                 np.nanmax(np.abs(res["confidence"] - whole["proba"].max(1)), initial=0.0)))
     return {"mode": clf.mode, **rows}
@@ -59,11 +63,13 @@ def main(argv=None) -> int:
     lines = ["# Chunked prediction against whole-recording prediction, 48 MIT-BIH records", "",
              f"Command: `{result['command']}`. Pieces of {args.piece:,} samples, batches of {args.batch} beats, "
              f"each run's static int8 model.", "",
-             "| run | mode | beats | same R-peaks | classes that differ | largest top-probability difference |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "| run | mode | beats | same R-peaks | classes that differ | largest top-probability difference | "
+             "unreadable beats (whole) | readability that differs |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in result["runs"].items():
         lines.append(f"| {name} | {r['mode']} | {r['beats']:,} | {'yes' if r['same_samples'] else 'no'} | "
-                     f"{r['classes_differ']} | {r['max_confidence_difference']:.1e} |")
+                     f"{r['classes_differ']} | {r['max_confidence_difference']:.1e} | {r['unreadable']} | "
+                     f"{r['readable_differ']} |")
     write_json(Path(args.out).with_suffix(".json"), result)
     write_text(Path(args.out).with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))

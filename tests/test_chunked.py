@@ -97,22 +97,26 @@ def test_annotations_are_wranns_bytes(tmp_path):
 
 def test_a_long_recording_goes_in_pieces_with_the_classes_of_a_whole_one(diagnostic_run, tmp_path, monkeypatch,
                                                                           capsys):
-    """predict: a recording over chunked.WHOLE_SECONDS is classified in pieces, says what it does not check, and gives the
-    classes the whole-recording path gives; a reversed lead is found and inverted back there too."""
+    """predict: a recording over chunked.WHOLE_SECONDS is classified in pieces and gives the classes, noise and
+    summary the whole-recording path gives; a reversed lead is found and inverted back there too."""
     import pandas as pd
     import wfdb
 
     args = ["--model", str(diagnostic_run), "--kind", "static-int8", "--no-plot"]
     record = ["--record", fixture_record("118")]
+    in_pieces = []
+    monkeypatch.setattr(chunked, "classify_input", lambda *a, f=chunked.classify_input: in_pieces.append(1) or f(*a))
     assert predict.main([*args, *record, "--out", str(tmp_path / "whole")]) == 0
-    assert "classified in pieces" not in capsys.readouterr().err
+    whole_out = capsys.readouterr().out
+    assert not in_pieces
     monkeypatch.setattr(chunked, "WHOLE_SECONDS", 20.0)
     assert predict.main([*args, *record, "--out", str(tmp_path / "pieces")]) == 0
-    err = capsys.readouterr().err
-    assert "classified in pieces" in err and "point the other way" not in err
+    out, err = capsys.readouterr()
+    assert in_pieces and "point the other way" not in err
+    assert out.splitlines()[1:-1] == whole_out.splitlines()[1:-1]  # the summary (beats, classes, noise)
     whole, pieces = (pd.read_csv(tmp_path / d / "118_beats.csv") for d in ("whole", "pieces"))
-    assert whole["sample"].tolist() == pieces["sample"].tolist()
-    assert whole["class"].tolist() == pieces["class"].tolist()
+    for column in ("sample", "class", "noise", "readable"):
+        assert whole[column].tolist() == pieces[column].tolist()
     assert set(pieces["polarity"]) == {"as recorded"}
     # the same record with its lead reversed (electrodes swapped), a WFDB record read piece by piece
     rec = wfdb.rdrecord(fixture_record("118"), channel_names=["MLII"], physical=False)
@@ -142,3 +146,27 @@ def test_the_beats_kept_outgrow_their_first_arrays_intact():
         assert got["sample"].dtype == np.int64 and np.array_equal(got["sample"], np.arange(12) + last - 20)
         assert np.array_equal(got["class"], np.repeat([0, 1, 2], 4))
         assert np.allclose(got["confidence"], np.repeat([0.5, 0.6, 0.7], 4))
+
+
+@pytest.mark.parametrize("mode", ["diagnostic", "realtime"])
+def test_pieces_judge_noise_as_the_whole_recording_does(mode, diagnostic_run, realtime_run, monkeypatch):
+    """A minute of noise: the same segments' noise, readable beats and classes as predict.analyse, the readable
+    beats classified again without the intervals from and to the unreadable ones, the unreadable not."""
+    import dataclasses
+
+    clf = predict.load_classifier(diagnostic_run if mode == "diagnostic" else realtime_run, "static-int8")
+    rec = recordings.read_wfdb(fixture_record("101"))
+    x = rec.x.copy()
+    x[360 * 60:360 * 120] += np.random.default_rng(0).standard_normal(360 * 60) * 0.5
+    noisy = dataclasses.replace(rec, x=x)
+    _, whole = predict.analyse(noisy, clf)
+    filled, gaps = recordings.prepare(noisy)
+    first = predict.classify(filled, clf, gaps)  # without the noise judged
+    readable = whole["readable"]
+    assert 0 < (~readable).sum() and not np.allclose(first["proba"][readable], whole["proba"][readable])
+    monkeypatch.setattr(chunked, "BATCH", 37)
+    pieces, _, _ = chunked.classify_lead(chunked.ArrayLead(filled, gaps), clf, piece=50000, margin=20000)
+    assert_same(whole, pieces)
+    assert np.array_equal(pieces["readable"], readable)
+    np.testing.assert_array_equal(pieces["noise"], whole["noise"])
+    np.testing.assert_array_equal(pieces["segment_noise"], whole["segment_noise"])
