@@ -209,9 +209,14 @@ class PieceClassifier:
             # predict.analyse: the intervals from and to beats in noise are not known to the readable beats, which
             # are classified again so; the unreadable keep their classes
             noisy = unreadable | np.r_[False, unreadable[:-1]]
-            rr = dl.rr_features(peaks, dl.FS, self.mode, from_beat=k0 - self.history,
-                                broken=noisy if broken is None else broken | noisy)[:size]
-            again = self.clf.predict_proba(inputs, rr).astype(np.float64)
+            rr2 = dl.rr_features(peaks, dl.FS, self.mode, from_beat=k0 - self.history,
+                                 broken=noisy if broken is None else broken | noisy)[:size]
+            if self.clf.batch_dependent:
+                again = self.clf.predict_proba(inputs, rr2).astype(np.float64)
+            else:  # a beat's probabilities are its own: only the beats whose RR features changed are run again
+                again, changed = proba.copy(), np.flatnonzero((rr2 != rr).any(1))
+                if len(changed):
+                    again[changed] = self.clf.predict_proba(inputs[changed], rr2[changed])
             proba = np.where((noise > quality.MAX_NOISE)[:, None], proba, again)
         cls = proba.argmax(1)
         if len(self.gap_runs):

@@ -122,15 +122,38 @@ def beat_templates(windows: np.ndarray, beats: int = TEMPLATE_BEATS, from_beat: 
 def running_median(x: np.ndarray, size: int) -> np.ndarray:
     """Row j: the median of rows j .. j + size - 1 of x (rows, columns), sample-wise, for every j that has
     them all; the same values as np.median over each set (NaN where a set holds one), in x's dtype.
-    Bottleneck's moving median (a double heap, O(log size) a row, all columns in one call)."""
+    Bottleneck's moving median (a double heap, O(log size) a row); a large x's columns split between the CPU's
+    cores (bottleneck runs without Python's lock)."""
     import bottleneck
 
     x = np.asarray(x)
     rows = len(x) - size + 1
     if rows <= 0:
         return np.empty((0,) + x.shape[1:], x.dtype)
-    # move_median's row i is the median of rows i - size + 1 .. i (NaN unless all `size` are numbers)
-    return bottleneck.move_median(x, size, axis=0)[size - 1:].astype(x.dtype, copy=False)
+
+    def median(part):  # move_median's row i: the median of rows i - size + 1 .. i (NaN unless all are numbers)
+        return bottleneck.move_median(part, size, axis=0)[size - 1:]
+
+    pool, cores = _pool() if x.ndim == 2 and x.size >= PARALLEL_VALUES else (None, 1)
+    if pool is None:
+        return median(x).astype(x.dtype, copy=False)
+    parts = pool.map(median, np.array_split(x, cores, axis=1))
+    return np.concatenate(list(parts), axis=1).astype(x.dtype, copy=False)
+
+
+PARALLEL_VALUES = 1 << 18  # running_median splits arrays of this many values or more between threads
+_threads = []
+
+
+def _pool():
+    """(a pool of one thread per core, made once (None on one core), the cores)."""
+    if not _threads:
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        _threads.append((ThreadPoolExecutor(cores) if cores > 1 else None, cores))
+    return _threads[0]
 
 
 def with_templates(windows: np.ndarray, beats: int = TEMPLATE_BEATS) -> np.ndarray:

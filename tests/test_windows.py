@@ -201,3 +201,8 @@ def test_running_median_is_np_median_over_each_set():
         want = np.median(np.lib.stride_tricks.sliding_window_view(x, size, axis=0), axis=2)
         np.testing.assert_array_equal(dl.running_median(x, size), want)
     assert dl.running_median(x[:3], 32).shape == (0, 3)
+    x = rng.normal(size=(1000, 300)).astype(np.float32)  # large: its columns split between threads
+    x[[10, 500], [0, 299]] = np.nan
+    assert x.size >= dl.PARALLEL_VALUES
+    want = np.median(np.lib.stride_tricks.sliding_window_view(x, 32, axis=0), axis=2)
+    np.testing.assert_array_equal(dl.running_median(x, 32), want)
