@@ -7,7 +7,7 @@ COPY requirements.txt .
 # The CPU build of torch first (the PyPI wheel for Linux is the multi-GB CUDA build), then the rest.
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
  && pip install --no-cache-dir -r requirements.txt
-COPY *.py ./
+COPY *.py polarity.json ./
 COPY bench ./bench
 # Runs from the volume: data in /data/mitdb, cache in /data/cache, results in /data/runs/.
 VOLUME /data

@@ -483,3 +483,19 @@ def test_help_states_defaults_but_never_none(command, capsys):
     out = capsys.readouterr().out
     assert exit_info.value.code == 0
     assert "(default: None)" not in out and "(default:" in out
+
+
+def test_the_docker_image_holds_every_file_the_product_reads():
+    """The image copies the modules and bench/; a data file a module reads beside it (quality.py's polarity.json)
+    must be copied too, or predict fails under `docker run` only."""
+    import fnmatch
+
+    root = Path(__file__).resolve().parent.parent
+    copied = [word for line in (root / "Dockerfile").read_text().splitlines() if line.startswith("COPY ")
+              for word in line.split()[1:-1]]
+    source = "".join(p.read_text() for p in root.glob("*.py"))
+    read = [p.name for p in root.iterdir() if p.is_file() and p.suffix not in (".py", ".md", ".txt")
+            and not p.name.startswith(".") and f'"{p.name}"' in source]
+    assert "polarity.json" in read
+    for name in read:
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in copied), f"the Dockerfile does not copy {name}"
