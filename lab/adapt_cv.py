@@ -73,7 +73,16 @@ def summary(cm) -> dict:
     return {c: {k: round(m[c][k], 4) for k in ("se", "ppv", "f1")} for c in ("N", "S", "V")}
 
 
-def run_record(model, beats, variants, ks, cms: dict, seed: int = 0) -> None:
+def mixed_picks(model, x, rr, k: int, proba, seed: int, feats) -> np.ndarray:
+    """k - k // 2 cluster representatives (adapt.suggest) and the k // 2 beats the model is least sure of (lowest
+    top probability) among the rest: the issue's 'representatives ... and the beats the model is least sure of'."""
+    chosen = adapt.suggest(model, x, rr, k - k // 2, seed=seed, feats=feats)[0]
+    top = proba.max(1).copy()
+    top[chosen] = np.inf
+    return np.sort(np.concatenate([chosen, np.argsort(top, kind="stable")[:k // 2]]))
+
+
+def run_record(model, beats, variants, ks, cms: dict, seed: int = 0, mixed: bool = False) -> None:
     import torch
 
     from model import predict_proba
@@ -101,6 +110,8 @@ def run_record(model, beats, variants, ks, cms: dict, seed: int = 0) -> None:
     for k in ks:
         picks[("suggested", k)] = adapt.suggest(model, x, rr, k, seed=seed, feats=feats)[0]
         picks[("random", k)] = np.sort(rng.choice(len(y), size=min(k, len(y)), replace=False))
+        if mixed:
+            picks[("mixed", k)] = mixed_picks(model, x, rr, k, proba, seed, feats)
     picks[("first5min",)] = np.flatnonzero(first)
     for name, kw in variants.items():
         for key, idx in picks.items():
@@ -127,6 +138,7 @@ def main() -> None:
     p.add_argument("--folds-dir", default="runs/lab-adapt")
     p.add_argument("--modes", nargs="+", default=list(dl.MODES))
     p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--mixed", action="store_true", help="also K beats chosen half by clusters, half by doubt")
     p.add_argument("--out", default=None, help="JSON of the pooled figures")
     a = p.parse_args()
     variants = {v: VARIANTS[v] for v in a.variants.split(",")}
@@ -137,7 +149,7 @@ def main() -> None:
             model, _ = load_model(fold_dir(a.folds_dir, mode, f) / "model_float32.pt")
             for rec in held:
                 beats = dl.load_beats(a.data_dir, [rec], mode, "cache", offline=a.offline, progress=False)
-                run_record(model, beats, variants, KS, cms)
+                run_record(model, beats, variants, KS, cms, mixed=a.mixed)
         table = {" ".join(map(str, k)): summary(cm) for k, cm in sorted(cms.items(), key=lambda kv: str(kv[0]))}
         out[mode] = table
         print(f"\n== {mode} ({time.time() - t0:.0f} s): S Se/+P/F1 | V Se/+P/F1")
