@@ -204,20 +204,7 @@ class PieceClassifier:
         proba = self.clf.predict_proba(inputs, rr).astype(np.float64)
         sample = peaks[k0 - self.history:k1 - self.history].copy()
         noise = self.segments[np.minimum(sample // quality.SEGMENT, len(self.segments) - 1)]
-        unreadable = self.segments[np.minimum(peaks // quality.SEGMENT, len(self.segments) - 1)] > quality.MAX_NOISE
-        if unreadable.any():
-            # predict.analyse: the intervals from and to beats in noise are not known to the readable beats, which
-            # are classified again so; the unreadable keep their classes
-            noisy = unreadable | np.r_[False, unreadable[:-1]]
-            rr2 = dl.rr_features(peaks, dl.FS, self.mode, from_beat=k0 - self.history,
-                                 broken=noisy if broken is None else broken | noisy)[:size]
-            if self.clf.batch_dependent:
-                again = self.clf.predict_proba(inputs, rr2).astype(np.float64)
-            else:  # a beat's probabilities are its own: only the beats whose RR features changed are run again
-                again, changed = proba.copy(), np.flatnonzero((rr2 != rr).any(1))
-                if len(changed):
-                    again[changed] = self.clf.predict_proba(inputs[changed], rr2[changed])
-            proba = np.where((noise > quality.MAX_NOISE)[:, None], proba, again)
+        proba = self._readable_again(inputs, peaks, k0 - self.history, broken, rr, proba, noise > quality.MAX_NOISE)
         cls = proba.argmax(1)
         if len(self.gap_runs):
             # a beat whose window or RR interval touches a gap cannot be trusted: Q, unclassifiable
@@ -239,6 +226,24 @@ class PieceClassifier:
         self.done = k1
         del self.peaks[:self.history - self.first]  # (a week's peaks are not kept twice: `kept` holds them)
         self.first = self.history
+
+    def _readable_again(self, inputs, peaks, first, broken, rr, proba, unreadable):
+        """predict.analyse's second look: the intervals from and to beats in noise are not known to the readable
+        beats, which are classified again so; the unreadable keep their classes. peaks: the RR features' span, the
+        batch from its `first` beat; broken: its gap intervals; rr, proba, unreadable: the batch's."""
+        noisy = self.segments[np.minimum(peaks // quality.SEGMENT, len(self.segments) - 1)] > quality.MAX_NOISE
+        if not noisy.any():
+            return proba
+        noisy |= np.r_[False, noisy[:-1]]
+        rr2 = dl.rr_features(peaks, dl.FS, self.mode, from_beat=first,
+                             broken=noisy if broken is None else broken | noisy)[:len(rr)]
+        if self.clf.batch_dependent:
+            again = self.clf.predict_proba(inputs, rr2).astype(np.float64)
+        else:  # a beat's probabilities are its own: only the beats whose RR features changed are run again
+            again, changed = proba.copy(), np.flatnonzero((rr2 != rr).any(1))
+            if len(changed):
+                again[changed] = self.clf.predict_proba(inputs[changed], rr2[changed])
+        return np.where(unreadable[:, None], proba, again)
 
     @property
     def found(self) -> int:
