@@ -63,6 +63,34 @@ class WfdbLead:
         return rec.p_signal[:, 0].astype(np.float64)
 
 
+class FlatAsGaps:
+    """A lead at 360 Hz whose flat stretches (one value for quality.FLAT_S or more: a lead off) read as NaN gaps, as
+    recordings.prepare makes them. Each read looks FLAT_S further on either side: enough to tell whether the run of
+    equal values holding a sample read is that long."""
+
+    def __init__(self, lead):
+        self.lead, self.reach = lead, int(np.ceil(quality.FLAT_S * dl.FS)) + 1
+
+    def __len__(self) -> int:
+        return len(self.lead)
+
+    def read_marked(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """(samples a..b-1 as recorded, NaN where missing; the mask of those in flat stretches)."""
+        s, e = max(a - self.reach, 0), min(b + self.reach, len(self.lead))
+        raw = self.lead.read(s, e)
+        return raw[a - s:b - s], quality.flat_stretches(raw, dl.FS)[a - s:b - s]
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        raw, flat = self.read_marked(a, b)
+        return np.where(flat, np.nan, raw) if flat.any() else raw
+
+
+def read_marked(lead, a: int, b: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(samples a..b-1 of a lead as recorded; the mask of those in flat stretches, None where the lead has them as
+    gaps already)."""
+    return lead.read_marked(a, b) if hasattr(lead, "read_marked") else (lead.read(a, b), None)
+
+
 @dataclass
 class Seen:
     """What the checks of recordings.prepare and check_signal need of a lead, gathered piece by piece."""
@@ -72,7 +100,20 @@ class Seen:
     low: float = np.inf
     high: float = -np.inf
     missing: int = 0
+    flat: int = 0  # samples in flat stretches (FlatAsGaps)
     mains: list = field(default_factory=list)  # the samples the mains check reads (recordings.mains_fraction)
+
+
+def look(seen: Seen, own: np.ndarray) -> bool:
+    """Add samples of a lead as recorded (NaN where missing) to what was seen of it; False once a value is infinite."""
+    gaps = np.isnan(own)
+    valid = own[~gaps]
+    seen.finite &= bool(np.isfinite(valid).all())
+    seen.n_valid += len(valid)
+    seen.missing += int(gaps.sum())
+    if len(valid):
+        seen.low, seen.high = min(seen.low, valid.min()), max(seen.high, valid.max())
+    return seen.finite
 
 
 def first_valid(lead, piece: int = PIECE) -> int | None:
@@ -293,8 +334,9 @@ def classify_lead(lead, clf, on_batch=None, check: bool = False, strip: tuple[in
     n = len(lead)
     seen = Seen()
     start = first_valid(lead, piece)
-    if start is None:
-        seen.n_valid = 0
+    if start is None:  # all missing or flat: what the checks need to say which
+        for a in range(0, n, piece) if check else ():
+            look(seen, read_marked(lead, a, min(a + piece, n))[0])
         return None, seen, None
     mains_at = mains_starts(n) if check else None
     if mains_at is not None:  # one array filled as the segments are read (not a thousand small ones kept)
@@ -307,26 +349,23 @@ def classify_lead(lead, clf, on_batch=None, check: bool = False, strip: tuple[in
     for a in range(0, n, piece):
         b = min(a + piece, n)
         s, e = (max(a - margin, 0), min(b + margin, n)) if clf.mode == "diagnostic" else (a, b)
-        raw = lead.read(s, e)
-        filled, _ = dl.hold_gaps(raw, last) if np.isnan(raw).any() else (raw, None)
+        raw, flat = read_marked(lead, s, e)
         own = raw[a - s:b - s]
-        gaps = np.isnan(own)
-        if check:
-            valid = own[~gaps]
-            seen.finite &= bool(np.isfinite(valid).all())
-            if not seen.finite:
+        if check:  # (of the lead as recorded, as recordings.prepare checks it)
+            if not look(seen, own):
                 break
-            seen.n_valid += len(valid)
-            seen.missing += int(gaps.sum())
-            if len(valid):
-                seen.low, seen.high = min(seen.low, valid.min()), max(seen.high, valid.max())
+            seen.flat += int(flat[a - s:b - s].sum()) if flat is not None else 0
             if mains_at is None:  # a lead of under MAINS_SEGMENTS segments: read whole
                 seen.mains.append(own.copy())
             else:
                 for i in np.flatnonzero((mains_at >= a) & (mains_at < b)).tolist():
                     m = int(mains_at[i])
                     rows[i] = (raw[m - s:m - s + MAINS_SEGMENT] if m + MAINS_SEGMENT <= e
-                               else lead.read(m, m + MAINS_SEGMENT))
+                               else read_marked(lead, m, m + MAINS_SEGMENT)[0])
+        if flat is not None and flat.any():
+            raw = np.where(flat, np.nan, raw)
+        filled, _ = dl.hold_gaps(raw, last) if np.isnan(raw).any() else (raw, None)
+        gaps = np.isnan(raw[a - s:b - s])
         filtered = None
         if clf.mode == "diagnostic":
             filtered = signal.sosfiltfilt(pc.sos, filled)[a - s:b - s]
@@ -355,8 +394,8 @@ def open_lead(args):
         k = header.sig_name.index(lead)
         if (header.fs == dl.FS and (header.samps_per_frame or [1] * (k + 1))[k] == 1
                 and (header.sig_len or 0) > WHOLE_SECONDS * dl.FS):
-            return Recording(None, float(header.fs), path.name, lead, source), WfdbLead(path, lead,
-                                                                                               header.sig_len), True
+            return (Recording(None, float(header.fs), path.name, lead, source),
+                    FlatAsGaps(WfdbLead(path, lead, header.sig_len)), True)
     rec = read_input(args)
     if args.suggest or len(rec.x) <= WHOLE_SECONDS * rec.fs:
         return rec, None, False
@@ -375,6 +414,10 @@ class InvertedLead:
 
     def read(self, a: int, b: int) -> np.ndarray:
         return -self.lead.read(a, b)
+
+    def read_marked(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray | None]:
+        raw, flat = read_marked(self.lead, a, b)
+        return -raw, flat
 
 
 def lead_polarity(lead, stretches: int = POLARITY_STRETCHES, seconds: float = POLARITY_STRETCH_S) -> float:
@@ -409,7 +452,7 @@ def classify_input(args, clf, rec, lead, checks: bool, on_batch):
 
     from predict import MIN_BEATS, too_few_beats
 
-    from recordings import check_rate, check_values, warn_missing
+    from recordings import check_rate, check_values, warn_flat, warn_missing
 
     t0 = time.time()
     n = len(lead)
@@ -424,6 +467,8 @@ def classify_input(args, clf, rec, lead, checks: bool, on_batch):
     beats, seen, shown = classify_lead(lead, clf, on_batch, checks, strip)
     if checks:
         check_values(rec, n, seen.finite, seen.n_valid, seen.high - seen.low)
+        if seen.flat:
+            warn_flat(rec, seen.flat)
         if seen.missing:
             warn_missing(rec, seen.missing)
     if len(beats["sample"]) < MIN_BEATS:

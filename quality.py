@@ -46,6 +46,8 @@ def flat_stretches(x: np.ndarray, fs: float, seconds: float = FLAT_S) -> np.ndar
     edges = np.flatnonzero(np.r_[True, x[1:] != x[:-1], True])  # starts of runs, and the end
     length = np.diff(edges)
     long = (length >= seconds * fs) & ~np.isnan(x[edges[:-1]])  # (a NaN run is a gap already)
+    if not long.any():  # (most stretches of a long recording read in pieces: no mask to build)
+        return np.zeros(len(x), bool)
     mask = np.zeros(len(x) + 1, np.int64)
     np.add.at(mask, edges[:-1][long], 1)
     np.add.at(mask, edges[1:][long], -1)

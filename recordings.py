@@ -227,13 +227,12 @@ def prepare(rec: Recording) -> tuple[np.ndarray, np.ndarray]:
     check_rate(rec.fs, rec.name, "the file's header")
     valid = x[~np.isnan(x)]
     check_values(rec, len(x), bool(np.isfinite(valid).all()), len(valid), np.ptp(valid) if len(valid) else 0.0)
-    from quality import FLAT_S, flat_stretches
+    from quality import flat_stretches
 
     flat = flat_stretches(x, rec.fs)
     if flat.any():  # a lead off holds one value: no signal there, as a NaN gap
         x = np.where(flat, np.nan, x)
-        warn(f"{rec.name}: lead {rec.lead!r} is flat (one value for {FLAT_S:g} s or more: lead off?) for "
-             f"{flat.sum() / rec.fs:.3g} s in all; taken as a gap, its beats marked unclassifiable (Q)")
+        warn_flat(rec, int(flat.sum()))
     if rec.fs != dl.FS:
         print(f"resampling {rec.name} from {rec.fs:g} Hz to {dl.FS} Hz (the model's rate)", file=sys.stderr)
         x = resample(x, rec.fs)
@@ -255,6 +254,13 @@ def check_values(rec: Recording, length: int, finite: bool, n_valid: int, ptp: f
         raise InputError(f"{rec.name}: lead {rec.lead!r} holds no samples (all NaN)")
     if ptp < 1e-6:
         raise InputError(f"{rec.name}: lead {rec.lead!r} is a flat line (lead off?); nothing to classify")
+
+
+def warn_flat(rec: Recording, flat: int) -> None:
+    from quality import FLAT_S
+
+    warn(f"{rec.name}: lead {rec.lead!r} is flat (one value for {FLAT_S:g} s or more: lead off?) for "
+         f"{flat / rec.fs:.3g} s in all; taken as a gap, its beats marked unclassifiable (Q)")
 
 
 def warn_missing(rec: Recording, missing: int) -> None:

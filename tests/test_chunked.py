@@ -170,3 +170,33 @@ def test_pieces_judge_noise_as_the_whole_recording_does(mode, diagnostic_run, re
     assert np.array_equal(pieces["readable"], readable)
     np.testing.assert_array_equal(pieces["noise"], whole["noise"])
     np.testing.assert_array_equal(pieces["segment_noise"], whole["segment_noise"])
+
+
+def test_a_flat_stretch_read_in_pieces_is_a_gap_as_in_a_whole_recording(diagnostic_run, tmp_path, capsys,
+                                                                         monkeypatch):
+    """A WFDB record read piece by piece: a lead off for 10 s (one value), across a piece's edge, is a gap as
+    recordings.prepare makes it (its beats Q, no 10 s interval); 0.8 s of one value is not."""
+    import wfdb
+
+    rec = wfdb.rdrecord(fixture_record("118"), channel_names=["MLII"], physical=False)
+    d = rec.d_signal.copy()
+    d[18000:21600, 0] = d[18000, 0]  # 10 s
+    d[40000:40300, 0] = d[40000, 0]  # 0.83 s
+    wfdb.wrsamp("flat", fs=360, units=["mV"], sig_name=["MLII"], d_signal=d, fmt=["16"], adc_gain=rec.adc_gain,
+                baseline=rec.baseline, write_dir=str(tmp_path))
+    clf = predict.load_classifier(diagnostic_run, "static-int8")
+    whole_rec = recordings.read_wfdb(tmp_path / "flat")
+    x, gaps = recordings.prepare(whole_rec)
+    assert "is flat" in capsys.readouterr().err and 3599 <= gaps.sum() <= 3601
+    whole = predict.classify(x, clf, gaps)
+    path, lead, header, _ = recordings.open_wfdb(tmp_path / "flat")
+    flat_lead = chunked.FlatAsGaps(chunked.WfdbLead(path, lead, header.sig_len))
+    pieces, seen, _ = chunked.classify_lead(flat_lead, clf, check=True, piece=18500, margin=20000)
+    assert_same(whole, pieces)
+    assert seen.flat == gaps.sum() and seen.missing == 0
+    assert (pieces["class"][(pieces["sample"] > 18000) & (pieces["sample"] < 21600 + 360)] == 4).all()
+    monkeypatch.setattr(chunked, "WHOLE_SECONDS", 20.0)  # predict: read in pieces, says so as the whole path does
+    capsys.readouterr()
+    assert predict.main(["--model", str(diagnostic_run), "--record", str(tmp_path / "flat"), "--no-plot", "--out",
+                         str(tmp_path / "out")]) == 0
+    assert "is flat (one value for 1 s or more: lead off?) for 10 s in all" in capsys.readouterr().err
