@@ -64,12 +64,12 @@ class WfdbLead:
 
 
 class FlatAsGaps:
-    """A lead at 360 Hz whose flat stretches (one value for quality.FLAT_S or more: a lead off) read as NaN gaps, as
+    """A lead at fs Hz whose flat stretches (one value for quality.FLAT_S or more: a lead off) read as NaN gaps, as
     recordings.prepare makes them. Each read looks FLAT_S further on either side: enough to tell whether the run of
     equal values holding a sample read is that long."""
 
-    def __init__(self, lead):
-        self.lead, self.reach = lead, int(np.ceil(quality.FLAT_S * dl.FS)) + 1
+    def __init__(self, lead, fs: float = dl.FS):
+        self.lead, self.fs, self.reach = lead, fs, int(np.ceil(quality.FLAT_S * fs)) + 1
 
     def __len__(self) -> int:
         return len(self.lead)
@@ -78,11 +78,77 @@ class FlatAsGaps:
         """(samples a..b-1 as recorded, NaN where missing; the mask of those in flat stretches)."""
         s, e = max(a - self.reach, 0), min(b + self.reach, len(self.lead))
         raw = self.lead.read(s, e)
-        return raw[a - s:b - s], quality.flat_stretches(raw, dl.FS)[a - s:b - s]
+        return raw[a - s:b - s], quality.flat_stretches(raw, self.fs)[a - s:b - s]
 
     def read(self, a: int, b: int) -> np.ndarray:
         raw, flat = self.read_marked(a, b)
         return np.where(flat, np.nan, raw) if flat.any() else raw
+
+
+class EdfReader:
+    """One signal of an EDF file (recordings.open_edf), read piece by piece in physical units."""
+
+    def __init__(self, edf):
+        self.edf = edf
+
+    def __len__(self) -> int:
+        return self.edf.n
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        from recordings import edf_values
+
+        return edf_values(self.edf.signal.get_digital_slice(a / self.edf.fs, b / self.edf.fs), self.edf.calibration)
+
+
+class Resampled:
+    """A lead at fs Hz read at 360 Hz, sample for sample as recordings.resample resamples it whole: each read
+    resamples the stretch around it, starting on the polyphase filter's period and wide enough for its taps, a gap
+    at its edge bridged to the nearest samples present beyond it, as the whole lead's gaps are."""
+
+    def __init__(self, lead, fs: float):
+        from fractions import Fraction
+
+        frac = Fraction(dl.FS / fs).limit_denominator(1000)  # (recordings.resample's)
+        self.lead, self.fs, self.up, self.down = lead, fs, frac.numerator, frac.denominator
+        self.n = -(-len(lead) * self.up // self.down)  # resample_poly's length
+        self.reach = 10 * max(self.up, self.down) // self.up + 2  # input samples the filter's taps reach, and more
+
+    def __len__(self) -> int:
+        return self.n
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        n_in = len(self.lead)
+        i0 = max((a * self.down // self.up - self.reach) // self.down * self.down, 0)
+        i1 = min(-(-b * self.down // self.up) + self.reach + 1, n_in)
+        x = self.lead.read(i0, i1)
+        gaps = np.isnan(x)
+        if gaps.all():
+            return np.full(b - a, np.nan)
+        if gaps.any():  # bridged by straight lines between the samples present, as recordings.resample does
+            known = np.flatnonzero(~gaps) + i0
+            before = self._present(i0 - 1, -1) if gaps[0] else None
+            after = self._present(i1, n_in) if gaps[-1] else None
+            xp = np.concatenate([[before[0]] if before else [], known, [after[0]] if after else []])
+            fp = np.concatenate([[before[1]] if before else [], x[~gaps], [after[1]] if after else []])
+            x = np.interp(np.arange(i0, i1), xp, fp)
+        y = signal.resample_poly(x, self.up, self.down)[a - i0 * self.up // self.down:][:b - a]
+        if gaps.any():
+            src = np.clip(np.round(np.arange(a, b) * self.fs / dl.FS).astype(int), 0, n_in - 1)
+            y[gaps[src - i0]] = np.nan
+        return y
+
+    def _present(self, start: int, stop: int, block: int = 1 << 16):
+        """(index, value) of the first sample present from start towards stop (exclusive; either way), or None."""
+        step = 1 if stop > start else -1
+        for a in range(start, stop, step * block):
+            b = a + step * block
+            lo, hi = (a, min(b, stop)) if step > 0 else (max(b, stop) + 1, a + 1)
+            x = self.lead.read(lo, hi)
+            idx = np.flatnonzero(~np.isnan(x))
+            if len(idx):
+                i = idx[0] if step > 0 else idx[-1]
+                return lo + int(i), float(x[i])
+        return None
 
 
 def read_marked(lead, a: int, b: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -114,6 +180,45 @@ def look(seen: Seen, own: np.ndarray) -> bool:
     if len(valid):
         seen.low, seen.high = min(seen.low, valid.min()), max(seen.high, valid.max())
     return seen.finite
+
+
+def mains_rows(n: int, seen: Seen):
+    """(mains_starts of an n-sample lead, the array seen.mains holds their segments in, filled as they are read)."""
+    at = mains_starts(n)
+    if at is None:
+        return None, None
+    rows = np.empty((len(at), MAINS_SEGMENT))  # one array (not a thousand small ones kept)
+    seen.mains.append(rows.reshape(-1))
+    return at, rows
+
+
+def see(seen: Seen, lead, a: int, own: np.ndarray, flat, mains_at, rows) -> bool:
+    """Add samples a.. of a lead as recorded (own; flat: those in flat stretches, or None) to what was seen of it
+    (the checks of recordings.prepare and check_signal); False once a value is infinite."""
+    if not look(seen, own):
+        return False
+    seen.flat += int(flat.sum()) if flat is not None else 0
+    b = a + len(own)
+    if mains_at is None:  # a lead of under MAINS_SEGMENTS segments: read whole
+        seen.mains.append(own.copy())
+    else:
+        for i in np.flatnonzero((mains_at >= a) & (mains_at < b)).tolist():
+            m = int(mains_at[i])
+            rows[i] = (own[m - a:m - a + MAINS_SEGMENT] if m + MAINS_SEGMENT <= b
+                       else read_marked(lead, m, m + MAINS_SEGMENT)[0])
+    return True
+
+
+def check_lead(lead, piece: int = PIECE) -> Seen:
+    """What the checks need of a lead at its own rate (FlatAsGaps of the input's samples), read piece by piece: for a
+    lead classified at another rate (Resampled)."""
+    seen, n = Seen(), len(lead)
+    mains_at, rows = mains_rows(n, seen)
+    for a in range(0, n, piece):
+        raw, flat = read_marked(lead, a, min(a + piece, n))
+        if not see(seen, lead, a, raw, flat, mains_at, rows):
+            break
+    return seen
 
 
 def first_valid(lead, piece: int = PIECE) -> int | None:
@@ -338,10 +443,7 @@ def classify_lead(lead, clf, on_batch=None, check: bool = False, strip: tuple[in
         for a in range(0, n, piece) if check else ():
             look(seen, read_marked(lead, a, min(a + piece, n))[0])
         return None, seen, None
-    mains_at = mains_starts(n) if check else None
-    if mains_at is not None:  # one array filled as the segments are read (not a thousand small ones kept)
-        rows = np.empty((len(mains_at), MAINS_SEGMENT))
-        seen.mains.append(rows.reshape(-1))
+    mains_at, rows = mains_rows(n, seen) if check else (None, None)
     pc = PieceClassifier(clf, n, start, on_batch)
     first_value = lead.read(start, start + 1)[0]
     last = first_value  # the value held before the span read next (its filled sample before it)
@@ -351,17 +453,8 @@ def classify_lead(lead, clf, on_batch=None, check: bool = False, strip: tuple[in
         s, e = (max(a - margin, 0), min(b + margin, n)) if clf.mode == "diagnostic" else (a, b)
         raw, flat = read_marked(lead, s, e)
         own = raw[a - s:b - s]
-        if check:  # (of the lead as recorded, as recordings.prepare checks it)
-            if not look(seen, own):
-                break
-            seen.flat += int(flat[a - s:b - s].sum()) if flat is not None else 0
-            if mains_at is None:  # a lead of under MAINS_SEGMENTS segments: read whole
-                seen.mains.append(own.copy())
-            else:
-                for i in np.flatnonzero((mains_at >= a) & (mains_at < b)).tolist():
-                    m = int(mains_at[i])
-                    rows[i] = (raw[m - s:m - s + MAINS_SEGMENT] if m + MAINS_SEGMENT <= e
-                               else read_marked(lead, m, m + MAINS_SEGMENT)[0])
+        if check and not see(seen, lead, a, own, None if flat is None else flat[a - s:b - s], mains_at, rows):
+            break  # (of the lead as recorded, as recordings.prepare checks it)
         if flat is not None and flat.any():
             raw = np.where(flat, np.nan, raw)
         filled, _ = dl.hold_gaps(raw, last) if np.isnan(raw).any() else (raw, None)
@@ -383,24 +476,34 @@ WHOLE_SECONDS = 4 * 3600.0  # s: longer recordings are classified in pieces, in 
 
 
 def open_lead(args):
-    """(the Recording, the lead to classify in pieces (WfdbLead or ArrayLead), or None for one classified
-    whole (analyse), whether its checks are still to make). A recording up to WHOLE_SECONDS, or one whose beats are to
-    be suggested for review, is classified whole, its polarity and noise judged (quality.py); a longer one in pieces,
-    in bounded memory (a WFDB record at 360 Hz also read piece by piece), its polarity judged (pieces_polarity)."""
-    from recordings import Recording, open_wfdb
+    """(the Recording, the lead to classify in pieces at 360 Hz, or None for one classified whole (analyse), the lead
+    at its own rate whose checks are still to make, or None). A recording up to WHOLE_SECONDS, or one whose beats are
+    to be suggested for review, is classified whole; a longer one in pieces, in bounded memory (a WFDB record or an EDF
+    file also read piece by piece, at any rate), its polarity judged (pieces_polarity)."""
+    from recordings import Recording, open_edf, open_wfdb
 
     if args.record and not args.suggest:
         path, lead, header, source = open_wfdb(args.record, args.lead)
         k = header.sig_name.index(lead)
-        if (header.fs == dl.FS and (header.samps_per_frame or [1] * (k + 1))[k] == 1
-                and (header.sig_len or 0) > WHOLE_SECONDS * dl.FS):
-            return (Recording(None, float(header.fs), path.name, lead, source),
-                    FlatAsGaps(WfdbLead(path, lead, header.sig_len)), True)
+        if ((header.samps_per_frame or [1] * (k + 1))[k] == 1 and header.fs
+                and (header.sig_len or 0) > WHOLE_SECONDS * header.fs):
+            native = FlatAsGaps(WfdbLead(path, lead, header.sig_len), float(header.fs))
+            return Recording(None, float(header.fs), path.name, lead, source), at_360(native), native
+    if args.edf and not args.suggest:
+        edf = open_edf(args.edf, args.lead, lazy=True)
+        if edf.n > WHOLE_SECONDS * edf.fs:
+            native = FlatAsGaps(EdfReader(edf), edf.fs)
+            return Recording(None, edf.fs, edf.path.stem, edf.lead, str(edf.path.resolve())), at_360(native), native
     rec = read_input(args)
     if args.suggest or len(rec.x) <= WHOLE_SECONDS * rec.fs:
-        return rec, None, False
+        return rec, None, None
     x, gaps = prepare(rec)
-    return rec, ArrayLead(x, gaps), False
+    return rec, ArrayLead(x, gaps), None
+
+
+def at_360(native: FlatAsGaps):
+    """A lead at its own rate as classified: at 360 Hz."""
+    return native if native.fs == dl.FS else Resampled(native, native.fs)
 
 
 class InvertedLead:
@@ -445,38 +548,49 @@ def pieces_polarity(rec, lead, polarity: str):
     return (InvertedLead(lead) if flip else lead), ("inverted" if flip else "as recorded")
 
 
-def classify_input(args, clf, rec, lead, checks: bool, on_batch):
-    """The beats of a lead (classify_lead), the input's checks made (recordings.prepare's, check_signal);
-    on_batch(beats) writes each batch as made. Returns (beats, the strip's samples or None, seconds)."""
+def classify_input(args, clf, rec, lead, native, on_batch):
+    """The beats of a lead at 360 Hz (classify_lead), the input's checks made (recordings.prepare's, check_signal) on
+    `native`, the lead at its own rate (open_lead; None: made already); on_batch(beats) writes each batch as made.
+    Returns (beats, the strip's samples or None, seconds)."""
     import dataclasses
 
     from predict import MIN_BEATS, too_few_beats
 
-    from recordings import check_rate, check_values, warn_flat, warn_missing
+    from recordings import check_rate, check_values, say_resampling, warn_flat, warn_missing
 
-    t0 = time.time()
-    n = len(lead)
-    if checks:
-        check_rate(rec.fs, rec.name, "the file's header")
-        if n / rec.fs < MIN_SECONDS:
-            check_values(rec, n, True, n, 1.0)
-    if not args.no_plot and args.plot_start >= n / dl.FS:
-        raise InputError(f"--plot-start {args.plot_start:g} s is past the end of the recording ({n / dl.FS:.1f} s)")
-    lo = int(max(args.plot_start, 0) * dl.FS)
-    strip = None if args.no_plot else (lo, min(lo + int(min(args.plot_seconds, n / dl.FS) * dl.FS), n))
-    beats, seen, shown = classify_lead(lead, clf, on_batch, checks, strip)
-    if checks:
-        check_values(rec, n, seen.finite, seen.n_valid, seen.high - seen.low)
+    def report(seen: Seen) -> None:
+        check_values(rec, len(native), seen.finite, seen.n_valid, seen.high - seen.low)
         if seen.flat:
             warn_flat(rec, seen.flat)
         if seen.missing:
             warn_missing(rec, seen.missing)
+
+    t0 = time.time()
+    n = len(lead)
+    if native is not None:
+        check_rate(rec.fs, rec.name, "the file's header")
+        if len(native) / rec.fs < MIN_SECONDS:
+            check_values(rec, len(native), True, len(native), 1.0)
+    if not args.no_plot and args.plot_start >= n / dl.FS:
+        raise InputError(f"--plot-start {args.plot_start:g} s is past the end of the recording ({n / dl.FS:.1f} s)")
+    lo = int(max(args.plot_start, 0) * dl.FS)
+    strip = None if args.no_plot else (lo, min(lo + int(min(args.plot_seconds, n / dl.FS) * dl.FS), n))
+    in_loop = native is not None and rec.fs == dl.FS  # the lead classified is the lead as recorded: seen as it is read
+    if native is not None and not in_loop:  # first a pass over the lead at its own rate, as prepare checks it first
+        seen = check_lead(native)
+        report(seen)
+        say_resampling(rec)
+    beats, seen_in_loop, shown = classify_lead(lead, clf, on_batch, in_loop, strip)
+    if in_loop:
+        seen = seen_in_loop
+        report(seen)
     if len(beats["sample"]) < MIN_BEATS:
         raise InputError(too_few_beats(rec, len(beats["sample"]), n / dl.FS))
     beats["unreadable_s"], beats["worst"] = quality.readability(rec.name, beats["segment_noise"], n / dl.FS)
     seconds = time.time() - t0  # read, resample, filter, detect, classify (and write the beats)
     # the mains check reads these samples as it reads the whole lead (recordings.mains_fraction)
-    mains = (seen.mains[0] if len(seen.mains) == 1 else np.concatenate(seen.mains)) if checks else None
-    seen.mains.clear()  # (not held twice)
-    check_signal(dataclasses.replace(rec, x=mains) if checks else rec, beats["match"])
+    mains = (seen.mains[0] if len(seen.mains) == 1 else np.concatenate(seen.mains)) if native is not None else None
+    if native is not None:
+        seen.mains.clear()  # (not held twice)
+    check_signal(dataclasses.replace(rec, x=mains) if native is not None else rec, beats["match"])
     return beats, shown, seconds

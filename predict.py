@@ -240,7 +240,7 @@ def run(args) -> dict:
 
     check_input_options(args)
     clf = load_classifier(args.model, model_kind(args.model, args.kind, "float32"))
-    rec, lead, checks = chunked.open_lead(args)
+    rec, lead, native = chunked.open_lead(args)
     from outputs import FolderError, atomic_path, make_folder
 
     out = Path(args.out or Path("predictions") / rec.name)
@@ -291,7 +291,7 @@ def run(args) -> dict:
             else:
                 lead, polarity = chunked.pieces_polarity(rec, lead, args.polarity)
                 n = len(lead)
-                beats, shown, seconds = chunked.classify_input(args, clf, rec, lead, checks,
+                beats, shown, seconds = chunked.classify_input(args, clf, rec, lead, native,
                                                                lambda b: write({**b, "polarity": polarity}))
                 beats["polarity"] = polarity
                 offset = int(max(args.plot_start, 0) * dl.FS)

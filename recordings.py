@@ -142,8 +142,34 @@ def not_a_file(path: Path, kind: str) -> str:
 
 def read_edf(path, lead: str | None = None) -> Recording:
     """One signal of an EDF/EDF+ file, at its own rate and in physical units (EDF+'s annotations
-    signal skipped), read by edfio: of the samples only the chosen signal's are read (a day's Holter file need not
-    fit in memory). Not by wfdb, which resamples every signal to one rate."""
+    signal skipped), read by edfio: of the samples only the chosen signal's are read. Not by wfdb, which resamples
+    every signal to one rate."""
+    edf = open_edf(path, lead)
+    x = edf_values(edf.signal.digital[:edf.n], edf.calibration)  # (records past those announced: not read)
+    return Recording(x, edf.fs, edf.path.stem, edf.lead, str(edf.path.resolve()))
+
+
+@dataclass
+class EdfLead:
+    """One signal of an EDF file, checked (open_edf), its samples not read: n of them at fs Hz."""
+
+    path: Path
+    lead: str
+    signal: object  # edfio's EdfSignal
+    n: int
+    fs: float
+    calibration: tuple  # digital min, max; physical min, max
+
+
+def edf_values(digital: np.ndarray, calibration: tuple) -> np.ndarray:
+    """Physical values of an EDF signal's digital samples."""
+    dmin, dmax, pmin, pmax = calibration
+    return (digital.astype(np.float64) - float(dmin)) * (pmax - pmin) / float(dmax - dmin) + pmin
+
+
+def open_edf(path, lead: str | None = None, lazy: bool | str = "auto") -> EdfLead:
+    """The chosen signal of an EDF/EDF+ file, its header checked; with lazy, its samples read only when asked for
+    (chunked.py reads a long one piece by piece)."""
     import warnings
 
     import edfio
@@ -156,7 +182,7 @@ def read_edf(path, lead: str | None = None) -> Recording:
     with warnings.catch_warnings(record=True) as said:  # edfio's word on a file shorter or longer than announced
         warnings.simplefilter("always")
         try:
-            edf = edfio.read_edf(path, header_encoding="latin-1")
+            edf = edfio.read_edf(path, lazy, header_encoding="latin-1")
             if edf.version != 0:  # BDF (24-bit) and other files differ
                 raise ValueError
             signals = edf.signals  # EDF+'s annotations signal left out
@@ -190,9 +216,7 @@ def read_edf(path, lead: str | None = None) -> Recording:
     lead = choose_lead(names, lead, path.name, "signal", "signal")
     k = names.index(lead)
     _, samples, dmin, dmax, pmin, pmax = cols[k]
-    digital = signals[k].digital[:n_records * samples].astype(np.float64)  # (records past those announced: not read)
-    x = (digital - float(dmin)) * (pmax - pmin) / float(dmax - dmin) + pmin
-    return Recording(x, samples / duration, path.stem, lead, str(path.resolve()))
+    return EdfLead(path, lead, signals[k], n_records * samples, samples / duration, (dmin, dmax, pmin, pmax))
 
 
 def resample(x: np.ndarray, fs: float, target: int = dl.FS) -> np.ndarray:
@@ -234,7 +258,7 @@ def prepare(rec: Recording) -> tuple[np.ndarray, np.ndarray]:
         x = np.where(flat, np.nan, x)
         warn_flat(rec, int(flat.sum()))
     if rec.fs != dl.FS:
-        print(f"resampling {rec.name} from {rec.fs:g} Hz to {dl.FS} Hz (the model's rate)", file=sys.stderr)
+        say_resampling(rec)
         x = resample(x, rec.fs)
     filled, gaps = dl.hold_gaps(x)  # (an all-NaN lead was refused above; a stream waits for the first value)
     if np.isnan(rec.x).any():
@@ -254,6 +278,11 @@ def check_values(rec: Recording, length: int, finite: bool, n_valid: int, ptp: f
         raise InputError(f"{rec.name}: lead {rec.lead!r} holds no samples (all NaN)")
     if ptp < 1e-6:
         raise InputError(f"{rec.name}: lead {rec.lead!r} is a flat line (lead off?); nothing to classify")
+
+
+def say_resampling(rec: Recording) -> None:
+    if rec.fs != dl.FS:
+        print(f"resampling {rec.name} from {rec.fs:g} Hz to {dl.FS} Hz (the model's rate)", file=sys.stderr)
 
 
 def warn_flat(rec: Recording, flat: int) -> None:

@@ -200,3 +200,53 @@ def test_a_flat_stretch_read_in_pieces_is_a_gap_as_in_a_whole_recording(diagnost
     assert predict.main(["--model", str(diagnostic_run), "--record", str(tmp_path / "flat"), "--no-plot", "--out",
                          str(tmp_path / "out")]) == 0
     assert "is flat (one value for 1 s or more: lead off?) for 10 s in all" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fs", [128.0, 250.0, 500.0, 1000.0, 257.0])
+def test_a_lead_at_another_rate_reads_at_360_hz_as_the_whole_lead_resampled(fs):
+    """chunked.Resampled gives recordings.resample's samples exactly, wherever a read starts and ends: at the lead's
+    ends, inside and across gaps (bridged to samples present far outside the read), in short and long reads."""
+    rng = np.random.default_rng(int(fs))
+    x = np.cumsum(rng.normal(size=int(fs * 400)))
+    for a, b in ((0, 40), (1000, 1300), (5000, 5003), (20000, 20000 + int(fs * 200)), (len(x) - 70, len(x))):
+        x[a:b] = np.nan
+    whole = recordings.resample(x, fs)
+    lead = chunked.Resampled(chunked.ArrayLead(x), fs)
+    assert len(lead) == len(whole)
+    ends = rng.integers(0, len(whole), size=(60, 2))
+    spans = [(0, len(whole)), (0, 1), (len(whole) - 1, len(whole)), (30000, 30500), (28000, 110000)]
+    for a, b in spans + [tuple(sorted(e)) for e in ends]:
+        np.testing.assert_array_equal(lead.read(int(a), int(b)), whole[a:b], err_msg=f"{fs} Hz, {a}..{b}")
+
+
+def test_a_long_edf_file_at_another_rate_is_read_and_classified_in_pieces_as_whole(diagnostic_run, tmp_path,
+                                                                                  capsys, monkeypatch):
+    """predict on an EDF+ file at 250 Hz (a Holter's) with a lead off: over chunked.WHOLE_SECONDS it is read piece by
+    piece (edfio), checked at its own rate, resampled piece by piece, and gives the whole path's rows, summary and
+    warnings."""
+    import pandas as pd
+    import wfdb
+    from scipy import signal as sps
+
+    from test_predict import write_edf
+
+    rec = wfdb.rdrecord(fixture_record("118"), channel_names=["MLII"], physical=False)
+    d = np.round(sps.resample_poly(rec.d_signal[:, 0].astype(float), 25, 36)).astype(int)
+    d[10000:10500] = d[10000]  # 2 s of one value: a lead off
+    write_edf(tmp_path / "holter.edf", [("ECG", 250, d, rec.adc_gain[0], rec.baseline[0])])
+    args = ["--model", str(diagnostic_run), "--kind", "static-int8", "--edf", str(tmp_path / "holter.edf"),
+            "--no-plot"]
+    in_pieces = []
+    monkeypatch.setattr(chunked, "classify_input", lambda *a, f=chunked.classify_input: in_pieces.append(1) or f(*a))
+    outputs = {}
+    for way, whole_seconds in (("whole", chunked.WHOLE_SECONDS), ("pieces", 20.0)):
+        monkeypatch.setattr(chunked, "WHOLE_SECONDS", whole_seconds)
+        assert predict.main([*args, "--out", str(tmp_path / way)]) == 0
+        out, err = capsys.readouterr()
+        assert "resampling holter from 250 Hz" in err and "is flat (one value for 1 s or more" in err
+        outputs[way] = out.splitlines()[1:-1], pd.read_csv(tmp_path / way / "holter_beats.csv")
+    assert len(in_pieces) == 1
+    assert outputs["whole"][0] == outputs["pieces"][0]  # the summary
+    whole, pieces = outputs["whole"][1], outputs["pieces"][1]
+    pd.testing.assert_frame_equal(whole, pieces)
+    assert (whole["class"][(whole["time_s"] > 39.5) & (whole["time_s"] < 43.5)] == "Q").sum() >= 2  # the lead off's
