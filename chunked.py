@@ -86,7 +86,8 @@ class FlatAsGaps:
 
 
 class EdfReader:
-    """One signal of an EDF file (recordings.open_edf), read piece by piece in physical units."""
+    """One signal of an EDF file (recordings.open_edf), read piece by piece in physical units. Each read maps the file
+    afresh (edfio's lazy loading) and lets it go: the pages read of a file mapped for good would stay in memory."""
 
     def __init__(self, edf):
         self.edf = edf
@@ -95,9 +96,17 @@ class EdfReader:
         return self.edf.n
 
     def read(self, a: int, b: int) -> np.ndarray:
+        import warnings
+
+        import edfio
+
         from recordings import edf_values
 
-        return edf_values(self.edf.signal.get_digital_slice(a / self.edf.fs, b / self.edf.fs), self.edf.calibration)
+        with warnings.catch_warnings():  # (edfio's word on the file's length: open_edf heard it)
+            warnings.simplefilter("ignore")
+            signal = edfio.read_edf(self.edf.path, True, header_encoding="latin-1").signals[self.edf.index]
+            digital = signal.get_digital_slice(a / self.edf.fs, b / self.edf.fs)
+        return edf_values(digital, self.edf.calibration)
 
 
 class Resampled:

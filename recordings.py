@@ -155,6 +155,7 @@ class EdfLead:
 
     path: Path
     lead: str
+    index: int  # in edfio's Edf.signals
     signal: object  # edfio's EdfSignal
     n: int
     fs: float
@@ -216,7 +217,7 @@ def open_edf(path, lead: str | None = None, lazy: bool | str = "auto") -> EdfLea
     lead = choose_lead(names, lead, path.name, "signal", "signal")
     k = names.index(lead)
     _, samples, dmin, dmax, pmin, pmax = cols[k]
-    return EdfLead(path, lead, signals[k], n_records * samples, samples / duration, (dmin, dmax, pmin, pmax))
+    return EdfLead(path, lead, k, signals[k], n_records * samples, samples / duration, (dmin, dmax, pmin, pmax))
 
 
 def resample(x: np.ndarray, fs: float, target: int = dl.FS) -> np.ndarray:
