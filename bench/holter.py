@@ -93,6 +93,41 @@ def make_days(day: Path, days: int) -> Path:
     return path
 
 
+EDF_FS = 250  # Hz: the day and week again as a Holter's EDF file (a common rate for them)
+
+
+def make_edf(day: Path, days: int = 1, fs: int = EDF_FS) -> Path:
+    """The day (days times over) as an EDF file at fs Hz beside it: the day's samples resampled (scipy's polyphase
+    filter) and written by edfio, in data records of 1 s; the week its data records repeated, the count in its header
+    scaled. Made once."""
+    import edfio
+    import wfdb
+    from scipy import signal
+
+    path = day.with_name(f"day{fs}.edf" if days == 1 else f"days{days}_{fs}.edf")
+    if path.is_file():
+        return path
+    if days == 1:
+        r = wfdb.rdrecord(str(day), physical=False)
+        d = signal.resample_poly(r.d_signal[:, 0].astype(np.float64), fs, int(r.fs))
+        d = np.clip(np.round(d[:len(d) // fs * fs]), -32768, 32767).astype(np.int16)
+        lo, hi = ((v - r.baseline[0]) / r.adc_gain[0] for v in (-32768, 32767))
+        sig = edfio.EdfSignal.from_digital(d, fs, label="ECG", physical_dimension="mV", physical_range=(lo, hi),
+                                           digital_range=(-32768, 32767))
+        edfio.Edf([sig]).write(path.with_suffix(".tmp"))
+    else:
+        one = make_edf(day, 1, fs).read_bytes()
+        head_bytes, records = int(one[184:192]), int(one[236:244])
+        head = bytearray(one[:head_bytes])
+        head[236:244] = str(records * days).ljust(8).encode()
+        with open(path.with_suffix(".tmp"), "wb") as f:
+            f.write(head)
+            for _ in range(days):
+                f.write(one[head_bytes:])
+    path.with_suffix(".tmp").rename(path)
+    return path
+
+
 def run_measured(cmd: list[str], limit_gb: float, cwd: Path) -> dict:
     """Run cmd in its own process: wall seconds, its peak RSS (MB), exit status and the end of its output."""
     limit = int(limit_gb * 2 ** 30)
@@ -173,6 +208,7 @@ def main(argv=None) -> int:
     p.add_argument("--code", default=str(ROOT), help="the checkout whose predict is measured (default: this one)")
     p.add_argument("--limit-gb", type=float, default=10.0, help="address-space limit of each predict process")
     p.add_argument("--no-week", action="store_true", help="skip the 7-day recording")
+    p.add_argument("--no-edf", action="store_true", help="skip the day and week as EDF files at 250 Hz")
     p.add_argument("--reference", default=None, help="an earlier version's beats CSV of the day, {kind} in its path")
     p.add_argument("--out", default="results/holter")
     p.add_argument("--stages", default=None, help=argparse.SUPPRESS)  # (the stage-timing process: a model kind)
@@ -242,6 +278,20 @@ def main(argv=None) -> int:
             result["week"]["error"] = run["output"].strip().splitlines()[-1] if run["output"].strip() else ""
         print(f"week ({WEEK_KIND}): {'finished' if run['exit'] == 0 else 'failed'} after {run['seconds']:.1f} s, "
               f"peak {run['peak_rss_mb']:.0f} MB", flush=True)
+    if not args.no_edf:
+        result["edf"] = {"fs": EDF_FS}
+        for name, days in (("day", 1),) + ((("week", DAYS_IN_WEEK),) if not args.no_week else ()):
+            with tempfile.TemporaryDirectory() as out:
+                load = os.getloadavg()[0]
+                run = run_measured([python, "main.py", "predict", "--model", model, "--kind", WEEK_KIND, "--edf",
+                                    str(make_edf(day, days)), "--out", out, "--no-plot"], args.limit_gb, code)
+            if run["exit"] != 0:
+                print(run["output"], file=sys.stderr)
+                raise SystemExit(f"error: predict failed on the {name} as EDF, exit {run['exit']}")
+            result["edf"][name] = {"seconds": run["seconds"], "peak_rss_mb": run["peak_rss_mb"],
+                                   "load_before": load, "load_after": os.getloadavg()[0]}
+            print(f"{name} as EDF at {EDF_FS} Hz ({WEEK_KIND}): {run['seconds']:.1f} s, peak {run['peak_rss_mb']:.0f} "
+                  f"MB", flush=True)
     write_json(Path(args.out).with_suffix(".json"), result)
     write_text(Path(args.out).with_suffix(".md"), report(result))
     print(report(result))
@@ -313,6 +363,20 @@ def report(r: dict) -> str:
             lines += ["", f"The week ({DAYS_IN_WEEK} days, {WEEK_KIND}) did not finish: it stopped after "
                       f"{w['seconds']:.1f} s at a peak of {w['peak_rss_mb']:.0f} MB, asking for more than its "
                       f"{r['limit_gb']:g} GB address-space limit allows (exit {w['exit']}: {w.get('error', '')})."]
+    if "edf" in r:
+        e = r["edf"]
+        lines += ["", f"As a Holter's file: the day resampled to {e['fs']} Hz and written as EDF (edfio), and the week "
+                  f"its data records 7 times over; `predict --edf` ({WEEK_KIND}) reads, checks and resamples them "
+                  f"piece by piece:", "", "| recording | wall time (s) | peak memory (RSS, MB) | load before, after |",
+                  "| --- | --- | --- | --- |"]
+        for name in ("day", "week"):
+            if name in e:
+                lines.append(f"| {name}, EDF at {e['fs']} Hz | {e[name]['seconds']:.1f} | "
+                             f"{e[name]['peak_rss_mb']:.0f} | {e[name]['load_before']:.2f}, "
+                             f"{e[name]['load_after']:.2f} |")
+        if "week" in e:
+            lines += ["", f"The week as EDF: {e['week']['seconds'] / e['day']['seconds']:.1f}x the day's time, "
+                      f"{e['week']['peak_rss_mb'] / e['day']['peak_rss_mb']:.2f}x its peak memory."]
     return "\n".join(lines) + "\n"
 
 
