@@ -5,7 +5,9 @@ The zero-phase filter of each piece runs over MARGIN samples more on either side
 piece's edges have decayed below float round-off; the causal filter and the detector carry their state from piece
 to piece, as the stream does; a beat's window is cut once the samples after its R-peak are filtered; templates and
 RR features carry the beats they look back at; beats are classified in predict_proba's own batches of BATCH, so a
-beat's probabilities are those of a whole-recording run.
+beat's probabilities are those of a whole-recording run. A lead is read as recordings.prepare makes it whole: its
+flat stretches as gaps (FlatAsGaps), at another rate resampled to 360 Hz piece by piece with the same samples
+(Resampled), a WFDB record or an EDF file read piece by piece (WfdbLead, EdfReader).
 """
 from __future__ import annotations
 
@@ -442,9 +444,9 @@ class Kept:
 
 def classify_lead(lead, clf, on_batch=None, check: bool = False, strip: tuple[int, int] | None = None,
                   piece: int = PIECE, margin: int = MARGIN):
-    """predict.classify of a lead (ArrayLead, WfdbLead: NaN where missing) read in pieces: (the beats, as
-    PieceClassifier.result, what was seen of the lead (Seen, gathered where `check`), the filled samples of
-    `strip` (a span to draw))."""
+    """predict.classify of a lead at 360 Hz (ArrayLead, FlatAsGaps, Resampled: NaN where missing) read in pieces:
+    (the beats, as PieceClassifier.result, what was seen of the lead (Seen, gathered where `check`), the filled
+    samples of `strip` (a span to draw))."""
     n = len(lead)
     seen = Seen()
     start = first_valid(lead, piece)
