@@ -219,11 +219,12 @@ def test_a_lead_at_another_rate_reads_at_360_hz_as_the_whole_lead_resampled(fs):
         np.testing.assert_array_equal(lead.read(int(a), int(b)), whole[a:b], err_msg=f"{fs} Hz, {a}..{b}")
 
 
-def test_a_long_edf_file_at_another_rate_is_read_and_classified_in_pieces_as_whole(diagnostic_run, tmp_path,
-                                                                                  capsys, monkeypatch):
-    """predict on an EDF+ file at 250 Hz (a Holter's) with a lead off: over chunked.WHOLE_SECONDS it is read piece by
-    piece (edfio), checked at its own rate, resampled piece by piece, and gives the whole path's rows, summary and
-    warnings."""
+@pytest.mark.parametrize("kind", ["edf", "wfdb"])
+def test_a_long_recording_at_another_rate_is_read_and_classified_in_pieces_as_whole(kind, diagnostic_run, tmp_path,
+                                                                                    capsys, monkeypatch):
+    """predict on an EDF+ file or a WFDB record at 250 Hz (a Holter's) with a lead off: over chunked.WHOLE_SECONDS it
+    is read piece by piece, checked at its own rate, resampled piece by piece, and gives the whole path's rows,
+    summary and warnings."""
     import pandas as pd
     import wfdb
     from scipy import signal as sps
@@ -233,9 +234,14 @@ def test_a_long_edf_file_at_another_rate_is_read_and_classified_in_pieces_as_who
     rec = wfdb.rdrecord(fixture_record("118"), channel_names=["MLII"], physical=False)
     d = np.round(sps.resample_poly(rec.d_signal[:, 0].astype(float), 25, 36)).astype(int)
     d[10000:10500] = d[10000]  # 2 s of one value: a lead off
-    write_edf(tmp_path / "holter.edf", [("ECG", 250, d, rec.adc_gain[0], rec.baseline[0])])
-    args = ["--model", str(diagnostic_run), "--kind", "static-int8", "--edf", str(tmp_path / "holter.edf"),
-            "--no-plot"]
+    if kind == "edf":
+        write_edf(tmp_path / "holter.edf", [("ECG", 250, d, rec.adc_gain[0], rec.baseline[0])])
+        given = ["--edf", str(tmp_path / "holter.edf")]
+    else:
+        wfdb.wrsamp("holter", fs=250, units=["mV"], sig_name=["MLII"], d_signal=d[:, None], fmt=["16"],
+                    adc_gain=rec.adc_gain, baseline=rec.baseline, write_dir=str(tmp_path))
+        given = ["--record", str(tmp_path / "holter")]
+    args = ["--model", str(diagnostic_run), "--kind", "static-int8", *given, "--no-plot"]
     in_pieces = []
     monkeypatch.setattr(chunked, "classify_input", lambda *a, f=chunked.classify_input: in_pieces.append(1) or f(*a))
     outputs = {}
