@@ -47,7 +47,7 @@ class ArrayLead:
 
 
 class WfdbLead:
-    """One lead of a WFDB record at 360 Hz, read piece by piece (wfdb's sampfrom/sampto)."""
+    """One lead of a WFDB record at its own rate, read piece by piece (wfdb's sampfrom/sampto)."""
 
     def __init__(self, path, lead: str, length: int):
         self.path, self.lead, self.length = path, lead, length
@@ -129,23 +129,31 @@ class Resampled:
 
     def read(self, a: int, b: int) -> np.ndarray:
         n_in = len(self.lead)
+        if b <= a:
+            return np.zeros(0)
         i0 = max((a * self.down // self.up - self.reach) // self.down * self.down, 0)
         i1 = min(-(-b * self.down // self.up) + self.reach + 1, n_in)
         x = self.lead.read(i0, i1)
         gaps = np.isnan(x)
-        if gaps.all():
-            return np.full(b - a, np.nan)
         if gaps.any():  # bridged by straight lines between the samples present, as recordings.resample does
             known = np.flatnonzero(~gaps) + i0
             before = self._present(i0 - 1, -1) if gaps[0] else None
             after = self._present(i1, n_in) if gaps[-1] else None
             xp = np.concatenate([[before[0]] if before else [], known, [after[0]] if after else []])
             fp = np.concatenate([[before[1]] if before else [], x[~gaps], [after[1]] if after else []])
+            if not len(xp):  # no sample present in the whole lead (prepare refuses one)
+                return np.full(b - a, np.nan)
             x = np.interp(np.arange(i0, i1), xp, fp)
         y = signal.resample_poly(x, self.up, self.down)[a - i0 * self.up // self.down:][:b - a]
-        if gaps.any():
-            src = np.clip(np.round(np.arange(a, b) * self.fs / dl.FS).astype(int), 0, n_in - 1)
-            y[gaps[src - i0]] = np.nan
+        # a sample is a gap where the input's sample nearest in time is (recordings.resample's rule, on fs / 360:
+        # where limit_denominator rounded the rate, that grid drifts from the filter's, maybe out of the stretch)
+        src = np.clip(np.round(np.arange(a, b) * self.fs / dl.FS).astype(int), 0, n_in - 1)
+        lo, hi = int(src.min()), int(src.max()) + 1
+        if i0 <= lo and hi <= i1:
+            if gaps.any():
+                y[gaps[src - i0]] = np.nan
+        else:
+            y[np.isnan(self.lead.read(lo, hi))[src - lo]] = np.nan
         return y
 
     def _present(self, start: int, stop: int, block: int = 1 << 16):
@@ -310,6 +318,8 @@ class PieceClassifier:
             new = dl.beat_windows(seg, r + lo)
             self.windows += list(new)
             self._judge(np.asarray(ready, np.int64), quality.beat_noise(new), final=b == self.n)
+        elif b == self.n:  # the lead's end with no beat left to cut: the last segments are complete too
+            self._judge(np.zeros(0, np.int64), np.zeros(0), final=True)
         # keep what windows still to cut can need: from the first peak not cut, or the earliest the detector
         # may still report
         k = self.done + len(self.windows)
@@ -595,8 +605,8 @@ def classify_input(args, clf, rec, lead, native, on_batch):
     if in_loop:
         seen = seen_in_loop
         report(seen)
-    if len(beats["sample"]) < MIN_BEATS:
-        raise InputError(too_few_beats(rec, len(beats["sample"]), n / dl.FS))
+    if beats is None or len(beats["sample"]) < MIN_BEATS:  # (None: no sample but in flat stretches)
+        raise InputError(too_few_beats(rec, 0 if beats is None else len(beats["sample"]), n / dl.FS))
     beats["unreadable_s"], beats["worst"] = quality.readability(rec.name, beats["segment_noise"], n / dl.FS)
     seconds = time.time() - t0  # read, resample, filter, detect, classify (and write the beats)
     # the mains check reads these samples as it reads the whole lead (recordings.mains_fraction)

@@ -170,6 +170,14 @@ def test_pieces_judge_noise_as_the_whole_recording_does(mode, diagnostic_run, re
     assert np.array_equal(pieces["readable"], readable)
     np.testing.assert_array_equal(pieces["noise"], whole["noise"])
     np.testing.assert_array_equal(pieces["segment_noise"], whole["segment_noise"])
+    # the noise up to a lead off that lasts to the end: the last piece cuts no beat, the last segments are judged
+    x[360 * 118:] = np.nan
+    _, whole = predict.analyse(dataclasses.replace(rec, x=x), clf)
+    filled, gaps = recordings.prepare(dataclasses.replace(rec, x=x))
+    pieces, _, _ = chunked.classify_lead(chunked.ArrayLead(filled, gaps), clf, piece=50000, margin=20000)
+    assert_same(whole, pieces)
+    np.testing.assert_array_equal(pieces["segment_noise"], whole["segment_noise"])
+    assert np.array_equal(pieces["readable"], whole["readable"]) and not whole["readable"][-5:].any()
 
 
 def test_a_flat_stretch_read_in_pieces_is_a_gap_as_in_a_whole_recording(diagnostic_run, tmp_path, capsys,
@@ -256,3 +264,34 @@ def test_a_long_recording_at_another_rate_is_read_and_classified_in_pieces_as_wh
     whole, pieces = outputs["whole"][1], outputs["pieces"][1]
     pd.testing.assert_frame_equal(whole, pieces)
     assert (whole["class"][(whole["time_s"] > 39.5) & (whole["time_s"] < 43.5)] == "Q").sum() >= 2  # the lead off's
+
+
+def test_a_rate_360_hz_is_no_simple_fraction_of_marks_gaps_as_the_whole_lead_does():
+    """At 359.9 Hz, 360 / fs is rounded to 1 (limit_denominator): recordings.resample's gap rule (the input sample
+    nearest in time, on fs / 360) drifts from the filter's grid, by more than a read's reach within minutes; a gap
+    there is still marked where the whole lead marks it."""
+    fs = 359.9
+    x = np.sin(np.arange(int(fs * 600)) / 40.0)
+    x[int(fs * 500):int(fs * 500) + 1000] = np.nan
+    whole = recordings.resample(x, fs)
+    lead = chunked.Resampled(chunked.ArrayLead(x), fs)
+    assert (lead.up, lead.down) == (1, 1)
+    at = int(500 * 360)
+    for a, b in ((at - 2000, at + 2000), (at - 40, at + 1), (at + 900, at + 1100), (len(whole) - 500, len(whole))):
+        np.testing.assert_array_equal(lead.read(a, b), whole[a:b], err_msg=f"{a}..{b}")
+
+
+def test_a_long_lead_flat_throughout_at_two_levels_is_one_error_line(diagnostic_run, tmp_path, capsys, monkeypatch):
+    """Every sample in a flat stretch (a lead off at one level, then another): no sample to detect beats on, said in
+    one line with exit 2, as for any recording without beats."""
+    import wfdb
+
+    d = np.repeat([0, 100], 360 * 60)[:, None]
+    wfdb.wrsamp("off", fs=360, units=["mV"], sig_name=["MLII"], d_signal=d, fmt=["16"], adc_gain=[200.0],
+                baseline=[0], write_dir=str(tmp_path))
+    monkeypatch.setattr(chunked, "WHOLE_SECONDS", 20.0)
+    code = predict.main(["--model", str(diagnostic_run), "--record", str(tmp_path / "off"), "--no-plot", "--out",
+                         str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "only 0 beats detected" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
