@@ -137,8 +137,8 @@ class Resampled:
         gaps = np.isnan(x)
         if gaps.any():  # bridged by straight lines between the samples present, as recordings.resample does
             known = np.flatnonzero(~gaps) + i0
-            before = self._present(i0 - 1, -1) if gaps[0] else None
-            after = self._present(i1, n_in) if gaps[-1] else None
+            before = present(self.lead, i0 - 1, -1) if gaps[0] else None
+            after = present(self.lead, i1, n_in) if gaps[-1] else None
             xp = np.concatenate([[before[0]] if before else [], known, [after[0]] if after else []])
             fp = np.concatenate([[before[1]] if before else [], x[~gaps], [after[1]] if after else []])
             if not len(xp):  # no sample present in the whole lead (prepare refuses one)
@@ -155,19 +155,6 @@ class Resampled:
         else:
             y[np.isnan(self.lead.read(lo, hi))[src - lo]] = np.nan
         return y
-
-    def _present(self, start: int, stop: int, block: int = 1 << 16):
-        """(index, value) of the first sample present from start towards stop (exclusive; either way), or None."""
-        step = 1 if stop > start else -1
-        for a in range(start, stop, step * block):
-            b = a + step * block
-            lo, hi = (a, min(b, stop)) if step > 0 else (max(b, stop) + 1, a + 1)
-            x = self.lead.read(lo, hi)
-            idx = np.flatnonzero(~np.isnan(x))
-            if len(idx):
-                i = idx[0] if step > 0 else idx[-1]
-                return lo + int(i), float(x[i])
-        return None
 
 
 def read_marked(lead, a: int, b: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -189,18 +176,6 @@ class Seen:
     mains: list = field(default_factory=list)  # the samples the mains check reads (recordings.mains_fraction)
 
 
-def look(seen: Seen, own: np.ndarray) -> bool:
-    """Add samples of a lead as recorded (NaN where missing) to what was seen of it; False once a value is infinite."""
-    gaps = np.isnan(own)
-    valid = own[~gaps]
-    seen.finite &= bool(np.isfinite(valid).all())
-    seen.n_valid += len(valid)
-    seen.missing += int(gaps.sum())
-    if len(valid):
-        seen.low, seen.high = min(seen.low, valid.min()), max(seen.high, valid.max())
-    return seen.finite
-
-
 def mains_rows(n: int, seen: Seen):
     """(mains_starts of an n-sample lead, the array seen.mains holds their segments in, filled as they are read)."""
     at = mains_starts(n)
@@ -214,7 +189,14 @@ def mains_rows(n: int, seen: Seen):
 def see(seen: Seen, lead, a: int, own: np.ndarray, flat, mains_at, rows) -> bool:
     """Add samples a.. of a lead as recorded (own; flat: those in flat stretches, or None) to what was seen of it
     (the checks of recordings.prepare and check_signal); False once a value is infinite."""
-    if not look(seen, own):
+    gaps = np.isnan(own)
+    valid = own[~gaps]
+    seen.finite &= bool(np.isfinite(valid).all())
+    seen.n_valid += len(valid)
+    seen.missing += int(gaps.sum())
+    if len(valid):
+        seen.low, seen.high = min(seen.low, valid.min()), max(seen.high, valid.max())
+    if not seen.finite:
         return False
     seen.flat += int(flat.sum()) if flat is not None else 0
     b = a + len(own)
@@ -240,12 +222,18 @@ def check_lead(lead, piece: int = PIECE) -> Seen:
     return seen
 
 
-def first_valid(lead, piece: int = PIECE) -> int | None:
-    """The first sample of a lead that is not NaN (None: all are)."""
-    for a in range(0, len(lead), piece):
-        valid = np.flatnonzero(~np.isnan(lead.read(a, min(a + piece, len(lead)))))
-        if len(valid):
-            return a + int(valid[0])
+def present(lead, start: int, stop: int, block: int = 1 << 16) -> tuple[int, float] | None:
+    """(index, value) of the first sample present (not NaN) from start towards stop (exclusive; either way), read
+    `block` samples at a time; None: none is."""
+    step = 1 if stop > start else -1
+    for a in range(start, stop, step * block):
+        b = a + step * block
+        lo, hi = (a, min(b, stop)) if step > 0 else (max(b, stop) + 1, a + 1)
+        x = lead.read(lo, hi)
+        idx = np.flatnonzero(~np.isnan(x))
+        if len(idx):
+            i = idx[0] if step > 0 else idx[-1]
+            return lo + int(i), float(x[i])
     return None
 
 
@@ -332,7 +320,7 @@ class PieceClassifier:
     def _judge(self, samples: np.ndarray, noise: np.ndarray, final: bool) -> None:
         """Beats cut (R-peaks, quality.beat_noise): the noise of each segment they complete (quality.segment_noise)."""
         s, v = np.concatenate([self.pending[0], samples]), np.concatenate([self.pending[1], noise])
-        seg = np.minimum(s // quality.SEGMENT, len(self.segments) - 1)
+        seg = quality.segment_of(s, len(self.segments))
         # beats come in order: the segments before the last cut beat's are complete (all of them at the end)
         upto = len(self.segments) if final else int(seg[-1]) if len(seg) else self.complete
         done = seg < upto
@@ -370,7 +358,7 @@ class PieceClassifier:
         rr = dl.rr_features(peaks, dl.FS, self.mode, from_beat=k0 - self.history, broken=broken)[:size]
         proba = self.clf.predict_proba(inputs, rr).astype(np.float64)
         sample = peaks[k0 - self.history:k1 - self.history].copy()
-        noise = self.segments[np.minimum(sample // quality.SEGMENT, len(self.segments) - 1)]
+        noise = quality.noise_at(self.segments, sample)
         proba = self._readable_again(inputs, peaks, k0 - self.history, broken, rr, proba, noise > quality.MAX_NOISE)
         cls = proba.argmax(1)
         if len(self.gap_runs):
@@ -398,7 +386,7 @@ class PieceClassifier:
         """predict.analyse's second look: the intervals from and to beats in noise are not known to the readable
         beats, which are classified again so; the unreadable keep their classes. peaks: the RR features' span, the
         batch from its `first` beat; broken: its gap intervals; rr, proba, unreadable: the batch's."""
-        noisy = self.segments[np.minimum(peaks // quality.SEGMENT, len(self.segments) - 1)] > quality.MAX_NOISE
+        noisy = quality.noise_at(self.segments, peaks) > quality.MAX_NOISE
         if not noisy.any():
             return proba
         noisy |= np.r_[False, noisy[:-1]]
@@ -421,7 +409,7 @@ class PieceClassifier:
         """The beats (sample, class, confidence, match, noise, readable: one array each) and their segments' noise
         (segment_noise)."""
         beats = self.kept.result()
-        beats["noise"] = self.segments[np.minimum(beats["sample"] // quality.SEGMENT, len(self.segments) - 1)]
+        beats["noise"] = quality.noise_at(self.segments, beats["sample"])
         beats["readable"], beats["segment_noise"] = ~(beats["noise"] > quality.MAX_NOISE), self.segments
         return beats
 
@@ -459,14 +447,12 @@ def classify_lead(lead, clf, on_batch=None, check: bool = False, strip: tuple[in
     samples of `strip` (a span to draw))."""
     n = len(lead)
     seen = Seen()
-    start = first_valid(lead, piece)
-    if start is None:  # all missing or flat: what the checks need to say which
-        for a in range(0, n, piece) if check else ():
-            look(seen, read_marked(lead, a, min(a + piece, n))[0])
-        return None, seen, None
+    first = present(lead, 0, n, piece)
+    if first is None:  # all missing or flat: what the checks need to say which
+        return None, check_lead(lead, piece) if check else seen, None
+    start, first_value = first
     mains_at, rows = mains_rows(n, seen) if check else (None, None)
     pc = PieceClassifier(clf, n, start, on_batch)
-    first_value = lead.read(start, start + 1)[0]
     last = first_value  # the value held before the span read next (its filled sample before it)
     shown = []
     for a in range(0, n, piece):

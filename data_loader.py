@@ -5,6 +5,7 @@ in config.py; the other stages import both from here."""
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -142,18 +143,16 @@ def running_median(x: np.ndarray, size: int) -> np.ndarray:
 
 
 PARALLEL_VALUES = 1 << 18  # running_median splits arrays of this many values or more between threads
-_threads = []
 
 
+@functools.cache
 def _pool():
     """(a pool of one thread per core, made once (None on one core), the cores)."""
-    if not _threads:
-        import os
-        from concurrent.futures import ThreadPoolExecutor
+    import os
+    from concurrent.futures import ThreadPoolExecutor
 
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        _threads.append((ThreadPoolExecutor(cores) if cores > 1 else None, cores))
-    return _threads[0]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return ThreadPoolExecutor(cores) if cores > 1 else None, cores
 
 
 def with_templates(windows: np.ndarray, beats: int = TEMPLATE_BEATS) -> np.ndarray:

@@ -32,6 +32,7 @@ POLARITY_BEFORE, POLARITY_AFTER = 108, 180  # samples at 360 Hz: 300 ms before t
 # al. 2015, NeuroKit2's 'templatematch') was tried first: on DS1 it flagged stretches of ectopic beats in clean
 # records (108, 208: up to 25%) and missed most of the noise. Electrode motion (slow, 0.5-10 Hz) is not seen.
 QUALITY_SEGMENT_S = 10.0
+SEGMENT = int(QUALITY_SEGMENT_S * dl.FS)  # samples at 360 Hz
 MAX_NOISE = 0.0056
 WARN_UNREADABLE = 0.10
 WARN_STRETCH_S = 60.0
@@ -109,15 +110,21 @@ def beat_noise(windows: np.ndarray) -> np.ndarray:
 def segment_noise(samples: np.ndarray, noise: np.ndarray, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
     """(each beat's segment noise, each QUALITY_SEGMENT_S segment's): the median of beat_noise over the beats of
     the segment (samples: R-peaks at 360 Hz); NaN for a segment without beats (a gap, or nothing detected)."""
-    n_seg = max(-(-n_samples // SEGMENT), 1)
-    seg = np.clip(np.asarray(samples, dtype=np.int64) // SEGMENT, 0, n_seg - 1)
-    q = np.full(n_seg, np.nan)
+    q = np.full(max(-(-n_samples // SEGMENT), 1), np.nan)
+    seg = segment_of(samples, len(q))
     present, medians = segment_medians(seg, noise)
     q[present] = medians
     return q[seg], q
 
 
-SEGMENT = int(QUALITY_SEGMENT_S * dl.FS)  # samples at 360 Hz
+def segment_of(samples: np.ndarray, n_seg: int) -> np.ndarray:
+    """The QUALITY_SEGMENT_S segment (of n_seg) each R-peak (a sample at 360 Hz) is in."""
+    return np.clip(np.asarray(samples, dtype=np.int64) // SEGMENT, 0, n_seg - 1)
+
+
+def noise_at(segments: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    """The noise of the segment each R-peak is in (segments: segment_noise's second)."""
+    return segments[segment_of(samples, len(segments))]
 
 
 def segment_medians(seg: np.ndarray, noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
