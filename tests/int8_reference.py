@@ -131,6 +131,12 @@ def layer_differences(path, batch: int = 64, seed: int = 0) -> dict[str, float]:
     return out
 
 
+def exact_integers(diffs: dict[str, float]) -> bool:
+    """Whether layer_differences shows exact integer arithmetic: requantized layers within a rounding step of the
+    reference, MatMulInteger's int32 sums equal to it."""
+    return bool(diffs) and all((not k.startswith("MatMulInteger") and v <= 1) or v == 0 for k, v in diffs.items())
+
+
 if __name__ == "__main__":
     for file in sys.argv[1:]:
         diffs = layer_differences(file)

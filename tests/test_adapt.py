@@ -107,11 +107,11 @@ def test_suggest_then_adapt_then_predict_and_stream(realtime_run, tmp_path, caps
         code, out, err = run_cmd(capsys, "predict", "--model", run, "--kind", kind, "--record", rec, "--out",
                                  tmp_path / f"p-{kind}", "--no-plot")
         assert code == 0, err
-    from int8_reference import layer_differences
+    from int8_reference import exact_integers, layer_differences
 
     for name in ("model_int8_static.onnx", "model_int8_dynamic.onnx"):  # the same integers on every CPU (test_export)
         diffs = layer_differences(run / name)
-        assert diffs and all((not k.startswith("MatMulInteger") and v <= 1) or v == 0 for k, v in diffs.items()), diffs
+        assert exact_integers(diffs), diffs
     batch = pd.read_csv(tmp_path / "p-static-int8" / "124_beats.csv")
     code, out, err = run_cmd(capsys, "stream", "--model", run, "--record", rec, "--speed", 0)
     assert code == 0, err
